@@ -1,0 +1,343 @@
+"""Distillation losses: KD, DKD, LTKD (and its ablations), cross-entropy and the warm-up.
+
+Every loss is a pure function of logits, safe under `jax.jit`, with no Python loop over classes or batch.
+Conventions (SPEC §1):
+
+* `p = softmax(z / T)`; every scalar loss is a batch mean multiplied by `T**2` (mdistiller's "batchmean").
+* `group_ids` maps classes to groups: shape (C,) for one map shared by the batch, or (B, C) for one map per
+  sample (DKD's target / non-target split). Group aggregation is a masked reduction over the class axis.
+* Everything is computed in log space from the logits: group log-probabilities are log-sum-exps over each
+  group's classes, within-group log-probabilities are logits minus their group's log-sum-exp. No tiny
+  probability is ever divided by another, so values and gradients stay finite for logits of magnitude 100 at
+  T = 1 and for groups whose probability underflows to zero.
+
+The KL decomposition (paper §III-A), per sample:
+    KL(p_t || p_s) = KL(P_t || P_s) + sum_k P_t,k * KL(p~_t,k || p~_s,k)
+with `P` the group probabilities and `p~_k` the distribution within group k. LTKD replaces `P_t` in the first
+term by the batch-rebalanced `P^_t` and drops the weights `P_t,k` of the second.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "kd_loss",
+    "dkd_loss",
+    "ltkd_loss",
+    "kd_decomposition",
+    "rebalance_group_log_probs",
+    "teacher_group_sums",
+    "cross_entropy",
+    "warmup_factor",
+    "student_objective",
+    "DISTILL_LOSSES",
+    "get_distill_loss",
+    "validate_group_ids",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation of the class -> group map (host side, before tracing).
+
+
+def validate_group_ids(group_ids, num_groups: int, num_classes: int | None = None) -> None:
+    """Raise one clear ValueError if `group_ids` is not a valid class->group map.
+
+    Checked when `group_ids` is concrete (numpy or a committed jax array); a traced map (e.g. DKD's per-sample
+    map built from labels inside jit) cannot be inspected and is trusted.
+    """
+    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
+        raise ValueError(f"num_groups={num_groups!r} is invalid: it must be a positive integer")
+    if isinstance(group_ids, jax.core.Tracer):
+        return
+    ids = np.asarray(group_ids)
+    if ids.ndim not in (1, 2):
+        raise ValueError(f"group_ids has shape {ids.shape}; expected (C,) or (B, C)")
+    if num_classes is not None and ids.shape[-1] != num_classes:
+        raise ValueError(
+            f"group_ids has {ids.shape[-1]} classes but the logits have {num_classes}; they must agree")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"group_ids must be integers, got dtype {ids.dtype}")
+    bad = ids[(ids < 0) | (ids >= num_groups)]
+    if bad.size:
+        raise ValueError(
+            f"group id {int(bad.flat[0])} is outside [0, {num_groups}) (num_groups={num_groups})")
+    rows = ids.reshape(-1, ids.shape[-1])
+    present = np.zeros((rows.shape[0], num_groups), dtype=bool)
+    present[np.arange(rows.shape[0])[:, None], rows] = True
+    empty = np.argwhere(~present)
+    if empty.size:
+        row, group = empty[0]
+        where = "" if ids.ndim == 1 else f" in sample {row}"
+        raise ValueError(f"group {group} has no class{where}; every group in [0, {num_groups}) needs one")
+
+
+def _check_logits(student_logits, teacher_logits) -> None:
+    if student_logits.shape != teacher_logits.shape or student_logits.ndim != 2:
+        raise ValueError(
+            f"student logits {student_logits.shape} and teacher logits {teacher_logits.shape} must both be (B, C)")
+
+
+def _check_temperature(temperature) -> None:
+    if not isinstance(temperature, jax.core.Tracer) and not float(temperature) > 0:
+        raise ValueError(f"temperature={temperature!r} is invalid: it must be > 0")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Log-space group algebra.
+
+
+def _group_masks(group_ids, num_groups: int) -> jax.Array:
+    """One-hot membership, (C, G) or (B, C, G), boolean."""
+    return jnp.asarray(group_ids)[..., None] == jnp.arange(num_groups)
+
+
+def _masked_logsumexp(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """log sum_{i in group} exp(values_i) for every group: values (B, C), mask (C, G) or (B, C, G) -> (B, G).
+
+    An empty group gives -inf with a zero (not NaN) gradient.
+    """
+    masked = jnp.where(mask, values[..., None], -jnp.inf)  # (B, C, G)
+    peak = jnp.max(masked, axis=-2, keepdims=True)
+    peak = jax.lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
+    summed = jnp.sum(jnp.where(mask, jnp.exp(masked - peak), 0.0), axis=-2)
+    safe = jnp.where(summed > 0, summed, 1.0)
+    return jnp.where(summed > 0, jnp.log(safe) + peak[..., 0, :], -jnp.inf)
+
+
+def _segment_sum(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sum of per-class values over each group's classes: (B, C) -> (B, G), a one-hot contraction."""
+    return jnp.sum(jnp.where(mask, values[..., None], 0.0), axis=-2)
+
+
+def _grouped_log_probs(logits: jax.Array, mask: jax.Array, temperature):
+    """Group log-probabilities (B, G) and within-group log-probabilities (B, C) of softmax(logits / T)."""
+    scaled = logits.astype(jnp.float32) / temperature
+    group_lse = _masked_logsumexp(scaled, mask)  # (B, G)
+    log_group_probs = group_lse - jax.nn.logsumexp(group_lse, axis=-1, keepdims=True)
+    own_group_lse = _segment_sum(group_lse, jnp.swapaxes(mask, -1, -2))  # pick each class's group: (B, C)
+    log_within = scaled - own_group_lse
+    return log_group_probs, log_within
+
+
+def _kl_from_logs(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
+    """KL(p || q) from log-probabilities; terms with p = 0 contribute 0 (and no NaN gradient)."""
+    return jnp.sum(_kl_terms(log_p, log_q), axis=axis)
+
+
+def _kl_terms(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
+    p = jnp.exp(log_p)
+    finite = jnp.isfinite(log_p)
+    diff = jnp.where(finite, log_p, 0.0) - jnp.where(finite, log_q, 0.0)
+    return jnp.where(finite, p * diff, 0.0)
+
+
+def rebalance_group_log_probs(log_group_probs: jax.Array) -> jax.Array:
+    """LTKD's rebalanced teacher group distribution, in log space (paper §III-B; SPEC §1 steps 1-2).
+
+    With `S_k = sum_b P[b, k]` over the whole (global) batch and `w_k = mean(S) / S_k`,
+    `P^[b, k] = w_k P[b, k] / sum_j w_j P[b, j]`. The weights are a function of the teacher alone and carry no
+    gradient. Under `jit` on a sharded batch the sum is over the global array, as the method requires.
+    """
+    log_sums = jax.nn.logsumexp(log_group_probs, axis=0)  # log S_k, (G,)
+    num_groups = log_group_probs.shape[-1]
+    log_mean = jax.nn.logsumexp(log_sums) - jnp.log(num_groups)
+    log_weights = jax.lax.stop_gradient(log_mean - log_sums)  # log w_k
+    scaled = log_group_probs + log_weights
+    return scaled - jax.nn.logsumexp(scaled, axis=-1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public losses.
+
+
+def kd_decomposition(student_logits, teacher_logits, group_ids, *, num_groups: int, temperature: float):
+    """The per-sample terms of KD's KL decomposition.
+
+    Returns `(inter, intra)`: `inter` (B,) is `KL(P_t || P_s)` between the group distributions and `intra`
+    (B, G) the un-weighted within-group KLs `KL(p~_t,k || p~_s,k)`. Then, per sample,
+    `KL(p_t || p_s) = inter + sum_k P_t,k * intra[:, k]`.
+    """
+    _check_logits(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    validate_group_ids(group_ids, num_groups, student_logits.shape[-1])
+    terms = _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature)
+    return terms["inter"], terms["intra"]
+
+
+def _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature):
+    mask = _group_masks(group_ids, num_groups)
+    log_group_t, log_within_t = _grouped_log_probs(teacher_logits, mask, temperature)
+    log_group_s, log_within_s = _grouped_log_probs(student_logits, mask, temperature)
+    intra = _segment_sum(_kl_terms(log_within_t, log_within_s), mask)  # (B, G)
+    return {
+        "log_group_teacher": log_group_t,
+        "log_group_student": log_group_s,
+        "inter": _kl_from_logs(log_group_t, log_group_s),
+        "intra": intra,
+    }
+
+
+def kd_loss(student_logits, teacher_logits, *, temperature: float):
+    """Hinton's KD: `T**2 * mean_b KL(softmax(z_t/T) || softmax(z_s/T))`."""
+    _check_logits(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    log_p_s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
+    log_p_t = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature, axis=-1)
+    return temperature**2 * jnp.mean(_kl_from_logs(log_p_t, log_p_s))
+
+
+def ltkd_loss(student_logits, teacher_logits, group_ids, *, alpha: float, beta: float, temperature: float,
+              num_groups: int = 3, rebalance: bool = True, uniform_intra: bool = True):
+    """Long-Tailed KD: `T**2 * (alpha * inter + beta * intra)`, batch means (SPEC §1).
+
+    inter: `KL(P^_t || P_s)`, the teacher's group distribution rebalanced over the batch (or `KL(P_t || P_s)`
+      with `rebalance=False`).
+    intra: `sum_k KL(p~_t,k || p~_s,k)` (or weighted by `P_t,k` with `uniform_intra=False`, which with
+      `rebalance=False` and `alpha = beta = 1` is exactly plain KD).
+    """
+    _check_logits(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    validate_group_ids(group_ids, num_groups, student_logits.shape[-1])
+    return _ltkd(student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta, temperature=temperature,
+                 num_groups=num_groups, rebalance=rebalance, uniform_intra=uniform_intra)
+
+
+def _ltkd(student_logits, teacher_logits, group_ids, *, alpha, beta, temperature, num_groups, rebalance,
+          uniform_intra):
+    terms = _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature)
+    log_group_t = terms["log_group_teacher"]
+    if rebalance:
+        inter = _kl_from_logs(rebalance_group_log_probs(log_group_t), terms["log_group_student"])
+    else:
+        inter = terms["inter"]
+    if uniform_intra:
+        intra = jnp.sum(terms["intra"], axis=-1)
+    else:
+        intra = jnp.sum(jnp.exp(log_group_t) * terms["intra"], axis=-1)
+    return temperature**2 * (alpha * jnp.mean(inter) + beta * jnp.mean(intra))
+
+
+def dkd_loss(student_logits, teacher_logits, labels, *, alpha: float, beta: float, temperature: float):
+    """Decoupled KD (Zhao et al. 2022): `T**2 * mean_b [alpha * TCKD + beta * NCKD]`.
+
+    It is the two-group case of the decomposition with per-sample groups {target, non-target}, no rebalancing
+    and an un-weighted within-group term (the target group has one class, so its within-group KL is zero).
+    """
+    _check_logits(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    num_classes = student_logits.shape[-1]
+    group_ids = 1 - jax.nn.one_hot(labels, num_classes, dtype=jnp.int32)  # 0: target, 1: non-target
+    return _ltkd(student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta, temperature=temperature,
+                 num_groups=2, rebalance=False, uniform_intra=True)
+
+
+def teacher_group_sums(teacher_logits, group_ids, *, num_groups: int = 3, temperature: float = 1.0):
+    """The teacher's batch sums of group probabilities before and after rebalancing (the paper's Fig. 3).
+
+    Returns `(before, after)`, each (G,): `sum_b P_t[b, k]` and `sum_b P^_t[b, k]`. Each adds up to the batch
+    size. Before per-sample renormalisation the rescaled sums `w_k S_k` are exactly equal; `after` is what the
+    student is actually taught, after each sample is renormalised to sum to one.
+    """
+    validate_group_ids(group_ids, num_groups, teacher_logits.shape[-1])
+    mask = _group_masks(group_ids, num_groups)
+    log_group_t, _ = _grouped_log_probs(teacher_logits, mask, temperature)
+    before = jnp.sum(jnp.exp(log_group_t), axis=0)
+    after = jnp.sum(jnp.exp(rebalance_group_log_probs(log_group_t)), axis=0)
+    return before, after
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy with integer labels."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1))
+
+
+def warmup_factor(epoch, warmup_epochs):
+    """`min(epoch / warmup_epochs, 1)` with epochs counted from 1 as in mdistiller; no warm-up when 0."""
+    if isinstance(warmup_epochs, (int, float)) and warmup_epochs <= 0:
+        return jnp.ones_like(jnp.asarray(epoch, jnp.float32))
+    return jnp.minimum(jnp.asarray(epoch, jnp.float32) / warmup_epochs, 1.0)
+
+
+def student_objective(student_logits, teacher_logits, labels, group_ids, *, distill_loss: Callable,
+                      ce_weight: float, distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0):
+    """`ce_weight * CE + warmup(epoch) * distill_weight * distill` (SPEC §1). Returns (total, parts)."""
+    ce = cross_entropy(student_logits, labels)
+    distill = distill_loss(student_logits, teacher_logits, labels, group_ids)
+    total = ce_weight * ce + warmup_factor(epoch, warmup_epochs) * distill_weight * distill
+    return total, {"ce": ce, "distill": distill}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Registry: a config names its distillation loss and gives its hyper-parameters.
+#
+# Every entry builds `loss(student_logits, teacher_logits, labels, group_ids) -> scalar`.
+# The LTKD ablations are the rows of the paper's Tables VI-VII:
+#   ltkd_inter_biased    inter only, teacher group distribution as is        (Table VI "Biased")
+#   ltkd_inter_balanced  inter only, rebalanced                              (Table VI "Ours", VII "Inter only")
+#   ltkd_intra_uniform   intra only, uniform group weights                   (Table VII "Intra only")
+#   ltkd                 both                                                (Table VII "Inter + Intra")
+# Table VII's "Baseline" is plain `kd`.
+
+
+def _kd_entry(*, temperature):
+    def loss(student_logits, teacher_logits, labels, group_ids):
+        del labels, group_ids
+        return kd_loss(student_logits, teacher_logits, temperature=temperature)
+    return loss
+
+
+def _dkd_entry(*, alpha, beta, temperature):
+    def loss(student_logits, teacher_logits, labels, group_ids):
+        del group_ids
+        return dkd_loss(student_logits, teacher_logits, labels, alpha=alpha, beta=beta, temperature=temperature)
+    return loss
+
+
+def _ltkd_entry(*, alpha, beta, temperature, num_groups=3, rebalance=True, uniform_intra=True):
+    def loss(student_logits, teacher_logits, labels, group_ids):
+        del labels
+        return ltkd_loss(student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta,
+                         temperature=temperature, num_groups=num_groups, rebalance=rebalance,
+                         uniform_intra=uniform_intra)
+    return loss
+
+
+def _inter_only(*, rebalance):
+    def entry(*, alpha, temperature, num_groups=3):
+        return _ltkd_entry(alpha=alpha, beta=0.0, temperature=temperature, num_groups=num_groups,
+                           rebalance=rebalance)
+    return entry
+
+
+def _intra_only(*, beta, temperature, num_groups=3):
+    return _ltkd_entry(alpha=0.0, beta=beta, temperature=temperature, num_groups=num_groups)
+
+
+DISTILL_LOSSES: Mapping[str, Callable[..., Callable]] = {
+    "kd": _kd_entry,
+    "dkd": _dkd_entry,
+    "ltkd": _ltkd_entry,
+    "ltkd_inter_biased": _inter_only(rebalance=False),
+    "ltkd_inter_balanced": _inter_only(rebalance=True),
+    "ltkd_intra_uniform": _intra_only,
+}
+
+
+def get_distill_loss(name: str, **hparams) -> Callable:
+    """The registered loss `name` with its hyper-parameters bound, e.g. `get_distill_loss("ltkd", alpha=6,
+    beta=6, temperature=4)`. Unknown names or hyper-parameters raise one clear ValueError."""
+    if name not in DISTILL_LOSSES:
+        raise ValueError(f"unknown distillation loss {name!r}; known: {', '.join(sorted(DISTILL_LOSSES))}")
+    entry = DISTILL_LOSSES[name]
+    try:
+        return entry(**hparams)
+    except TypeError as error:
+        raise ValueError(f"bad hyper-parameters {sorted(hparams)} for loss {name!r}: {error}") from None

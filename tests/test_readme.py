@@ -1,0 +1,17 @@
+"""Every ```python block of the README runs as written."""
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_has_snippets():
+    assert BLOCKS
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_snippet_runs(index):
+    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {})

@@ -1,0 +1,243 @@
+"""The long-tailed view of a data set: :class:`DatasetInfo`, :func:`get_info`, :func:`write_split`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ltkd_jax.data import longtail
+from ltkd_jax.data.registry import DatasetSpec, get_spec
+from ltkd_jax.data.source import split_metadata
+
+LT_INDICES_FILE = "lt_indices.npy"
+CLASS_GROUPS_FILE = "class_groups.json"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DatasetInfo:
+    """Everything a trainer needs to know about one (long-tailed) data set.
+
+    Attributes:
+      name: registry name ("cifar100", "tiny_imagenet", "fashion_mnist", "imagenet2012").
+      spec: the static :class:`~ltkd_jax.data.registry.DatasetSpec`.
+      data_dir: the tfds data dir (caches live in ``<data_dir>/ltkd_jax/``).
+      num_classes: C.
+      image_shape: (H, W, C) of the images in batches (after crop/resize).
+      mean, std: the per-channel normalisation applied to pixels in [0, 1].
+      train_split, eval_split: tfds split names.
+      imbalance_factor: gamma of the exponential profile (None: full split or a split file).
+      split_seed: seed of LDAM-DRW's selection RandomState (0 in the literature).
+      split_file: OLTR-style split file used instead of the exponential profile, or None.
+      full_train_counts: (C,) per-class counts of the full training split.
+      train_counts: (C,) per-class counts of the long-tailed training subset.
+      lt_indices: (N_lt,) int64 canonical indices of the kept training examples (class order).
+      group_ids: (C,) int32 group per class, 0 = head ... num_groups-1 = tail.
+      num_groups: number of groups.
+      num_eval: number of evaluation examples (all of ``eval_split``).
+    """
+
+    name: str
+    spec: DatasetSpec
+    data_dir: Optional[str]
+    num_classes: int
+    image_shape: Tuple[int, int, int]
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    train_split: str
+    eval_split: str
+    imbalance_factor: Optional[float]
+    split_seed: int
+    split_file: Optional[str]
+    full_train_counts: np.ndarray
+    train_counts: np.ndarray
+    lt_indices: np.ndarray
+    group_ids: np.ndarray
+    num_groups: int
+    num_eval: int
+
+    @property
+    def num_train(self) -> int:
+        """Size of the long-tailed training subset."""
+        return int(self.lt_indices.size)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.image_shape[0])
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        return longtail.group_sizes(self.group_ids, self.num_groups)
+
+    @property
+    def shot_masks(self) -> Dict[str, np.ndarray]:
+        """(C,) bool masks many (> 100) / medium (20..100) / few (< 20) training images."""
+        return longtail.shot_masks(self.train_counts)
+
+    def steps_per_epoch(self, global_batch_size: int) -> int:
+        """Training steps per epoch (the remainder of the epoch is dropped)."""
+        return self.num_train // int(global_batch_size)
+
+    def eval_steps(self, global_batch_size: int) -> int:
+        """Evaluation steps covering every evaluation example once (last batch padded)."""
+        return -(-self.num_eval // int(global_batch_size))
+
+    def summary(self) -> dict:
+        """JSON-friendly description (what :func:`write_split` stores in ``class_groups.json``)."""
+        shots = self.shot_masks
+        return {
+            "dataset": self.name,
+            "train_split": self.train_split,
+            "eval_split": self.eval_split,
+            "imbalance_factor": self.imbalance_factor,
+            "split_seed": self.split_seed,
+            "split_file": self.split_file,
+            "num_classes": self.num_classes,
+            "num_train": self.num_train,
+            "num_eval": self.num_eval,
+            "num_groups": self.num_groups,
+            "group_ids": self.group_ids.tolist(),
+            "group_sizes": self.group_sizes.tolist(),
+            "groups": [np.flatnonzero(self.group_ids == g).tolist() for g in range(self.num_groups)],
+            "train_counts": self.train_counts.tolist(),
+            "full_train_counts": self.full_train_counts.tolist(),
+            "shots": {k: np.flatnonzero(v).tolist() for k, v in shots.items()},
+            "index_order": ("canonical order: sort of feature " + repr(self.spec.order_key)) if self.spec.order_key
+            else "tfds stored order (shuffle_files=False)",
+        }
+
+
+def get_info(name: str, *, data_dir=None, imbalance_factor: Optional[float] = None, split_seed: int = 0,
+             num_groups: int = 3, split_file: Optional[str] = None,
+             image_size: Optional[int] = None) -> DatasetInfo:
+    """Describe data set ``name`` and its long-tailed training subset.
+
+    Args:
+      name: registry name.
+      data_dir: tfds data dir (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+      imbalance_factor: gamma >= 1 of the exponential profile (LDAM-DRW). None with no ``split_file``: the full
+        training split.
+      split_seed: seed of the selection (LDAM-DRW and the literature: 0). Independent of the training seed.
+      num_groups: number of head...tail groups.
+      split_file: OLTR-style list (``relative/path label`` per line) of the training images to keep, matched
+        to examples by file name (ImageNet / Tiny ImageNet). Exclusive with ``imbalance_factor``.
+      image_size: output size for ImageNet (default 224); other data sets keep their native size.
+
+    Reads cached labels with numpy only; the first call for a split scans it with tfds (TensorFlow).
+    """
+    spec = get_spec(name)
+    if imbalance_factor is not None and split_file is not None:
+        raise ValueError(f"give imbalance_factor ({imbalance_factor!r}) or split_file ({split_file!r}), not both")
+    if spec.image_shape is not None:
+        if image_size is not None and int(image_size) != spec.image_shape[0]:
+            raise ValueError(f"image_size={image_size!r}: {name} images are {spec.image_shape[0]}x"
+                             f"{spec.image_shape[1]}; only imagenet2012 takes another size")
+        image_shape = spec.image_shape
+    else:
+        size = spec.default_image_size if image_size is None else int(image_size)
+        if size < 8:
+            raise ValueError(f"image_size must be >= 8, got {image_size!r}")
+        image_shape = (size, size, 3)
+    train = split_metadata(name, spec.train_split, data_dir)
+    labels = train.labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
+        raise ValueError(f"{name}: label {int(labels.max())} outside [0, {spec.num_classes})")
+    full_counts = np.bincount(labels, minlength=spec.num_classes)
+    if split_file is not None:
+        lt_indices = indices_from_split_file(split_file, train.keys, labels, name=name)
+        counts = np.bincount(labels[lt_indices], minlength=spec.num_classes)
+        gamma = None
+    elif imbalance_factor is None:
+        lt_indices = np.arange(labels.size, dtype=np.int64)
+        counts = full_counts
+        gamma = None
+    else:
+        counts = longtail.exponential_counts(full_counts, imbalance_factor)
+        lt_indices = longtail.select_indices(labels, counts, seed=split_seed)
+        gamma = float(imbalance_factor)
+    group_ids = longtail.class_groups(counts, num_groups)
+    num_eval = split_metadata(name, spec.eval_split, data_dir).num_examples
+    return DatasetInfo(
+        name=name, spec=spec, data_dir=None if data_dir is None else os.fspath(data_dir),
+        num_classes=spec.num_classes, image_shape=tuple(image_shape), mean=spec.mean, std=spec.std,
+        train_split=spec.train_split, eval_split=spec.eval_split, imbalance_factor=gamma,
+        split_seed=int(split_seed), split_file=None if split_file is None else os.fspath(split_file),
+        full_train_counts=full_counts.astype(np.int64), train_counts=np.asarray(counts, np.int64),
+        lt_indices=lt_indices.astype(np.int64), group_ids=group_ids, num_groups=int(num_groups),
+        num_eval=int(num_eval))
+
+
+def indices_from_split_file(path, keys: Optional[np.ndarray], labels: np.ndarray, *, name: str = "") -> np.ndarray:
+    """Canonical indices of the images listed in an OLTR-style split file (``relative/path label`` lines).
+
+    Images are matched by file name (the path's last component) against the split's ``file_name`` feature;
+    the label on each line must equal the data set's label. Returns the indices in the file's order.
+    """
+    if keys is None:
+        raise ValueError(f"split files need a data set with file names (imagenet2012, tiny_imagenet), not {name!r}")
+    names, file_labels, lines = [], [], []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.strip().rsplit(None, 1)  # the path may contain spaces, the label cannot
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise ValueError(f"{path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
+            try:
+                file_labels.append(int(fields[1]))
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: label {fields[1]!r} is not an integer") from None
+            names.append(fields[0].replace("\\", "/").rsplit("/", 1)[-1].encode())
+            lines.append(lineno)
+    if not names:
+        raise ValueError(f"{path}: no 'relative/path label' lines")
+    query = np.asarray(names, dtype=np.bytes_)
+    pos = np.searchsorted(keys, query)
+    pos_c = np.minimum(pos, keys.size - 1)
+    found = (pos < keys.size) & (keys[pos_c] == query)
+    if not found.all():
+        i = int(np.flatnonzero(~found)[0])
+        raise ValueError(f"{path}:{lines[i]}: {names[i].decode()} is not in the {name} training split "
+                         f"({int((~found).sum())} of {len(names)} listed files missing)")
+    file_labels = np.asarray(file_labels, np.int64)
+    wrong = labels[pos] != file_labels
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        raise ValueError(f"{path}:{lines[i]}: {names[i].decode()} has label {int(file_labels[i])} in the file "
+                         f"but {int(labels[pos[i]])} in the data set")
+    uniq, first = np.unique(pos, return_index=True)
+    if uniq.size != pos.size:
+        dup = sorted(set(range(pos.size)) - set(first.tolist()))[0]
+        raise ValueError(f"{path}:{lines[dup]}: {names[dup].decode()} is listed twice")
+    return pos.astype(np.int64)
+
+
+def write_split(info: DatasetInfo, directory) -> Dict[str, str]:
+    """Write the LT index list and the class->group map beside a run (call it on process 0 only).
+
+    Files: ``lt_indices.npy`` (int64 canonical example indices of the training subset, class order) and
+    ``class_groups.json`` (:meth:`DatasetInfo.summary`: group ids, groups, counts, shots, provenance).
+    Returns ``{"lt_indices": path, "class_groups": path}``.
+    """
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    idx_path = os.path.join(directory, LT_INDICES_FILE)
+    json_path = os.path.join(directory, CLASS_GROUPS_FILE)
+    tmp = f"{idx_path}.tmp{os.getpid()}.npy"
+    np.save(tmp, info.lt_indices.astype(np.int64))
+    os.replace(tmp, idx_path)
+    tmp = f"{json_path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(info.summary(), f, indent=1)
+    os.replace(tmp, json_path)
+    return {"lt_indices": idx_path, "class_groups": json_path}
+
+
+def read_split(directory) -> Tuple[np.ndarray, dict]:
+    """``(lt_indices, class_groups_dict)`` as written by :func:`write_split` (e.g. to check a teacher's split)."""
+    directory = os.fspath(directory)
+    with open(os.path.join(directory, CLASS_GROUPS_FILE)) as f:
+        groups = json.load(f)
+    return np.load(os.path.join(directory, LT_INDICES_FILE)), groups

@@ -1,0 +1,164 @@
+"""Long-tailed subsets, class groups and shot buckets: pure numpy, no TensorFlow, no JAX.
+
+The conventions are those of LDAM-DRW (Cao et al., 2019), which defined CIFAR-100-LT, and of OLTR
+(Liu et al., 2019) for the many/medium/few buckets:
+
+* :func:`exponential_counts` -- per-class training counts ``floor(n_c * gamma**(-c / (C - 1)))``, computed
+  exactly as LDAM-DRW does (``int(n_c * (1 / gamma) ** (c / (C - 1.0)))`` in double precision), so the
+  totals match the literature: CIFAR-100-LT 19,573 / 15,907 / 12,608 / 10,847 for gamma = 10 / 20 / 50 / 100.
+* :func:`select_indices` -- LDAM-DRW's selection: one ``RandomState(seed)``; for every class in ascending
+  order, that class's indices in file order are shuffled with it and the first ``counts[c]`` kept.
+* :func:`class_groups` -- head/medium/tail (or any number of) groups: classes sorted by count (descending,
+  ties by label), cut into contiguous chunks with ``numpy.array_split``.
+* :func:`shot_masks` -- many (> 100), medium (20..100) and few (< 20) training images per class.
+
+Every function validates its input and raises a one-line ``ValueError`` that names the bad value.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Sequence
+
+import numpy as np
+
+__all__ = [
+    "exponential_counts",
+    "select_indices",
+    "class_groups",
+    "group_sizes",
+    "shot_masks",
+    "SHOT_THRESHOLDS",
+]
+
+# Literature thresholds (OLTR, Liu et al. 2019): many-shot > 100, few-shot < 20, medium in between.
+SHOT_THRESHOLDS = {"many_min_exclusive": 100, "few_max_exclusive": 20}
+
+
+def _as_int_vector(values, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D array, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{what} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.floor(arr)):
+            raise ValueError(f"{what} must hold whole numbers, got {arr.tolist()[:10]}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 0):
+        bad = int(np.flatnonzero(arr < 0)[0])
+        raise ValueError(f"{what} must be >= 0, got {int(arr[bad])} for class {bad}")
+    return arr
+
+
+def exponential_counts(full_counts: Sequence[int], imbalance_factor: float) -> np.ndarray:
+    """Per-class counts of the exponential long-tailed profile (LDAM-DRW's ``get_img_num_per_cls``).
+
+    Args:
+      full_counts: length-C per-class counts of the full split (e.g. ``np.full(100, 500)`` for CIFAR-100).
+      imbalance_factor: gamma = n_max / n_min >= 1 (1 keeps every example).
+
+    Returns:
+      int64 array (C,) with ``counts[c] = floor(full_counts[c] * gamma ** (-c / (C - 1)))``.
+
+    Raises:
+      ValueError: gamma < 1 or not finite, bad ``full_counts``, or a class whose count rounds to zero.
+    """
+    full = _as_int_vector(full_counts, "full_counts")
+    try:
+        gamma = float(imbalance_factor)
+    except (TypeError, ValueError):
+        raise ValueError(f"imbalance_factor must be a number >= 1, got {imbalance_factor!r}") from None
+    if not math.isfinite(gamma) or gamma < 1.0:
+        raise ValueError(f"imbalance_factor must be a finite number >= 1, got {imbalance_factor!r}")
+    num_classes = full.size
+    if num_classes == 1:
+        counts = full.copy()
+    else:
+        # Exactly LDAM-DRW's arithmetic (Python doubles, int() truncation), so the literature totals come out.
+        inv = 1.0 / gamma
+        counts = np.array(
+            [int(int(n) * inv ** (c / (num_classes - 1.0))) for c, n in enumerate(full)], dtype=np.int64
+        )
+    if np.any(counts <= 0):
+        bad = int(np.flatnonzero(counts <= 0)[0])
+        raise ValueError(
+            f"imbalance_factor={imbalance_factor!r} leaves class {bad} with {int(counts[bad])} examples "
+            f"(full count {int(full[bad])}); allowed: every class keeps >= 1 example, so use a smaller "
+            f"imbalance_factor"
+        )
+    return counts
+
+
+def select_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 0) -> np.ndarray:
+    """Indices of the examples kept by LDAM-DRW's rule, concatenated in ascending class order.
+
+    One ``np.random.RandomState(seed)``; for each class ``c = 0 .. C-1``: ``idx = np.where(labels == c)[0]``
+    (file order), ``rng.shuffle(idx)``, keep ``idx[:counts[c]]``.
+
+    Args:
+      labels: (N,) integer labels of the full split, in the split's file order.
+      counts: (C,) number of examples to keep per class (e.g. from :func:`exponential_counts`).
+      seed: seed of the single RandomState (LDAM-DRW: 0).
+
+    Returns:
+      int64 array of kept indices into ``labels``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array, got shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    counts = _as_int_vector(counts, "counts")
+    num_classes = counts.size
+    if labels.size:
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"label {bad} is outside the class range [0, {num_classes}) given by counts")
+    available = np.bincount(labels.astype(np.int64), minlength=num_classes)
+    short = np.flatnonzero(counts > available)
+    if short.size:
+        c = int(short[0])
+        raise ValueError(
+            f"counts[{c}]={int(counts[c])} exceeds the {int(available[c])} examples of class {c} in labels"
+        )
+    rng = np.random.RandomState(seed)
+    kept = []
+    for c in range(num_classes):
+        idx = np.where(labels == c)[0]
+        rng.shuffle(idx)
+        kept.append(idx[: counts[c]])
+    return np.concatenate(kept).astype(np.int64) if kept else np.zeros((0,), np.int64)
+
+
+def class_groups(counts: Sequence[int], num_groups: int = 3) -> np.ndarray:
+    """Group id per class: 0 = head (most examples) ... ``num_groups - 1`` = tail.
+
+    Classes are sorted by training count, descending, ties by label ascending (a stable sort), and the sorted
+    list is cut with ``np.array_split`` (sizes 34/33/33 for 100 classes, 67/67/66 for 200, 4/3/3 for 10).
+    """
+    counts = _as_int_vector(counts, "counts")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
+        raise ValueError(f"num_groups must be an integer, got {num_groups!r}")
+    if num_groups < 1 or num_groups > counts.size:
+        raise ValueError(f"num_groups must be in [1, {counts.size}] (the number of classes), got {num_groups}")
+    order = np.argsort(-counts, kind="stable")
+    group_ids = np.empty(counts.size, dtype=np.int32)
+    for g, chunk in enumerate(np.array_split(order, int(num_groups))):
+        group_ids[chunk] = g
+    return group_ids
+
+
+def group_sizes(group_ids: Sequence[int], num_groups: int | None = None) -> np.ndarray:
+    """Number of classes in each group."""
+    group_ids = np.asarray(group_ids, dtype=np.int64)
+    n = int(group_ids.max()) + 1 if num_groups is None else int(num_groups)
+    return np.bincount(group_ids, minlength=n)
+
+
+def shot_masks(counts: Sequence[int]) -> Dict[str, np.ndarray]:
+    """Boolean (C,) masks ``{"many": > 100, "medium": 20..100, "few": < 20}`` training images per class."""
+    counts = _as_int_vector(counts, "counts")
+    many = counts > SHOT_THRESHOLDS["many_min_exclusive"]
+    few = counts < SHOT_THRESHOLDS["few_max_exclusive"]
+    return {"many": many, "medium": ~many & ~few, "few": few}

@@ -1,0 +1,113 @@
+"""Prepare a data set for ltkd_jax: ``python -m ltkd_jax.data.prepare NAME [--data_dir=DIR] [...]``.
+
+Runs tfds's ``download_and_prepare`` into ``--data_dir`` (default ``$TFDS_DATA_DIR`` or
+``~/tensorflow_datasets``), then builds the numpy caches (``<data_dir>/ltkd_jax/<name>/<split>/``: labels and
+order for every data set, uint8 image arrays for the in-memory ones) so that training can run without
+TensorFlow.
+
+* fashion_mnist: offline from Debian's ``dataset-fashion-mnist`` files (``--source_dir``, default
+  ``/usr/share/datasets/fashion-mnist``): gzip headers restored, sha256 verified against tfds's registered
+  checksums, files placed in ``<data_dir>/downloads/manual/`` (tfds's default manual dir, also passed as
+  ``DownloadConfig(manual_dir=...)``). Without those files it falls back to tfds's own download when the
+  network is reachable, and otherwise fails saying what to install.
+* cifar100: tfds download (network).
+* tiny_imagenet: ``tiny-imagenet-200.zip`` in ``--manual_dir`` (default ``<data_dir>/downloads/manual``).
+* imagenet2012: ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar`` in ``--manual_dir``.
+
+Errors are reported as one line on stderr (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from ltkd_jax.data import _env, fashion_mnist
+from ltkd_jax.data.registry import get_spec, known_names
+
+FASHION_MNIST_HOST = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
+
+
+class PrepareError(RuntimeError):
+    pass
+
+
+def _network_reachable(host: str, port: int = 80, timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fashion_mnist.DEBIAN_DIR,
+            arrays: bool = True, network_check=None) -> str:
+    """Prepare ``name`` in ``data_dir`` and build its numpy caches; returns the data dir."""
+    spec = get_spec(name)
+    data_dir = _env.resolve_data_dir(data_dir)
+    manual_dir = os.path.abspath(os.path.expanduser(manual_dir)) if manual_dir else os.path.join(
+        data_dir, "downloads", "manual")
+    _, tfds = _env.import_tfds()
+    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+    if name == "fashion_mnist":
+        if fashion_mnist.find_debian_files(source_dir):
+            fashion_mnist.restore_files(source_dir, manual_dir)
+            config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        elif _is_prepared(builder):
+            config = None
+        elif (network_check or _network_reachable)(FASHION_MNIST_HOST):
+            config = tfds.download.DownloadConfig()
+        else:
+            raise PrepareError(f"fashion_mnist: no Debian files in {source_dir} and no network; install them with: "
+                               f"apt-get install {fashion_mnist.APT_PACKAGE}")
+    elif spec.manual:
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    else:
+        config = tfds.download.DownloadConfig()
+    if not _is_prepared(builder):
+        builder.download_and_prepare(download_config=config)
+    _build_caches(name, data_dir, arrays)
+    return data_dir
+
+
+def _is_prepared(builder) -> bool:
+    try:
+        return os.path.exists(os.path.join(os.fspath(builder.data_dir), "dataset_info.json"))
+    except Exception:  # pragma: no cover - defensive
+        return False
+
+
+def _build_caches(name: str, data_dir: str, arrays: bool):
+    from ltkd_jax.data.source import load_arrays, split_metadata  # pylint: disable=import-outside-toplevel
+
+    spec = get_spec(name)
+    for split in (spec.train_split, spec.eval_split):
+        if arrays and spec.in_memory:
+            load_arrays(name, split, data_dir, mmap=True)
+        else:
+            split_metadata(name, split, data_dir)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ltkd_jax.data.prepare", description=__doc__.splitlines()[0])
+    parser.add_argument("name", help=f"data set: {', '.join(known_names())}")
+    parser.add_argument("--data_dir", default=None,
+                        help="tfds data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--manual_dir", default=None, help="manual download dir (default <data_dir>/downloads/manual)")
+    parser.add_argument("--source_dir", default=fashion_mnist.DEBIAN_DIR,
+                        help="fashion_mnist: where Debian's dataset-fashion-mnist files are")
+    parser.add_argument("--no_arrays", action="store_true", help="skip the uint8 numpy image caches")
+    args = parser.parse_args(argv)
+    try:
+        out = prepare(args.name, data_dir=args.data_dir, manual_dir=args.manual_dir, source_dir=args.source_dir,
+                      arrays=not args.no_arrays)
+    except (PrepareError, ValueError, FileNotFoundError, OSError) as err:
+        print(f"prepare: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    print(f"prepared {args.name} in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The data sets this package knows, by name (no TensorFlow import)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+# Fashion-MNIST: mean/std of the 60,000 training images' pixels in [0, 1] (0.2860 / 0.3530; the values the
+# Fashion-MNIST literature uses).
+FASHION_MNIST_MEAN = (0.2860,)
+FASHION_MNIST_STD = (0.3530,)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts about one data set.
+
+    Attributes:
+      name: our name (the registry key).
+      tfds_name: the tfds builder name.
+      num_classes: number of classes.
+      image_shape: (H, W, C) of the stored images, or None where they vary (ImageNet).
+      train_split / eval_split: tfds split names for training and evaluation.
+      mean / std: per-channel normalisation of pixel values in [0, 1].
+      augment: "pad_crop_flip" (pad zeros, random crop back to size, horizontal flip) or
+        "random_resized_crop" (ImageNet: random-resized-crop + flip; eval resize + centre crop).
+      pad: zero padding for "pad_crop_flip".
+      in_memory: whether the split fits in host memory (numpy fast path available).
+      order_key: feature whose sort order defines the canonical ("file") order of the examples, or None for
+        tfds's stored order. cifar100's ``id`` ("train_00000") gives back the original CIFAR file order;
+        ``file_name`` sorts ImageNet/Tiny ImageNet as torchvision's ImageFolder lists them.
+      manual: the raw files must be placed in the manual dir by hand.
+    """
+
+    name: str
+    tfds_name: str
+    num_classes: int
+    image_shape: Optional[Tuple[int, int, int]]
+    train_split: str
+    eval_split: str
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    augment: str
+    pad: int
+    in_memory: bool
+    order_key: Optional[str]
+    manual: bool = False
+    default_image_size: Optional[int] = None
+
+
+DATASETS = {
+    "cifar100": DatasetSpec(
+        name="cifar100", tfds_name="cifar100", num_classes=100, image_shape=(32, 32, 3),
+        train_split="train", eval_split="test", mean=CIFAR100_MEAN, std=CIFAR100_STD,
+        augment="pad_crop_flip", pad=4, in_memory=True, order_key="id"),
+    "tiny_imagenet": DatasetSpec(
+        name="tiny_imagenet", tfds_name="tiny_imagenet", num_classes=200, image_shape=(64, 64, 3),
+        train_split="train", eval_split="validation", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        augment="pad_crop_flip", pad=8, in_memory=True, order_key="file_name", manual=True),
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist", tfds_name="fashion_mnist", num_classes=10, image_shape=(28, 28, 1),
+        train_split="train", eval_split="test", mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
+        augment="pad_crop_flip", pad=2, in_memory=True, order_key=None),
+    "imagenet2012": DatasetSpec(
+        name="imagenet2012", tfds_name="imagenet2012", num_classes=1000, image_shape=None,
+        train_split="train", eval_split="validation", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        augment="random_resized_crop", pad=0, in_memory=False, order_key="file_name", manual=True,
+        default_image_size=224),
+}
+
+
+def known_names():
+    return tuple(sorted(DATASETS))
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``name``; unknown names raise a one-line ValueError listing known ones."""
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(known_names())}") from None

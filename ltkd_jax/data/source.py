@@ -1,0 +1,181 @@
+"""Reading tfds splits in a fixed order, and the numpy caches built from them.
+
+Two orders matter:
+
+* *stored order*: the order in which tfds yields a split with ``shuffle_files=False`` and our fixed
+  :func:`read_config` (deterministic interleave). tf.data pipelines read in this order.
+* *canonical order*: the "file order" in which example indices are counted everywhere in this package (LT
+  index lists, ``index`` fields of batches, the numpy caches). It is the sort order of the data set's
+  ``order_key`` feature where it has one -- cifar100's ``id`` ("train_00000" ...) restores the original
+  CIFAR-100 file order, so LDAM-DRW's rule selects the literature's CIFAR-100-LT; ``file_name`` orders
+  ImageNet and Tiny ImageNet as torchvision's ImageFolder does -- and the stored order otherwise
+  (fashion_mnist, whose tfds examples carry no id).
+
+Caches (``<data_dir>/ltkd_jax/<name>/<split>/``): ``labels.npy`` (int32, canonical order),
+``stored_positions.npy`` (int64, canonical index -> stored position), ``keys.npy`` (order keys, bytes,
+sorted) and, for in-memory data sets, ``images.npy`` (uint8 NHWC, canonical order). Reading them needs numpy
+only; TensorFlow is imported only to build a missing cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ltkd_jax.data import _env
+from ltkd_jax.data.registry import DatasetSpec, get_spec
+
+INTERLEAVE_CYCLE_LENGTH = 16
+INTERLEAVE_BLOCK_LENGTH = 16
+_SCAN_BATCH = 4096
+
+
+def read_config():
+    """The tfds ReadConfig of every read here: deterministic, no auto-cache, fixed interleave."""
+    tf, tfds = _env.import_tfds()
+    options = tf.data.Options()
+    options.deterministic = True
+    return tfds.ReadConfig(
+        options=options,
+        try_autocache=False,
+        interleave_cycle_length=INTERLEAVE_CYCLE_LENGTH,
+        interleave_block_length=INTERLEAVE_BLOCK_LENGTH,
+    )
+
+
+def builder(spec: DatasetSpec, data_dir=None):
+    _, tfds = _env.import_tfds()
+    return tfds.builder(spec.tfds_name, data_dir=_env.resolve_data_dir(data_dir))
+
+
+def stored_dataset(spec: DatasetSpec, split: str, data_dir=None, decoders=None):
+    """The split as a tf.data.Dataset in stored order (one pass, deterministic)."""
+    b = builder(spec, data_dir)
+    try:
+        return b.as_dataset(split=split, shuffle_files=False, read_config=read_config(), decoders=decoders)
+    except AssertionError as err:  # tfds: "could not find data in ..."
+        raise FileNotFoundError(
+            f"data set {spec.name!r} split {split!r} is not prepared in {_env.resolve_data_dir(data_dir)} "
+            f"({str(err).splitlines()[0]}); run: python -m ltkd_jax.data.prepare {spec.name} "
+            f"--data_dir={_env.resolve_data_dir(data_dir)}"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SplitMeta:
+    """Labels and order of one split. ``labels``/``keys`` are in canonical order."""
+
+    labels: np.ndarray            # (N,) int32
+    stored_positions: np.ndarray  # (N,) int64: canonical index -> stored position
+    keys: Optional[np.ndarray]    # (N,) bytes, sorted, or None
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.labels.shape[0])
+
+    def canonical_of_stored(self) -> np.ndarray:
+        """(N,) int64: stored position -> canonical index."""
+        inv = np.empty_like(self.stored_positions)
+        inv[self.stored_positions] = np.arange(self.stored_positions.size, dtype=np.int64)
+        return inv
+
+
+def _atomic_save(path: str, array: np.ndarray):
+    tmp = f"{path}.tmp{os.getpid()}.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: str, text: str):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
+    """Labels (canonical order) and the canonical<->stored mapping of a split, cached as .npy files."""
+    spec = get_spec(name)
+    d = _env.cache_dir(data_dir, name, split)
+    labels_p = os.path.join(d, "labels.npy")
+    pos_p = os.path.join(d, "stored_positions.npy")
+    keys_p = os.path.join(d, "keys.npy")
+    if os.path.exists(labels_p) and os.path.exists(pos_p) and (spec.order_key is None or os.path.exists(keys_p)):
+        keys = np.load(keys_p) if spec.order_key else None
+        return SplitMeta(np.load(labels_p), np.load(pos_p), keys)
+    meta = _scan(spec, split, data_dir)
+    os.makedirs(d, exist_ok=True)
+    if meta.keys is not None:
+        _atomic_save(keys_p, meta.keys)
+    _atomic_save(pos_p, meta.stored_positions)
+    _atomic_save(labels_p, meta.labels)
+    b = builder(spec, data_dir)
+    _atomic_write_text(os.path.join(d, "meta.json"), json.dumps({
+        "name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
+        "num_examples": meta.num_examples, "order_key": spec.order_key,
+        "interleave": [INTERLEAVE_CYCLE_LENGTH, INTERLEAVE_BLOCK_LENGTH],
+    }, indent=1))
+    return meta
+
+
+def _scan(spec: DatasetSpec, split: str, data_dir) -> SplitMeta:
+    _, tfds = _env.import_tfds()
+    # Images are read but not decoded. (PartialDecoding would skip more work, but tfds's mock data generates
+    # different examples for a different feature set, so the scan would disagree with the pipelines in tests.)
+    ds = stored_dataset(spec, split, data_dir, decoders={"image": tfds.decode.SkipDecoding()})
+    key = spec.order_key
+    ds = ds.map(lambda ex: (ex["label"], ex[key]) if key else (ex["label"], ex["label"]))
+    labels, keys = [], []
+    for lab, k in ds.batch(_SCAN_BATCH).as_numpy_iterator():
+        labels.append(lab)
+        keys.append(k)
+    labels_s = np.concatenate(labels).astype(np.int32) if labels else np.zeros((0,), np.int32)
+    if key:
+        keys_s = np.asarray(np.concatenate(keys), dtype=np.bytes_)
+        order = np.argsort(keys_s, kind="stable").astype(np.int64)
+        return SplitMeta(labels_s[order], order, keys_s[order])
+    return SplitMeta(labels_s, np.arange(labels_s.size, dtype=np.int64), None)
+
+
+def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` of a whole split as numpy arrays in canonical order.
+
+    images: uint8 (N, H, W, C); labels: int32 (N,). Read from ``<data_dir>/ltkd_jax/<name>/<split>/`` with
+    numpy only; a missing cache is built once from the prepared tfds data set (this imports TensorFlow).
+    ``mmap=True`` memory-maps the images instead of reading them into memory. Only for in-memory data sets
+    (cifar100, tiny_imagenet, fashion_mnist).
+    """
+    spec = get_spec(name)
+    if not spec.in_memory or spec.image_shape is None:
+        raise ValueError(f"load_arrays: {name!r} does not fit in memory; use the tf.data pipeline "
+                         f"(in-memory data sets: cifar100, fashion_mnist, tiny_imagenet)")
+    d = _env.cache_dir(data_dir, name, split)
+    images_p = os.path.join(d, "images.npy")
+    meta = split_metadata(name, split, data_dir)
+    if not os.path.exists(images_p):
+        _build_images(spec, split, data_dir, meta, images_p)
+    images = np.load(images_p, mmap_mode="r" if mmap else None)
+    if images.shape[0] != meta.num_examples:
+        raise ValueError(f"cache {images_p} holds {images.shape[0]} images but labels.npy {meta.num_examples}; "
+                         f"delete {d} and rebuild")
+    return images, meta.labels
+
+
+def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path: str):
+    inv = meta.canonical_of_stored()
+    tmp = f"{path}.tmp{os.getpid()}.npy"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(meta.num_examples,) + spec.image_shape)
+    ds = stored_dataset(spec, split, data_dir).map(lambda ex: ex["image"]).batch(_SCAN_BATCH)
+    start = 0
+    for images in ds.as_numpy_iterator():
+        out[inv[start:start + images.shape[0]]] = images
+        start += images.shape[0]
+    if start != meta.num_examples:
+        raise ValueError(f"{spec.name}/{split}: read {start} images, metadata says {meta.num_examples}; "
+                         f"delete {os.path.dirname(path)} and retry")
+    out.flush()
+    del out
+    os.replace(tmp, path)

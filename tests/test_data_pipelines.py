@@ -1,0 +1,295 @@
+"""Input pipelines on tfds mock data: cifar100, tiny_imagenet (200 classes, 64x64), imagenet2012 (variable sizes)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ltkd_jax import data
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+N_CIFAR = 2000   # mock examples per split (train and test yield the same mock examples)
+N_TINY = 2000
+N_IMAGENET = 300
+BACKENDS = ("numpy", "tf")
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cifar_data"))
+
+
+@pytest.fixture
+def cifar(cifar_dir):
+    with tfds.testing.mock_data(num_examples=N_CIFAR):
+        yield data.get_info("cifar100", data_dir=cifar_dir, imbalance_factor=4)
+
+
+def _collect(batches):
+    out = list(batches)
+    assert len(out) == len(batches)
+    return out
+
+
+def _cat(batches, key):
+    return np.concatenate([b[key] for b in batches])
+
+
+def test_cifar_info_is_ldam_subset(cifar):
+    meta = data.split_metadata("cifar100", "train", cifar.data_dir)
+    full = np.bincount(meta.labels, minlength=100)
+    assert cifar.num_classes == 100 and cifar.image_shape == (32, 32, 3) and cifar.num_eval == N_CIFAR
+    np.testing.assert_array_equal(cifar.full_train_counts, full)
+    np.testing.assert_array_equal(cifar.train_counts, data.exponential_counts(full, 4))
+    np.testing.assert_array_equal(cifar.lt_indices, data.select_indices(meta.labels, cifar.train_counts, seed=0))
+    assert cifar.group_sizes.tolist() == [34, 33, 33]
+    assert cifar.num_train == cifar.train_counts.sum()
+    # canonical order = sorted tfds "id" (the original CIFAR file order for the real data)
+    assert np.all(meta.keys[:-1] <= meta.keys[1:])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_batches_shapes_and_lt_histogram(cifar, backend):
+    g = 64
+    batches = data.build_dataset(cifar, "train", global_batch_size=g, seed=1, epoch=0, process_index=0,
+                                 process_count=1, backend=backend)
+    assert batches.num_steps == cifar.num_train // g == cifar.steps_per_epoch(g)
+    out = _collect(batches)
+    for b in out:
+        assert set(b) == {"image", "label", "index"}
+        assert b["image"].shape == (g, 32, 32, 3) and b["image"].dtype == np.float32
+        assert b["label"].shape == (g,) and b["label"].dtype == np.int32 and b["index"].dtype == np.int32
+    idx = _cat(out, "index")
+    assert np.unique(idx).size == idx.size == batches.num_steps * g
+    assert np.isin(idx, cifar.lt_indices).all()
+    labels = data.split_metadata("cifar100", "train", cifar.data_dir).labels
+    np.testing.assert_array_equal(_cat(out, "label"), labels[idx])
+    dropped = np.setdiff1d(cifar.lt_indices, idx)
+    assert dropped.size == cifar.num_train % g
+    hist = np.bincount(_cat(out, "label"), minlength=100)
+    np.testing.assert_array_equal(hist + np.bincount(labels[dropped], minlength=100), cifar.train_counts)
+
+
+def test_normalisation_and_backends_agree_on_eval(cifar):
+    images, labels = data.load_arrays("cifar100", "test", cifar.data_dir)
+    assert images.dtype == np.uint8 and images.shape == (N_CIFAR, 32, 32, 3) and labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, data.split_metadata("cifar100", "test", cifar.data_dir).labels)
+    by_backend = {}
+    for backend in BACKENDS:
+        out = _collect(data.build_dataset(cifar, "eval", global_batch_size=500, process_index=0, process_count=1,
+                                          backend=backend))
+        m = _cat(out, "mask")
+        idx, img = _cat(out, "index")[m], _cat(out, "image")[m]
+        pixels = (img * np.float32(cifar.std) + np.float32(cifar.mean)) * 255.0
+        np.testing.assert_allclose(pixels, images[idx], atol=2e-3)
+        np.testing.assert_array_equal(_cat(out, "label")[m], labels[idx])
+        by_backend[backend] = img[np.argsort(idx)]
+    np.testing.assert_allclose(by_backend["numpy"], by_backend["tf"], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eval_exact_coverage_two_processes(cifar, backend):
+    g, p = 300, 2                             # 2000 examples: 7 steps, 100 padded slots
+    seen, steps = [], []
+    for i in range(p):
+        batches = data.build_dataset(cifar, "eval", global_batch_size=g, process_index=i, process_count=p,
+                                     backend=backend)
+        out = _collect(batches)
+        steps.append(len(out))
+        for b in out:
+            assert b["image"].shape == (g // p, 32, 32, 3) and b["mask"].dtype == np.bool_
+            pad = ~b["mask"]
+            assert np.all(b["index"][pad] == -1) and np.all(b["label"][pad] == 0) and np.all(b["image"][pad] == 0)
+            seen.append(b["index"][b["mask"]])
+    assert steps == [7, 7] == [cifar.eval_steps(g)] * 2
+    seen = np.concatenate(seen)
+    assert seen.size == N_CIFAR
+    np.testing.assert_array_equal(np.sort(seen), np.arange(N_CIFAR))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eval_pass_over_lt_training_subset(cifar, backend):
+    batches = data.build_dataset(cifar, "train", training=False, global_batch_size=100, process_index=0,
+                                 process_count=1, backend=backend)
+    assert not batches.training and len(batches) == -(-cifar.num_train // 100)
+    out = _collect(batches)
+    np.testing.assert_array_equal(np.sort(_cat(out, "index")[_cat(out, "mask")]), np.sort(cifar.lt_indices))
+    with pytest.raises(ValueError, match="training streams read the 'train' split"):
+        data.build_dataset(cifar, "test", training=True, global_batch_size=64, process_index=0, process_count=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_gives_identical_stream(cifar, backend):
+    kw = dict(global_batch_size=64, seed=7, process_index=0, process_count=1, backend=backend)
+    uninterrupted = None
+    for epoch in (1, 2):                      # an uninterrupted run's epochs (1 and) 2
+        out = _collect(data.build_dataset(cifar, "train", epoch=epoch, **kw))
+        if epoch == 2:
+            uninterrupted = out
+    resumed = _collect(data.build_dataset(cifar, "train", epoch=2, **kw))   # fresh start at epoch 2
+    for a, b in zip(uninterrupted, resumed, strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    other = _collect(data.build_dataset(cifar, "train", epoch=3, **kw))
+    assert not np.array_equal(_cat(other, "index"), _cat(resumed, "index"))
+    tail = _collect(data.build_dataset(cifar, "train", epoch=2, start_step=5, **kw))
+    assert len(tail) == len(resumed) - 5
+    for a, b in zip(tail, resumed[5:], strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_two_processes_split_the_global_batch(cifar):
+    kw = dict(global_batch_size=64, seed=2, epoch=1)
+    single = _collect(data.build_dataset(cifar, "train", process_index=0, process_count=1, backend="numpy", **kw))
+    parts = [_collect(data.build_dataset(cifar, "train", process_index=i, process_count=2, backend="numpy", **kw))
+             for i in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(single)
+    for s, b in enumerate(single):
+        for k in b:  # same examples, same augmentation, whatever the number of processes
+            np.testing.assert_array_equal(np.concatenate([parts[0][s][k], parts[1][s][k]]), b[k])
+    # tf backend: the same per-process example sets in the epoch (its order within the epoch is its own)
+    for i in range(2):
+        tf_out = _collect(data.build_dataset(cifar, "train", process_index=i, process_count=2, backend="tf", **kw))
+        assert all(b["image"].shape == (32, 32, 32, 3) for b in tf_out)
+        np.testing.assert_array_equal(np.sort(_cat(tf_out, "index")), np.sort(_cat(parts[i], "index")))
+
+
+def test_batch_and_process_errors(cifar):
+    with pytest.raises(ValueError, match="global_batch_size=63 is not divisible by process_count=2"):
+        data.build_dataset(cifar, "train", global_batch_size=63, process_index=0, process_count=2)
+    with pytest.raises(ValueError, match="exceeds the"):
+        data.build_dataset(cifar, "train", global_batch_size=100_000, process_index=0, process_count=1)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        data.build_dataset(cifar, "train", global_batch_size=64, process_index=0, process_count=1, backend="jax")
+    with pytest.raises(ValueError, match="pass them to get_info"):
+        data.build_dataset(cifar, "train", global_batch_size=64, imbalance_factor=10)
+    with pytest.raises(ValueError, match="image_size=64"):
+        data.get_info("cifar100", data_dir=cifar.data_dir, image_size=64)
+
+
+def test_write_split_beside_run(cifar, tmp_path):
+    data.write_split(cifar, tmp_path)
+    idx, groups = data.read_split(tmp_path)
+    np.testing.assert_array_equal(idx, cifar.lt_indices)
+    assert groups["dataset"] == "cifar100" and groups["imbalance_factor"] == 4.0 and len(groups["group_ids"]) == 100
+
+
+def test_numpy_path_runs_without_tensorflow(cifar):
+    """Once the caches exist, the numpy backend needs neither TensorFlow nor tfds (nor the mock)."""
+    data.load_arrays("cifar100", "train", cifar.data_dir)
+    data.load_arrays("cifar100", "test", cifar.data_dir)
+    code = textwrap.dedent(f"""
+        import sys
+        from ltkd_jax import data
+        info = data.get_info("cifar100", data_dir={cifar.data_dir!r}, imbalance_factor=4)
+        b = next(iter(data.build_dataset(info, "train", global_batch_size=32, process_index=0, process_count=1,
+                                         backend="numpy")))
+        assert b["image"].shape == (32, 32, 32, 3)
+        e = list(data.build_dataset(info, "eval", global_batch_size=512, process_index=0, process_count=1))
+        assert sum(int(x["mask"].sum()) for x in e) == {N_CIFAR}
+        assert info.num_train == {cifar.num_train}
+        bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets")]
+        assert not bad, bad
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+
+
+# --------------------------------------------------------------------------------------- tiny_imagenet
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tiny_imagenet_mock(tmp_path_factory, backend):
+    d = str(tmp_path_factory.mktemp(f"tiny_{backend}"))
+    with tfds.testing.mock_data(num_examples=N_TINY):
+        info = data.get_info("tiny_imagenet", data_dir=d, imbalance_factor=2)
+        assert info.num_classes == 200 and info.image_shape == (64, 64, 3)
+        assert info.group_sizes.tolist() == [67, 67, 66] and info.eval_split == "validation"
+        g = 100
+        out = _collect(data.build_dataset(info, "train", global_batch_size=g, seed=0, epoch=0, process_index=0,
+                                          process_count=1, backend=backend))
+        assert out[0]["image"].shape == (g, 64, 64, 3) and out[0]["image"].dtype == np.float32
+        labels = data.split_metadata("tiny_imagenet", "train", d).labels
+        idx = _cat(out, "index")
+        dropped = np.setdiff1d(info.lt_indices, idx)
+        hist = np.bincount(_cat(out, "label"), minlength=200) + np.bincount(labels[dropped], minlength=200)
+        np.testing.assert_array_equal(hist, info.train_counts)
+        ev = _collect(data.build_dataset(info, "eval", global_batch_size=g * 3, process_index=1, process_count=3,
+                                         backend=backend))
+        assert len(ev) == info.eval_steps(g * 3) == 7 and ev[0]["image"].shape == (g, 64, 64, 3)
+
+
+# ---------------------------------------------------------------------------------------- imagenet2012
+
+
+@pytest.fixture(scope="module")
+def imagenet_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("imagenet_data"))
+
+
+def _oltr_file(path, meta, rows):
+    with open(path, "w") as f:
+        for i in rows:
+            wnid = "n%08d" % meta.labels[i]
+            f.write(f"train/{wnid}/{meta.keys[i].decode()} {meta.labels[i]}\n")
+
+
+def test_imagenet_split_file_and_variable_sizes(imagenet_dir, tmp_path):
+    with tfds.testing.mock_data(num_examples=N_IMAGENET):
+        ds = tfds.load("imagenet2012", split="train", data_dir=imagenet_dir)
+        sizes = {tuple(ex["image"].shape.as_list()) for ex in ds.take(8)}
+        assert len(sizes) > 1  # the mock really has variable image sizes
+        meta = data.split_metadata("imagenet2012", "train", imagenet_dir)
+        ok = [i for i in range(N_IMAGENET) if meta.keys[i].strip() == meta.keys[i]]
+        rows = ok[::2]
+        _oltr_file(tmp_path / "ImageNet_LT_train.txt", meta, rows)
+        info = data.get_info("imagenet2012", data_dir=imagenet_dir, split_file=str(tmp_path / "ImageNet_LT_train.txt"),
+                             image_size=32)
+        np.testing.assert_array_equal(info.lt_indices, rows)
+        assert info.image_shape == (32, 32, 3) and info.group_sizes.tolist() == [334, 333, 333]
+        np.testing.assert_array_equal(info.train_counts, np.bincount(meta.labels[rows], minlength=1000))
+        g = 16
+        out = _collect(data.build_dataset(info, "train", global_batch_size=g, seed=0, epoch=0, process_index=0,
+                                          process_count=1))
+        assert len(out) == len(rows) // g
+        for b in out:
+            assert b["image"].shape == (g, 32, 32, 3) and b["image"].dtype == np.float32
+            assert np.all(np.isfinite(b["image"]))
+            np.testing.assert_array_equal(b["label"], meta.labels[b["index"]])
+        again = _collect(data.build_dataset(info, "train", global_batch_size=g, seed=0, epoch=0, process_index=0,
+                                            process_count=1))
+        for a, b in zip(out, again, strict=True):
+            np.testing.assert_array_equal(a["image"], b["image"])
+        seen = []
+        for i in range(2):
+            ev = _collect(data.build_dataset(info, "eval", global_batch_size=128, process_index=i, process_count=2))
+            assert len(ev) == 3 and ev[0]["image"].shape == (64, 32, 32, 3)
+            seen += [b["index"][b["mask"]] for b in ev]
+        np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(N_IMAGENET))
+        with pytest.raises(ValueError, match="backend='numpy' needs an in-memory data set"):
+            data.build_dataset(info, "train", global_batch_size=g, process_index=0, process_count=1, backend="numpy")
+
+
+def test_imagenet_split_file_errors(imagenet_dir, tmp_path):
+    with tfds.testing.mock_data(num_examples=N_IMAGENET):
+        meta = data.split_metadata("imagenet2012", "train", imagenet_dir)
+        ok = [i for i in range(N_IMAGENET) if meta.keys[i].strip() == meta.keys[i]]
+        bad = tmp_path / "missing.txt"
+        bad.write_text("train/n01440764/n01440764_does_not_exist.JPEG 0\n")
+        with pytest.raises(ValueError, match=r"missing.txt:1: n01440764_does_not_exist.JPEG is not in"):
+            data.get_info("imagenet2012", data_dir=imagenet_dir, split_file=str(bad))
+        wrong = tmp_path / "wrong.txt"
+        i = ok[0]
+        wrong.write_text(f"train/x/{meta.keys[i].decode()} {(meta.labels[i] + 1) % 1000}\n")
+        with pytest.raises(ValueError, match="in the file but"):
+            data.get_info("imagenet2012", data_dir=imagenet_dir, split_file=str(wrong))
+        with pytest.raises(ValueError, match="not both"):
+            data.get_info("imagenet2012", data_dir=imagenet_dir, split_file=str(wrong), imbalance_factor=5)
+
+
+def test_tensorflow_never_sees_an_accelerator():
+    tf = data.hide_accelerators_from_tf()
+    assert tf.config.get_visible_devices("GPU") == [] and tf.config.get_visible_devices("TPU") == []
+    assert data.hide_accelerators_from_tf() is tf  # idempotent

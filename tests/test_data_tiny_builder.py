@@ -1,0 +1,76 @@
+"""Our tfds builder for Tiny ImageNet, prepared offline from a small fake tiny-imagenet-200.zip."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from ltkd_jax import data
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _jpeg(rgb):
+    return tf.io.encode_jpeg(tf.constant(rgb), quality=100).numpy()
+
+
+def _fake_zip(path, wnids, train_per_class=2, val_per_class=1):
+    rng = np.random.RandomState(0)
+    annotations, truth = [], {}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("tiny-imagenet-200/wnids.txt", "\n".join(wnids) + "\n")  # not sorted on purpose
+        for w in wnids:
+            for k in range(train_per_class):
+                image = np.full((64, 64, 3), rng.randint(0, 256, size=3), np.uint8)
+                name = f"{w}_{k}.JPEG"
+                if w == wnids[0] and k == 0:  # Tiny ImageNet has some grayscale JPEGs
+                    payload = tf.io.encode_jpeg(tf.constant(image[..., :1]), quality=100).numpy()
+                else:
+                    payload = _jpeg(image)
+                zf.writestr(f"tiny-imagenet-200/train/{w}/images/{name}", payload)
+                truth[name] = w
+            zf.writestr(f"tiny-imagenet-200/train/{w}/{w}_boxes.txt", "")
+        for j in range(len(wnids) * val_per_class):
+            w = wnids[(j * 7) % len(wnids)]
+            name = f"val_{j}.JPEG"
+            zf.writestr(f"tiny-imagenet-200/val/images/{name}", _jpeg(np.zeros((64, 64, 3), np.uint8)))
+            annotations.append(f"{name}\t{w}\t0\t0\t63\t63")
+            truth[name] = w
+        zf.writestr("tiny-imagenet-200/val/val_annotations.txt", "\n".join(annotations) + "\n")
+        zf.writestr("tiny-imagenet-200/test/images/test_0.JPEG", _jpeg(np.zeros((64, 64, 3), np.uint8)))
+    return truth
+
+
+def test_tiny_imagenet_builder_from_zip(tmp_path):
+    from ltkd_jax.data import prepare
+
+    wnids = ["n%08d" % (199 - i) for i in range(200)]  # reverse order: labels must follow the *sorted* wnids
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    truth = _fake_zip(manual / "tiny-imagenet-200.zip", wnids)
+    data_dir = tmp_path / "tfds"
+    prepare.prepare("tiny_imagenet", data_dir=str(data_dir), manual_dir=str(manual))
+    sorted_wnids = sorted(wnids)
+    for split, n in (("train", 400), ("validation", 200)):
+        images, labels = data.load_arrays("tiny_imagenet", split, str(data_dir))
+        meta = data.split_metadata("tiny_imagenet", split, str(data_dir))
+        assert images.shape == (n, 64, 64, 3) and images.dtype == np.uint8
+        keys = [k.decode() for k in meta.keys]
+        assert keys == sorted(keys)  # canonical order: ImageFolder's
+        assert [sorted_wnids[l] for l in labels] == [truth[k] for k in keys]
+    images, labels = data.load_arrays("tiny_imagenet", "train", str(data_dir))
+    first = [k.decode() for k in data.split_metadata("tiny_imagenet", "train", str(data_dir)).keys].index(
+        f"{wnids[0]}_0.JPEG")
+    gray = images[first]  # the grayscale JPEG decodes to three equal channels
+    assert np.all(gray[..., 0] == gray[..., 1]) and np.all(gray[..., 1] == gray[..., 2])
+    info = data.get_info("tiny_imagenet", data_dir=str(data_dir), imbalance_factor=2)
+    assert info.num_train == data.exponential_counts(np.full(200, 2), 2).sum() and info.num_eval == 200
+
+
+def test_tiny_imagenet_missing_zip(tmp_path):
+    from ltkd_jax.data import prepare
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README").write_text("nothing here")
+    with pytest.raises(Exception, match="tiny-imagenet-200.zip"):
+        prepare.prepare("tiny_imagenet", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "empty"))

@@ -4,7 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup test demo fashion-mnist clean
 
 setup: $(INSTALLED)
 
@@ -17,8 +20,13 @@ $(INSTALLED): setup.cfg pyproject.toml constraints.txt
 test: $(INSTALLED)
 	$(PY) -m pytest -q tests
 
-demo: $(INSTALLED)
-	$(PY) -m ltkd_jax.demo
+demo: $(INSTALLED) fashion-mnist
+	$(PY) -m ltkd_jax.main --workdir=workdirs/demo
+
+# The real data set this machine can have offline: Debian's copy of Fashion-MNIST (SPEC §2).
+fashion-mnist:
+	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,139 @@
+"""Orbax checkpoints of a TrainState: the last few, the best, atomic writes, one-line errors.
+
+Every process calls save and restore (orbax coordinates them; the primary process writes replicated
+arrays). Orbax writes each checkpoint into a temporary directory and renames it when complete, so a killed run
+never leaves a half-written checkpoint that a restore would pick up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, or not the configured architecture."""
+
+
+def _manager(directory: str, **options) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False, **options),
+        item_handlers=ocp.StandardCheckpointHandler())
+
+
+class Checkpointer:
+    """`<dir>/checkpoints` keeps the last `keep` steps; `<dir>/best` the one with the best test accuracy."""
+
+    def __init__(self, directory: str, keep: int = 2):
+        self.directory = directory
+        self.latest = _manager(os.path.join(directory, "checkpoints"), max_to_keep=keep)
+        self.best = _manager(os.path.join(directory, "best"), max_to_keep=1, best_fn=lambda m: m["accuracy"],
+                             best_mode="max", keep_checkpoints_without_metrics=False)
+
+    def save(self, step: int, state, accuracy: Optional[float] = None) -> None:
+        if step not in (self.latest.all_steps() or ()):
+            self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
+        if accuracy is not None and step not in (self.best.all_steps() or ()):
+            self.best.save(step, args=ocp.args.StandardSave(state), metrics={"accuracy": float(accuracy)},
+                           force=True)
+
+    def latest_step(self) -> Optional[int]:
+        return self.latest.latest_step()
+
+    def restore_latest(self, abstract_state, what: str = "checkpoint"):
+        step = self.latest.latest_step()
+        if step is None:
+            return None
+        return restore(self.latest, step, abstract_state, what)
+
+    def close(self):
+        self.latest.close()
+        self.best.close()
+
+
+def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):
+    """Only the model variables {params, batch_stats} of the last checkpoint of a run directory (a teacher).
+
+    The optimiser state is not read, so a teacher trained with any optimiser settings loads.
+    """
+    directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"{what} {run_dir} has no checkpoints/ directory")
+    manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{what} {run_dir} holds no saved step")
+        path = os.path.join(directory, str(step))
+        try:
+            stored = manager.item_metadata(step)
+        except Exception as error:
+            raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+        _check_matches(stored, abstract_variables, what, path)
+        target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
+        try:
+            return manager.restore(step, args=ocp.args.PyTreeRestore(
+                target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+        except Exception as error:
+            raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+    finally:
+        manager.close()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str):
+    """Restore `step` into the structure, shapes and shardings of `abstract_state`, or raise CheckpointError."""
+    path = os.path.join(str(manager.directory), str(step))
+    try:
+        stored = manager.item_metadata(step)
+    except Exception as error:  # orbax raises many types for a damaged directory
+        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+    _check_matches(stored, abstract_state, what, path)
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except Exception as error:
+        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+
+
+def _check_matches(stored, abstract_state, what: str, path: str) -> None:
+    """Same model variables (names and shapes), or a one-line error naming the first difference.
+
+    The optimiser state mirrors the parameters, so comparing `params` and `batch_stats` decides it.
+    """
+    stored = getattr(stored, "tree", stored)
+    if stored is None:
+        raise CheckpointError(f"{what} {path} has no readable metadata")
+
+    def shapes(tree):
+        flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+        return {jax.tree_util.keystr(key): tuple(leaf.shape) for key, leaf in flat}
+
+    if isinstance(abstract_state, dict):
+        abstract_state = type("Variables", (), {"params": abstract_state["params"],
+                                                "batch_stats": abstract_state.get("batch_stats", {})})
+    want = shapes({"params": abstract_state.params, "batch_stats": abstract_state.batch_stats})
+    try:
+        have = shapes({"params": stored["params"], "batch_stats": stored.get("batch_stats", {})})
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{what} {path} holds no model variables (params / batch_stats)") from None
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing or extra:
+        name = (missing or extra)[0]
+        kind = "lacks" if missing else "has an unexpected"
+        raise CheckpointError(f"{what} {path} does not match the configured architecture: it {kind} variable "
+                              f"{name} ({len(missing)} missing, {len(extra)} unexpected)")
+    for name, shape in want.items():
+        if have[name] != shape:
+            raise CheckpointError(f"{what} {path} does not match the configured architecture: {name} has shape "
+                                  f"{have[name]}, expected {shape}")

@@ -1,0 +1,177 @@
+"""One experiment from a config: check it, load the data, train or reuse the teacher, train the student,
+write the report. `main.py` only parses flags and calls `run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ltkd_jax import config_lib, device_input, losses, metrics_log, run_report, trainer
+from ltkd_jax import data as data_lib
+from ltkd_jax import models
+
+CONFIG_FILE = "config.json"
+# Fields that may change between a run and its resumption without changing its results.
+RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir")
+
+
+def validate(config) -> None:
+    """Every user mistake we can see before reading data, as one ValueError line."""
+    if config.get("arg_error"):
+        raise ValueError(config.arg_error)
+    method = config.method
+    if method not in config_lib.METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(config_lib.METHODS)}")
+    if config.dataset.name not in data_lib.known_names():
+        raise ValueError(f"unknown data set {config.dataset.name!r}; known: {', '.join(data_lib.known_names())}")
+    for role in ("teacher_model", "student_model"):
+        name = config[role]
+        if name not in models.MODEL_NAMES:
+            raise ValueError(f"unknown {role.replace('_', ' ')} {name!r}; known: {', '.join(models.MODEL_NAMES)}")
+    gamma = config.dataset.imbalance_factor
+    if not config.dataset.split_file and not (isinstance(gamma, (int, float)) and gamma >= 1):
+        raise ValueError(f"imbalance factor {gamma!r} is invalid: it must be >= 1 (1 = balanced)")
+    trainer.check_batch_size(config.batch_size)
+    trainer.check_batch_size(config.eval_batch_size)
+    if config.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype {config.dtype!r} is invalid; allowed: float32, bfloat16")
+    if config.num_epochs < 1:
+        raise ValueError(f"num_epochs={config.num_epochs} must be >= 1")
+    if method not in config_lib.CE_METHODS + config_lib.FEATURE_METHODS:
+        losses.get_distill_loss(method, **config_lib.distill_hparams(config))  # bad hyper-parameters
+    if method in config_lib.FEATURE_METHODS:
+        raise ValueError(f"method {method!r} needs the feature-distillation modules, which are not built yet")
+
+
+def check_workdir(config, workdir: str) -> None:
+    """Refuse a workdir that holds a run of another config, unless `overwrite` (then start afresh)."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            stored = json.load(f)
+        current = json.loads(config.to_json())
+        differing = sorted(k for k in set(stored) | set(current)
+                           if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
+        if differing and not config.overwrite:
+            key = differing[0]
+            raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored.get(key)!r} there, "
+                             f"{current.get(key)!r} now); use another --workdir or --config.overwrite=True")
+        if differing and jax.process_index() == 0:
+            shutil.rmtree(workdir)
+    _sync("check_workdir")
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(config.to_json(indent=2))
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+        multihost_utils.sync_global_devices(name)
+
+
+def load_data(config):
+    """(ExperimentData, DatasetInfo) of the config's long-tailed split, as host numpy arrays."""
+    d = config.dataset
+    info = data_lib.get_info(
+        d.name, data_dir=d.data_dir or None, imbalance_factor=None if d.split_file else d.imbalance_factor,
+        split_seed=d.subset_seed, num_groups=d.num_groups, split_file=d.split_file or None,
+        image_size=d.image_size or None)
+    if not info.spec.in_memory:
+        raise ValueError(f"data set {d.name!r} is trained through the host tf.data pipeline, which is not wired "
+                         f"into the trainer yet; in-memory data sets: cifar100, tiny_imagenet, fashion_mnist")
+    train_images, train_labels = data_lib.load_arrays(d.name, info.train_split, d.data_dir or None)
+    test_images, test_labels = data_lib.load_arrays(d.name, info.eval_split, d.data_dir or None)
+    return trainer.ExperimentData(
+        name=d.name, num_classes=info.num_classes, train_images=np.asarray(train_images[info.lt_indices]),
+        train_labels=np.asarray(train_labels[info.lt_indices], np.int32), test_images=np.asarray(test_images),
+        test_labels=np.asarray(test_labels, np.int32), group_ids=np.asarray(info.group_ids),
+        train_counts=np.asarray(info.train_counts),
+        augmentation=device_input.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std)), info
+
+
+def teacher_config(config) -> ml_collections.ConfigDict:
+    """The config of the run that trains `config`'s teacher (same data and recipe, CE, its own lr/seed)."""
+    gamma = config.dataset.imbalance_factor
+    teacher = config_lib.build_config(config.dataset.name,
+                                      f"teacher,{config.teacher_model}-{config.teacher_model},{gamma}")
+    for key in ("dataset", "batch_size", "eval_batch_size", "lr_decay_epochs", "lr_decay_rate", "momentum",
+                "weight_decay", "dtype",
+                "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints", "log_every_steps",
+                "steps_per_dispatch"):
+        teacher[key] = config[key]
+    teacher.learning_rate = config.teacher_learning_rate
+    teacher.num_epochs = config.teacher_num_epochs or config.num_epochs
+    teacher.seed = config.teacher_seed
+    return teacher
+
+
+def teacher_workdir(config, workdir: str) -> str:
+    """Deterministic: <teachers_dir>/<data set>_gamma<γ>/<arch>_seed<s>_ep<epochs>_bs<batch>."""
+    if config.teacher_checkpoint:
+        return config.teacher_checkpoint
+    root = config.teachers_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "teachers")
+    subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
+              else f"gamma{config.dataset.imbalance_factor}")
+    epochs = config.teacher_num_epochs or config.num_epochs
+    return os.path.join(root, f"{config.dataset.name}_{subset}",
+                        f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}")
+
+
+def make_stage(config, model_name: str, *, distill: bool) -> trainer.Stage:
+    model = models.get_model(model_name, _num_classes(config), dtype=jnp.dtype(config.dtype))
+    name = config.method if distill else ("teacher" if config.method == "teacher" else "student")
+    stage = dict(name=name, model=model, learning_rate=config.learning_rate, num_epochs=config.num_epochs,
+                 seed=config.seed)
+    if distill:
+        stage.update(distill_loss=losses.get_distill_loss(config.method, **config_lib.distill_hparams(config)),
+                     ce_weight=config.ce_weight, distill_weight=config.distill_weight,
+                     warmup_epochs=config.warmup_epochs,
+                     log_temperature=config.distill.get("temperature", 1.0))
+    return trainer.Stage(**stage)
+
+
+def _num_classes(config) -> int:
+    return data_lib.get_spec(config.dataset.name).num_classes
+
+
+def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teacher], **overrides):
+    check_workdir(config, workdir)
+    if jax.process_index() == 0:
+        data_lib.write_split(info, workdir)
+    distill = config.method not in config_lib.CE_METHODS
+    model_name = config.teacher_model if config.method == "teacher" else config.student_model
+    trainer.run_stage(
+        make_stage(config, model_name, distill=distill), data, workdir, batch_size=config.batch_size,
+        lr_decay_epochs=config.lr_decay_epochs, lr_decay_rate=config.lr_decay_rate, momentum=config.momentum,
+        weight_decay=config.weight_decay, teacher=teacher, keep_checkpoints=config.keep_checkpoints,
+        eval_batch_size=config.eval_batch_size,
+        eval_every_epochs=config.eval_every_epochs, checkpoint_every_epochs=config.checkpoint_every_epochs,
+        log_every_steps=config.log_every_steps, steps_per_dispatch=config.steps_per_dispatch, **overrides)
+    _sync("stage_done")
+    if jax.process_index() == 0:
+        run_report.write_report(workdir, config, data)
+    return metrics_log.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+
+
+def run(config, workdir: str, **overrides):
+    """Train (or reuse) the teacher, then the student; returns the student run's metrics records."""
+    validate(config)
+    data, info = load_data(config)
+    if config.method in config_lib.CE_METHODS:
+        return _run_config(config, workdir, data, info, None, **overrides)
+    teacher_dir = teacher_workdir(config, workdir)
+    if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
+        _run_config(teacher_config(config), teacher_dir, data, info, None)
+    teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
+    variables = trainer.load_teacher(teacher_model, teacher_dir, data.train_images.shape[1:])
+    teacher = trainer.Teacher(model=teacher_model, variables=variables, checkpoint=teacher_dir)
+    return _run_config(config, workdir, data, info, teacher, **overrides)

@@ -1,0 +1,115 @@
+"""Run outputs written by process 0 only: metrics.jsonl, TensorBoard events, a terminal progress line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+import jax
+import numpy as np
+
+
+def _jsonable(value):
+    if isinstance(value, (np.ndarray, jax.Array)):
+        value = np.asarray(value).tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class MetricsLog:
+    """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors scalars to TensorBoard."""
+
+    def __init__(self, workdir: str):
+        self.enabled = jax.process_index() == 0
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._tb = None
+        if self.enabled:
+            os.makedirs(workdir, exist_ok=True)
+            self._tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
+
+    def write(self, record: Dict) -> None:
+        if not self.enabled:
+            return
+        record = {key: _jsonable(value) for key, value in record.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            self._tb(record)
+
+    def read(self):
+        return read_metrics(self.path)
+
+
+def read_metrics(path: str):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _tensorboard_writer(logdir: str):
+    """Scalar TensorBoard events through tensorboard's own TF-free event writer; None where tensorboard is not
+    installed (metrics.jsonl is always written)."""
+    try:
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=import-outside-toplevel
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    try:  # tensorboard's file layer imports TensorFlow when present: keep it off the accelerators
+        from ltkd_jax.data import _env  # pylint: disable=import-outside-toplevel
+        _env.hide_accelerators_from_tf()
+    except ImportError:
+        pass
+    writer = EventFileWriter(logdir)
+
+    def write(record):
+        split, step = record.get("split", "train"), int(record.get("step", 0))
+        values = []
+        for key, value in record.items():
+            if key in ("step", "split") or isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                values.append(summary_pb2.Summary.Value(tag=f"{split}/{key}", simple_value=float(value)))
+            elif key.startswith("teacher_group_sums") and isinstance(value, list):
+                values += [summary_pb2.Summary.Value(tag=f"{split}/{key}/group{k}", simple_value=float(v))
+                           for k, v in enumerate(value)]
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
+                                         summary=summary_pb2.Summary(value=values)))
+        writer.flush()
+
+    return write
+
+
+class Progress:
+    """One self-overwriting terminal line: stage, epoch, step, loss, images/s (process 0)."""
+
+    def __init__(self, name: str, total_steps: int, batch_size: int):
+        self.enabled = jax.process_index() == 0
+        self.name, self.total_steps, self.batch_size = name, total_steps, batch_size
+        self._last_time, self._last_step = time.time(), None
+        self.images_per_sec: Optional[float] = None
+
+    def update(self, step: int, epoch: int, loss: float) -> None:
+        now = time.time()
+        if self._last_step is not None and now > self._last_time:
+            self.images_per_sec = (step - self._last_step) * self.batch_size / (now - self._last_time)
+        self._last_time, self._last_step = now, step
+        if self.enabled:
+            rate = f"{self.images_per_sec:,.0f} img/s" if self.images_per_sec else "compiling"
+            sys.stderr.write(f"\r[{self.name}] epoch {epoch} step {step}/{self.total_steps} loss {loss:.4f} "
+                             f"{rate}   ")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()

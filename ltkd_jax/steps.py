@@ -1,0 +1,126 @@
+"""Pure training and evaluation steps; `jax.jit` is applied where they are called (trainer.py).
+
+The teacher is frozen during distillation: its variables are an argument of the step (not a constant baked
+into the program), it runs with eval-mode batch norm, and no gradient reaches it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ltkd_jax import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+    @classmethod
+    def create(cls, variables, tx: optax.GradientTransformation):
+        params = variables["params"]
+        return cls(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
+                   opt_state=tx.init(params))
+
+    @property
+    def variables(self):
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def _accuracy(logits, labels):
+    """Top-1 accuracy in percent."""
+    return 100.0 * jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def _class_counts(logits, labels):
+    """Per-class example and correct counts (C,), so the host can report head/medium/tail train accuracy."""
+    one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return {"class_count": jnp.sum(one_hot, 0), "class_correct": jnp.sum(one_hot * correct[:, None], 0)}
+
+
+def train_step(state: TrainState, teacher_variables, batch, *, model: nn.Module, tx: optax.GradientTransformation,
+               steps_per_epoch: int, teacher_model: Optional[nn.Module] = None,
+               distill_loss: Optional[Callable] = None, feature_loss: Optional[Callable] = None,
+               group_ids: Optional[np.ndarray] = None, num_groups: int = 3, ce_weight: float = 1.0,
+               distill_weight: float = 1.0, warmup_epochs: float = 0, log_temperature: float = 1.0):
+    """One SGD step: `ce_weight * CE + warmup(epoch) * distill_weight * distill`.
+
+    * Neither loss given: plain cross-entropy (teachers, the CE student).
+    * `distill_loss(student_logits, teacher_logits, labels, group_ids)`: logit distillation (KD, DKD, LTKD).
+    * `feature_loss(hints, teacher_features)`: feature distillation (FitNet, ReviewKD). `model` is then a
+      student wrapper whose `apply(..., with_hints=True)` returns `(logits, hints)`, its connector modules
+      trained with it; the teacher is applied with `return_features=True`.
+
+    Returns the new state and metrics: scalars, per-class counts, and for logit distillation the teacher's
+    batch group-probability sums before and after rebalancing at the loss's temperature (the paper's Fig. 3).
+    """
+    images, labels = batch["image"], batch["label"]
+    epoch = state.step // steps_per_epoch + 1  # 1-based, as mdistiller's warm-up counts
+    distilling = distill_loss is not None or feature_loss is not None
+    if distilling:
+        teacher_out = teacher_model.apply(teacher_variables, images, train=False,
+                                          **({"return_features": True} if feature_loss else {}))
+        teacher_out = jax.lax.stop_gradient(teacher_out)
+        teacher_logits, teacher_features = teacher_out if feature_loss else (teacher_out, None)
+
+    def loss_fn(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        if feature_loss is not None:
+            (logits, hints), updates = model.apply(variables, images, train=True, with_hints=True,
+                                                   mutable=["batch_stats"])
+        else:
+            logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
+        if not distilling:
+            ce = losses.cross_entropy(logits, labels)
+            return ce, (logits, updates, {"ce": ce})
+        if feature_loss is not None:
+            loss_of_batch = lambda *_: feature_loss(hints, teacher_features)  # noqa: E731
+        else:
+            loss_of_batch = distill_loss
+        total, parts = losses.student_objective(
+            logits, teacher_logits, labels, group_ids, distill_loss=loss_of_batch, ce_weight=ce_weight,
+            distill_weight=distill_weight, epoch=epoch, warmup_epochs=warmup_epochs)
+        return total, (logits, updates, parts)
+
+    (loss, (logits, updates, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
+                              batch_stats=updates["batch_stats"], opt_state=opt_state)
+    metrics = {**parts, "loss": loss, "accuracy": _accuracy(logits, labels), **_class_counts(logits, labels)}
+    if distilling:
+        metrics["teacher_accuracy"] = _accuracy(teacher_logits, labels)
+        if group_ids is not None:
+            before, after = losses.teacher_group_sums(teacher_logits, group_ids, num_groups=num_groups,
+                                                      temperature=log_temperature)
+            metrics["teacher_group_sums"] = before
+            metrics["teacher_group_sums_rebalanced"] = after
+    return new_state, metrics
+
+
+def eval_step(variables, batch, *, model: nn.Module, num_classes: int, teacher_model: Optional[nn.Module] = None,
+              teacher_variables=None):
+    """Per-class counts of one (padded, masked) batch; the host adds them up over the test set."""
+    logits = model.apply(variables, batch["image"], train=False)
+    labels, mask = batch["label"], batch["mask"]
+    predictions = jnp.argmax(logits, -1)
+    one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * mask[:, None]
+    log_probs = jax.nn.log_softmax(logits, -1)
+    counts = {
+        "examples": jnp.sum(one_hot, 0),
+        "correct": jnp.sum(one_hot * (predictions == labels)[:, None], 0),
+        "loss_sum": -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0] * mask),
+    }
+    if teacher_model is not None:
+        teacher_predictions = jnp.argmax(teacher_model.apply(teacher_variables, batch["image"], train=False), -1)
+        counts["agree"] = jnp.sum(one_hot * (predictions == teacher_predictions)[:, None], 0)
+    return counts

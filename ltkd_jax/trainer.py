@@ -1,0 +1,281 @@
+"""One training stage (a teacher, a CE student or a distilled student): the jitted loop, evaluation every
+epoch, checkpoints with resume and save-on-SIGTERM, and the run's logs.
+
+Parallelism: one 1-D `data` mesh over every device of every process. The batch is sharded along it;
+parameters and optimiser state are replicated; the step is `jax.jit` with the state donated. Batch-norm
+statistics and LTKD's rebalancing sums are therefore over the global batch (the step sees global arrays).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import signal
+import time
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from ltkd_jax import checkpointing, device_input, evaluation, losses, metrics_log, optim, steps
+
+
+@dataclasses.dataclass
+class ExperimentData:
+    """A long-tailed training set and its balanced test set, as host numpy arrays (uint8 images)."""
+
+    name: str
+    num_classes: int
+    train_images: np.ndarray  # (N, H, W, C) uint8, the long-tailed subset
+    train_labels: np.ndarray  # (N,) int32
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    group_ids: np.ndarray  # (num_classes,) 0 = head ... tail
+    train_counts: np.ndarray  # (num_classes,)
+    augmentation: device_input.Augmentation
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.group_ids.max()) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """What one stage trains: a model with CE (distill_loss None) or distilled from a frozen teacher."""
+
+    name: str
+    model: nn.Module
+    learning_rate: float
+    num_epochs: int
+    seed: int
+    distill_loss: Optional[Callable] = None
+    ce_weight: float = 1.0
+    distill_weight: float = 1.0
+    warmup_epochs: float = 0
+    log_temperature: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    model: nn.Module
+    variables: dict
+    checkpoint: str
+
+
+class Preempted(Exception):
+    """Raised after the state was saved on SIGTERM; rerunning the same command resumes."""
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def make_mesh() -> Mesh:
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def check_batch_size(batch_size: int) -> None:
+    devices = jax.device_count()
+    if batch_size % devices:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the device count {devices}; "
+                         f"use a multiple of {devices}")
+
+
+def global_array(local: np.ndarray, sharding: NamedSharding, global_batch: int) -> jax.Array:
+    """This process's share of a global batch as a slice of the host array (every process holds the same
+    global batch), assembled into one global array."""
+    per_process = global_batch // jax.process_count()
+    start = jax.process_index() * per_process
+    return jax.make_array_from_process_local_data(sharding, local[start:start + per_process])
+
+
+def init_state(model: nn.Module, tx, image_shape, seed: int) -> steps.TrainState:
+    variables = model.init(jax.random.key(seed), jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+    return steps.TrainState.create(variables, tx)
+
+
+def abstract_state(model: nn.Module, tx, image_shape, sharding) -> steps.TrainState:
+    shapes = jax.eval_shape(functools.partial(init_state, model, tx, image_shape), 0)
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def load_teacher(model: nn.Module, run_dir: str, image_shape) -> dict:
+    """The teacher's variables (params + batch_stats) from the last checkpoint of its run directory,
+    replicated over the mesh."""
+    replicated = NamedSharding(make_mesh(), P())
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape)),
+                                               train=False))
+    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
+    return checkpointing.restore_variables(run_dir, target)
+
+
+class _SigtermFlag:
+    """Set by SIGTERM (preemptible TPUs send it before taking the machine)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def agreed(self) -> bool:
+        """True on every process if any process was signalled (all must save together)."""
+        if jax.process_count() == 1:
+            return self.raised
+        return bool(np.max(multihost_utils.process_allgather(np.int32(self.raised))))
+
+
+def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: int, lr_decay_epochs,
+              lr_decay_rate: float, momentum: float, weight_decay: float, teacher: Optional[Teacher] = None,
+              keep_checkpoints: int = 2, eval_batch_size: Optional[int] = None, eval_every_epochs: int = 1,
+              checkpoint_every_epochs: int = 1,
+              log_every_steps: int = 50, steps_per_dispatch: int = 1, stop_after_steps: Optional[int] = None):
+    """Train `stage` to its last epoch, resuming from `workdir` if it holds checkpoints; returns the final
+    state. Metrics go to `workdir/metrics.jsonl`. `stop_after_steps` simulates an interruption (tests)."""
+    check_batch_size(batch_size)
+    eval_batch_size = eval_batch_size or batch_size
+    check_batch_size(eval_batch_size)
+    num_train = len(data.train_labels)
+    steps_per_epoch = num_train // batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size={batch_size} is larger than the {num_train} training examples")
+    total_steps = steps_per_epoch * stage.num_epochs
+    mesh = make_mesh()
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data"))
+    image_shape = data.train_images.shape[1:]
+
+    schedule = optim.step_decay_schedule(stage.learning_rate, steps_per_epoch, lr_decay_epochs, lr_decay_rate)
+    tx = optim.sgd(schedule, momentum=momentum, weight_decay=weight_decay)
+    ckpt = checkpointing.Checkpointer(workdir, keep=keep_checkpoints)
+    log = metrics_log.MetricsLog(workdir)
+    try:
+        state = ckpt.restore_latest(abstract_state(stage.model, tx, image_shape, replicated))
+        if state is None:
+            state = jax.device_put(init_state(stage.model, tx, image_shape, stage.seed), replicated)
+        start_step = int(state.step)
+
+        distilling = stage.distill_loss is not None
+        step_fn = functools.partial(
+            steps.train_step, model=stage.model, tx=tx, steps_per_epoch=steps_per_epoch,
+            teacher_model=teacher.model if distilling else None, distill_loss=stage.distill_loss,
+            group_ids=data.group_ids if distilling else None, num_groups=data.num_groups,
+            ce_weight=stage.ce_weight, distill_weight=stage.distill_weight, warmup_epochs=stage.warmup_epochs,
+            log_temperature=stage.log_temperature)
+        data_key = jax.random.fold_in(jax.random.key(stage.seed), 1)
+        train_arrays = jax.device_put({"image": data.train_images, "label": data.train_labels.astype(np.int32)},
+                                      replicated)
+
+        def one_step(state, teacher_variables, arrays):
+            batch = device_input.train_batch(arrays, data_key, state.step, batch_size=batch_size,
+                                             augmentation=data.augmentation)
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            return step_fn(state, teacher_variables, batch)
+
+        def many_steps(state, teacher_variables, arrays, num_steps):
+            def body(carry, _):
+                return one_step(carry, teacher_variables, arrays)
+            state, metrics = jax.lax.scan(body, state, None, length=num_steps)
+            return state, {key: jnp.sum(value, 0) if key.startswith("class_") else jnp.mean(value, 0)
+                           for key, value in metrics.items()}
+
+        jit_one = jax.jit(one_step, donate_argnums=0, out_shardings=(replicated, replicated))
+        jit_many = jax.jit(many_steps, donate_argnums=0, static_argnums=3, out_shardings=(replicated, replicated))
+        teacher_variables = jax.device_put(teacher.variables, replicated) if distilling else None
+        eval_fn = jax.jit(functools.partial(
+            steps.eval_step, model=stage.model, num_classes=data.num_classes,
+            teacher_model=teacher.model if distilling else None), out_shardings=replicated)
+
+        def evaluate(state):
+            totals = None
+            for batch in device_input.eval_batches(data.test_images, data.test_labels, eval_batch_size):
+                batch = {k: global_array(v, batch_sharding, eval_batch_size) for k, v in batch.items()}
+                batch["image"] = _normalize_on_device(batch["image"], data.augmentation)
+                counts = eval_fn(state.variables, batch, teacher_variables=teacher_variables)
+                totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
+            return evaluation.summarize(jax.device_get(totals), data.group_ids, data.train_counts)
+
+        progress = metrics_log.Progress(stage.name, total_steps, batch_size)
+        window = []
+        step = start_step
+        with _SigtermFlag() as sigterm:
+            while step < total_steps:
+                epoch = step // steps_per_epoch + 1
+                left_in_epoch = epoch * steps_per_epoch - step
+                if steps_per_dispatch > 1 and left_in_epoch >= steps_per_dispatch:
+                    state, metrics = jit_many(state, teacher_variables, train_arrays, steps_per_dispatch)
+                    previous, step = step, step + steps_per_dispatch
+                else:
+                    state, metrics = jit_one(state, teacher_variables, train_arrays)
+                    previous, step = step, step + 1
+                window.append(metrics)
+                epoch_done = step % steps_per_epoch == 0
+                log_now = step // log_every_steps != previous // log_every_steps or epoch_done
+                if log_now:
+                    _log_train(log, progress, window, step, epoch, data, schedule)
+                    window = []
+                if epoch_done:
+                    summary = None
+                    if epoch % eval_every_epochs == 0 or step == total_steps:
+                        summary = evaluate(state)
+                        log.write({"step": step, "epoch": epoch, "split": "test",
+                                   **{k: v for k, v in summary.items()}})
+                    if epoch % checkpoint_every_epochs == 0 or step == total_steps:
+                        ckpt.save(step, state, accuracy=summary["accuracy"] if summary else None)
+                if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
+                    ckpt.save(step, state)
+                    raise Preempted(f"stopped after step {step} (resume with the same command)")
+                # Every process must take the same decision at the same step: agree only where all log.
+                if (log_now or jax.process_count() == 1) and sigterm.agreed():
+                    ckpt.save(step, state)
+                    raise Preempted(f"SIGTERM: saved step {step} to {workdir}; rerun the same command to resume")
+        progress.done()
+        return state
+    finally:
+        ckpt.close()
+
+
+def _normalize_on_device(images, augmentation):
+    if images.dtype == jnp.uint8:
+        return device_input.normalize(images, augmentation.mean, augmentation.std)
+    return images
+
+
+def _log_train(log, progress, window, step, epoch, data, schedule):
+    fetched = jax.device_get(window)
+    loss = float(np.mean([m["loss"] for m in fetched]))
+    if not np.isfinite(loss):
+        raise NonFiniteLoss(f"training loss became {loss} at step {step} (epoch {epoch}); lower the learning "
+                            f"rate or check the inputs")
+    progress.update(step, epoch, loss)
+    record = {"step": step, "epoch": epoch, "split": "train", "learning_rate": float(schedule(step - 1)),
+              "images_per_sec": progress.images_per_sec}
+    for key in fetched[0]:
+        if key in ("class_count", "class_correct", "teacher_group_sums", "teacher_group_sums_rebalanced"):
+            continue
+        record[key] = float(np.mean([m[key] for m in fetched]))
+    counts = {"examples": sum(m["class_count"] for m in fetched),
+              "correct": sum(m["class_correct"] for m in fetched), "loss_sum": 0.0}
+    summary = evaluation.summarize(counts, data.group_ids, data.train_counts)
+    record.update({k: v for k, v in summary.items() if k.startswith("accuracy_")})
+    for key in ("teacher_group_sums", "teacher_group_sums_rebalanced"):
+        if key in fetched[0]:
+            record[key] = np.mean([m[key] for m in fetched], axis=0).tolist()
+    log.write(record)

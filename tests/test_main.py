@@ -1,0 +1,121 @@
+"""The whole job from a config: teacher -> student on tfds mock data, the workdir, bad input, the CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ltkd_jax import config_lib, experiment, metrics_log
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAIR = "demo_resnet_teacher-demo_resnet_student"
+
+
+def tiny_config(method, data_dir, **overrides):
+    config = config_lib.build_config("fashion_mnist", f"{method},{PAIR},4")
+    config.dataset.data_dir = str(data_dir)
+    config.num_epochs = 1
+    config.batch_size = 16
+    config.log_every_steps = 2
+    config.eval_batch_size = 64
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def mock_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
+    with tfds.testing.mock_data(num_examples=320):
+        config = tiny_config("ltkd", mock_dir)
+        records = experiment.run(config, str(tmp_path / "runs" / "ltkd"))
+    run_dir = tmp_path / "runs" / "ltkd"
+    teacher_dir = experiment.teacher_workdir(config, str(run_dir))
+    assert teacher_dir.startswith(str(tmp_path / "runs" / "teachers"))
+    # The split written beside the run: the LT subset (gamma 4) and its groups.
+    indices = np.load(run_dir / "lt_indices.npy")
+    groups = json.loads((run_dir / "class_groups.json").read_text())
+    counts = np.asarray(groups["train_counts"])
+    full = np.asarray(groups["full_train_counts"])
+    assert counts.tolist() == np.floor(full * 4.0 ** (-np.arange(10) / 9) + 1e-9).astype(int).tolist()
+    assert len(indices) == counts.sum()
+    assert [len(g) for g in groups["groups"]] == [4, 3, 3]
+    test = [r for r in records if r["split"] == "test"]
+    steps_per_epoch = int(counts.sum()) // 16
+    assert test[-1]["step"] == steps_per_epoch and test[-1]["epoch"] == 1
+    assert "teacher_agreement" in test[-1]
+    train = [r for r in records if r["split"] == "train"]
+    assert all("teacher_group_sums_rebalanced" in r for r in train)
+    report = (run_dir / "report.md").read_text()
+    assert "| last (1) |" in report and "| best (1) |" in report
+    assert (run_dir / "per_class_accuracy.png").exists() and (run_dir / "teacher_group_sums.png").exists()
+    assert (run_dir / "config.json").exists() and os.path.isdir(os.path.join(teacher_dir, "checkpoints"))
+    teacher_records = metrics_log.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))
+    assert [r["split"] for r in teacher_records].count("test") == 1
+
+    # A second student reuses the teacher (its metrics do not grow) and the finished run resumes as a no-op.
+    with tfds.testing.mock_data(num_examples=320):
+        experiment.run(tiny_config("dkd", mock_dir), str(tmp_path / "runs" / "dkd"))
+        again = experiment.run(tiny_config("ltkd", mock_dir), str(run_dir))
+    assert len(metrics_log.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))) == len(teacher_records)
+    assert again == records
+
+
+def test_workdir_of_another_config_is_refused(tmp_path, mock_dir):
+    with tfds.testing.mock_data(num_examples=320):
+        experiment.run(tiny_config("student", mock_dir), str(tmp_path / "run"))
+        with pytest.raises(ValueError, match=r"holds a run of another config \(learning_rate: 0.05 there, 0.1 now\)"):
+            experiment.run(tiny_config("student", mock_dir, learning_rate=0.1), str(tmp_path / "run"))
+        records = experiment.run(tiny_config("student", mock_dir, learning_rate=0.1, overwrite=True),
+                                 str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["learning_rate"] == 0.1
+    assert [r["split"] for r in records].count("test") == 1
+
+
+@pytest.mark.parametrize("arg, overrides, message", [
+    ("ltdk,demo_resnet_teacher-demo_resnet_student,4", {}, "unknown method 'ltdk'; known: teacher"),
+    ("ltkd,demo_resnet_teacher-resnet9,4", {}, "unknown student model 'resnet9'; known:"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,0.5", {}, "imbalance factor '0.5' is invalid: it must be >= 1"),
+    ("ltkd,demo_resnet_teacher,4", {}, "pair 'demo_resnet_teacher' must be 'teacher-student'"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student", {}, "must be 'method,teacher-student,gamma'"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dataset.name": "cifar10"},
+     "unknown data set 'cifar10'; known: cifar100, fashion_mnist"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dtype": "float16"}, "dtype 'float16' is invalid"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dataset.imbalance_factor": 0},
+     "imbalance factor 0 is invalid"),
+])
+def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message):
+    config = config_lib.build_config("fashion_mnist", arg)
+    config.dataset.data_dir = str(tmp_path / "nothing-here")
+    config.update_from_flattened_dict(overrides)
+    with pytest.raises(ValueError, match=message):
+        experiment.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "ltkd_jax.main", f"--config={ROOT}/configs/cifar100_lt.py:ltdk,resnet32x4-resnet8x4,100",
+         f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: unknown method 'ltdk'; known: " + ", ".join(config_lib.METHODS))
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("config_file", ["cifar100_lt.py", "tiny_imagenet_lt.py", "imagenet_lt.py",
+                                         "fashion_mnist_lt.py"])
+def test_config_files_load_and_validate(config_file):
+    from ml_collections import config_flags  # noqa: F401  (the same loader the CLI uses)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, "configs", config_file))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    experiment.validate(config)
+    assert config.arg_error == ""

@@ -1,0 +1,172 @@
+"""The training loop: optimiser, schedule, resume, SIGTERM, sharding, bad input (synthetic data, tiny model)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ltkd_jax import checkpointing, losses, metrics_log, optim, trainer
+import synthetic
+
+HERE = os.path.dirname(__file__)
+
+
+def test_sgd_is_pytorch_sgd():
+    """buf = m * buf + (g + wd * p); p -= lr * buf, on every parameter (numpy reference, 3 steps)."""
+    lr, m, wd = 0.1, 0.9, 5e-4
+    params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
+    grads = [{"w": jnp.array([0.1, 0.2, -0.3]) * (k + 1), "b": jnp.array(0.05 * k)} for k in range(3)]
+    tx = optim.sgd(lr, momentum=m, weight_decay=wd)
+    state = tx.init(params)
+    ref_p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    ref_buf = {k: np.zeros_like(v) for k, v in ref_p.items()}
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        for k in ref_p:
+            ref_buf[k] = m * ref_buf[k] + (np.asarray(g[k]) + wd * ref_p[k])
+            ref_p[k] = ref_p[k] - lr * ref_buf[k]
+    for k in ref_p:
+        np.testing.assert_allclose(params[k], ref_p[k], rtol=1e-6)
+
+
+def test_step_decay_schedule_in_epochs():
+    schedule = optim.step_decay_schedule(0.05, steps_per_epoch=10, decay_epochs=(150, 180, 210), decay_rate=0.1)
+    # mdistiller: epoch e (1-based) uses base * 0.1 ** (number of stages < e).
+    for epoch, want in [(1, 0.05), (150, 0.05), (151, 0.005), (180, 0.005), (181, 0.0005), (211, 0.00005)]:
+        first_step_of_epoch = (epoch - 1) * 10
+        assert float(schedule(first_step_of_epoch)) == pytest.approx(want, rel=1e-6)
+        assert float(schedule(first_step_of_epoch + 9)) == pytest.approx(want, rel=1e-6)
+
+
+def _train_teacher(workdir, **overrides):
+    return trainer.run_stage(trainer.Stage("teacher", synthetic.TinyNet(), 0.05, 3, 0), synthetic.make_data(),
+                             workdir, **{**synthetic.RECIPE, **overrides})
+
+
+def _params(state):
+    return jax.tree_util.tree_leaves(jax.device_get(state.params))
+
+
+def _tests(workdir):
+    return [r for r in metrics_log.read_metrics(os.path.join(workdir, "metrics.jsonl")) if r["split"] == "test"]
+
+
+def test_teacher_run_logs_checkpoints_and_resumes_identically(tmp_path):
+    full = _train_teacher(str(tmp_path / "full"))
+    records = _tests(str(tmp_path / "full"))
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for key in ("step", "epoch", "split", "accuracy", "accuracy_head", "accuracy_medium", "accuracy_tail", "loss"):
+        assert key in records[-1]
+    assert len(records[-1]["per_class_accuracy"]) == 10
+    # 165 images, batch 16: 10 steps per epoch, the remainder dropped.
+    assert records[-1]["step"] == 30
+    assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["20", "30"]  # keep the last 2
+    assert len(os.listdir(tmp_path / "full" / "best")) == 1
+
+    with pytest.raises(trainer.Preempted):
+        _train_teacher(str(tmp_path / "cut"), stop_after_steps=17)  # mid-epoch 2
+    resumed = _train_teacher(str(tmp_path / "cut"))
+    for a, b in zip(_params(full), _params(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert _tests(str(tmp_path / "cut"))[-1] == records[-1]
+
+
+def test_sigterm_saves_and_the_rerun_ends_identically(tmp_path, monkeypatch):
+    reference = _train_teacher(str(tmp_path / "full"))
+    original = trainer._log_train
+    calls = []
+
+    def log_then_signal(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainer, "_log_train", log_then_signal)
+    with pytest.raises(trainer.Preempted, match="SIGTERM: saved step 8"):
+        _train_teacher(str(tmp_path / "killed"))
+    monkeypatch.setattr(trainer, "_log_train", original)
+    assert "8" in os.listdir(tmp_path / "killed" / "checkpoints")
+    resumed = _train_teacher(str(tmp_path / "killed"))
+    for a, b in zip(_params(reference), _params(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_distillation_logs_group_sums_and_agreement(tmp_path):
+    _train_teacher(str(tmp_path / "teacher"))
+    teacher = trainer.Teacher(synthetic.TinyNet(), trainer.load_teacher(synthetic.TinyNet(), str(tmp_path / "teacher"),
+                                                                        (8, 8, 1)), str(tmp_path / "teacher"))
+    stage = trainer.Stage("ltkd", synthetic.TinyNet(), 0.05, 1, 1, warmup_epochs=2, log_temperature=4.0,
+                          distill_loss=losses.get_distill_loss("ltkd", alpha=1.0, beta=1.0, temperature=4.0))
+    trainer.run_stage(stage, synthetic.make_data(), str(tmp_path / "student"), teacher=teacher, **synthetic.RECIPE)
+    records = metrics_log.read_metrics(str(tmp_path / "student" / "metrics.jsonl"))
+    train = [r for r in records if r["split"] == "train"]
+    assert all(len(r["teacher_group_sums"]) == 3 for r in train)
+    # Sums over a batch of 16 probability vectors add up to 16, before and after rebalancing.
+    assert sum(train[-1]["teacher_group_sums"]) == pytest.approx(16.0, rel=1e-4)
+    assert sum(train[-1]["teacher_group_sums_rebalanced"]) == pytest.approx(16.0, rel=1e-4)
+    assert np.ptp(train[-1]["teacher_group_sums_rebalanced"]) < np.ptp(train[-1]["teacher_group_sums"])
+    assert 0.0 <= records[-1]["teacher_agreement"] <= 100.0
+    assert os.path.isdir(tmp_path / "student" / "tensorboard")
+
+
+def test_teacher_of_another_architecture_is_one_clear_error(tmp_path):
+    _train_teacher(str(tmp_path / "teacher"), lr_decay_epochs=())
+    with pytest.raises(checkpointing.CheckpointError, match="does not match the configured architecture"):
+        trainer.load_teacher(synthetic.TinyNet(width=16), str(tmp_path / "teacher"), (8, 8, 1))
+    with pytest.raises(checkpointing.CheckpointError, match="has no checkpoints/ directory"):
+        trainer.load_teacher(synthetic.TinyNet(), str(tmp_path / "nowhere"), (8, 8, 1))
+
+
+def test_corrupted_checkpoint_is_one_clear_error(tmp_path):
+    _train_teacher(str(tmp_path / "teacher"))
+    step_dir = tmp_path / "teacher" / "checkpoints" / "30"
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            if name not in ("_CHECKPOINT_METADATA",):
+                with open(os.path.join(root, name), "wb") as f:
+                    f.write(b"garbage")
+    with pytest.raises(checkpointing.CheckpointError, match="unreadable or corrupted|no readable metadata"):
+        trainer.load_teacher(synthetic.TinyNet(), str(tmp_path / "teacher"), (8, 8, 1))
+    with pytest.raises(checkpointing.CheckpointError, match="unreadable or corrupted|no readable metadata"):
+        _train_teacher(str(tmp_path / "teacher"))
+
+
+def test_nan_loss_stops_with_one_clear_error(tmp_path):
+    with pytest.raises(trainer.NonFiniteLoss, match=r"training loss became nan at step 4 \(epoch 1\)"):
+        trainer.run_stage(trainer.Stage("teacher", synthetic.TinyNet(), 1e30, 1, 0), synthetic.make_data(),
+                          str(tmp_path), **synthetic.RECIPE)
+    assert not os.path.exists(tmp_path / "checkpoints" / "13")  # nothing saved after the failure
+
+
+def test_batch_not_divisible_by_devices(monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 8)
+    with pytest.raises(ValueError, match="batch_size=20 is not divisible by the device count 8"):
+        trainer.check_batch_size(20)
+
+
+def _sharded_run(workdir, devices):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, os.path.join(HERE, "sharded_run.py"), workdir], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_eight_simulated_devices_match_one(tmp_path):
+    one = _sharded_run(str(tmp_path / "one"), 1)
+    eight = _sharded_run(str(tmp_path / "eight"), 8)
+    assert (one["devices"], eight["devices"]) == (1, 8)
+    for key in ("loss", "ce", "distill"):
+        assert eight["train"][key] == pytest.approx(one["train"][key], rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(eight["train"]["teacher_group_sums"], one["train"]["teacher_group_sums"], rtol=1e-4)
+    assert eight["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-4)
+    assert eight["test"]["accuracy"] == pytest.approx(one["test"]["accuracy"], abs=100 / 70 + 1e-9)

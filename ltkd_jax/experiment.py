@@ -85,17 +85,17 @@ def load_data(config):
         d.name, data_dir=d.data_dir or None, imbalance_factor=None if d.split_file else d.imbalance_factor,
         split_seed=d.subset_seed, num_groups=d.num_groups, split_file=d.split_file or None,
         image_size=d.image_size or None)
-    if not info.spec.in_memory:
-        raise ValueError(f"data set {d.name!r} is trained through the host tf.data pipeline, which is not wired "
-                         f"into the trainer yet; in-memory data sets: cifar100, tiny_imagenet, fashion_mnist")
+    common = dict(name=d.name, num_classes=info.num_classes, group_ids=np.asarray(info.group_ids),
+                  train_counts=np.asarray(info.train_counts),
+                  augmentation=device_input.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
+    if not (info.spec.in_memory and d.device_resident):  # ImageNet: stream through the host pipeline
+        return trainer.ExperimentData(host_info=info, **common), info
     train_images, train_labels = data_lib.load_arrays(d.name, info.train_split, d.data_dir or None)
     test_images, test_labels = data_lib.load_arrays(d.name, info.eval_split, d.data_dir or None)
     return trainer.ExperimentData(
-        name=d.name, num_classes=info.num_classes, train_images=np.asarray(train_images[info.lt_indices]),
+        train_images=np.asarray(train_images[info.lt_indices]),
         train_labels=np.asarray(train_labels[info.lt_indices], np.int32), test_images=np.asarray(test_images),
-        test_labels=np.asarray(test_labels, np.int32), group_ids=np.asarray(info.group_ids),
-        train_counts=np.asarray(info.train_counts),
-        augmentation=device_input.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std)), info
+        test_labels=np.asarray(test_labels, np.int32), **common), info
 
 
 def teacher_config(config) -> ml_collections.ConfigDict:
@@ -172,6 +172,6 @@ def run(config, workdir: str, **overrides):
     if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
         _run_config(teacher_config(config), teacher_dir, data, info, None)
     teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
-    variables = trainer.load_teacher(teacher_model, teacher_dir, data.train_images.shape[1:])
+    variables = trainer.load_teacher(teacher_model, teacher_dir, data.image_shape)
     teacher = trainer.Teacher(model=teacher_model, variables=variables, checkpoint=teacher_dir)
     return _run_config(config, workdir, data, info, teacher, **overrides)

@@ -8,12 +8,11 @@ statistics and LTKD's rebalancing sums are therefore over the global batch (the 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
-import os
 import signal
-import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -25,23 +24,104 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ltkd_jax import checkpointing, device_input, evaluation, losses, metrics_log, optim, steps
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class ExperimentData:
-    """A long-tailed training set and its balanced test set, as host numpy arrays (uint8 images)."""
+    """A long-tailed training set and its balanced test set.
+
+    Small data sets come as host numpy arrays (uint8 images), moved once to the devices and batched inside
+    the jitted step (`DeviceFeed`). Large ones (ImageNet) leave the arrays None and give `host_info`, a
+    `ltkd_jax.data.DatasetInfo` streamed through the host pipeline (`HostFeed`).
+    """
 
     name: str
     num_classes: int
-    train_images: np.ndarray  # (N, H, W, C) uint8, the long-tailed subset
-    train_labels: np.ndarray  # (N,) int32
-    test_images: np.ndarray
-    test_labels: np.ndarray
     group_ids: np.ndarray  # (num_classes,) 0 = head ... tail
     train_counts: np.ndarray  # (num_classes,)
     augmentation: device_input.Augmentation
+    train_images: Optional[np.ndarray] = None  # (N, H, W, C) uint8, the long-tailed subset
+    train_labels: Optional[np.ndarray] = None  # (N,) int32
+    test_images: Optional[np.ndarray] = None
+    test_labels: Optional[np.ndarray] = None
+    host_info: Any = None
 
     @property
     def num_groups(self) -> int:
         return int(self.group_ids.max()) + 1
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels) if self.train_labels is not None else len(self.host_info.lt_indices)
+
+    @property
+    def image_shape(self):
+        if self.train_images is not None:
+            return self.train_images.shape[1:]
+        return tuple(self.host_info.image_shape)
+
+
+class DeviceFeed:
+    """The whole training set on the devices (replicated); step `s`'s batch is a pure function of
+    `(seed, s)` computed inside the jitted step, so nothing crosses from the host per step."""
+
+    supports_scan = True
+
+    def __init__(self, data: ExperimentData, batch_size: int, seed: int, replicated):
+        self.data, self.batch_size = data, batch_size
+        self.key = jax.random.fold_in(jax.random.key(seed), 1)
+        self.arrays = jax.device_put({"image": data.train_images, "label": data.train_labels.astype(np.int32)},
+                                     replicated)
+
+    def inputs(self, start_step: int):
+        while True:
+            yield self.arrays
+
+    def batch(self, inputs, step):
+        return device_input.train_batch(inputs, self.key, step, batch_size=self.batch_size,
+                                        augmentation=self.data.augmentation)
+
+    def eval_batches(self, eval_batch_size: int, sharding):
+        for batch in device_input.eval_batches(self.data.test_images, self.data.test_labels, eval_batch_size):
+            batch = {k: global_array(v, sharding, eval_batch_size) for k, v in batch.items()}
+            batch["image"] = device_input.normalize(batch["image"], self.data.augmentation.mean,
+                                                    self.data.augmentation.std)
+            yield batch
+
+
+class HostFeed:
+    """Batches from the host input pipeline (tf.data for ImageNet), each process feeding its share of the
+    global batch; the next batches are put on the devices while the current step runs."""
+
+    supports_scan = False
+
+    def __init__(self, data: ExperimentData, batch_size: int, seed: int, sharding, prefetch: int = 2):
+        self.data, self.batch_size, self.seed, self.sharding, self.prefetch = (
+            data, batch_size, seed, sharding, prefetch)
+
+    def _to_device(self, batch, keys):
+        return {k: jax.make_array_from_process_local_data(self.sharding, batch[k]) for k in keys}
+
+    def inputs(self, start_step: int):
+        from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
+        steps_per_epoch = self.data.num_train // self.batch_size
+        epoch, position = divmod(start_step, steps_per_epoch)
+        queue = collections.deque()
+        while True:
+            for batch in build_dataset(self.data.host_info, "train", global_batch_size=self.batch_size,
+                                       seed=self.seed, epoch=epoch, start_step=position):
+                queue.append(self._to_device(batch, ("image", "label")))
+                if len(queue) > self.prefetch:
+                    yield queue.popleft()
+            epoch, position = epoch + 1, 0
+            while queue:  # the epoch's last batches before the next epoch's pipeline starts
+                yield queue.popleft()
+
+    def batch(self, inputs, step):
+        return inputs
+
+    def eval_batches(self, eval_batch_size: int, sharding):
+        from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
+        for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
+            yield self._to_device(batch, ("image", "label", "mask"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +232,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
     check_batch_size(batch_size)
     eval_batch_size = eval_batch_size or batch_size
     check_batch_size(eval_batch_size)
-    num_train = len(data.train_labels)
+    num_train = data.num_train
     steps_per_epoch = num_train // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={batch_size} is larger than the {num_train} training examples")
@@ -160,7 +240,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
-    image_shape = data.train_images.shape[1:]
+    image_shape = data.image_shape
 
     schedule = optim.step_decay_schedule(stage.learning_rate, steps_per_epoch, lr_decay_epochs, lr_decay_rate)
     tx = optim.sgd(schedule, momentum=momentum, weight_decay=weight_decay)
@@ -179,19 +259,20 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
             group_ids=data.group_ids if distilling else None, num_groups=data.num_groups,
             ce_weight=stage.ce_weight, distill_weight=stage.distill_weight, warmup_epochs=stage.warmup_epochs,
             log_temperature=stage.log_temperature)
-        data_key = jax.random.fold_in(jax.random.key(stage.seed), 1)
-        train_arrays = jax.device_put({"image": data.train_images, "label": data.train_labels.astype(np.int32)},
-                                      replicated)
+        if data.train_images is not None:
+            feed = DeviceFeed(data, batch_size, stage.seed, replicated)
+        else:
+            feed = HostFeed(data, batch_size, stage.seed, batch_sharding)
+        if not feed.supports_scan:
+            steps_per_dispatch = 1  # host batches arrive one at a time
 
-        def one_step(state, teacher_variables, arrays):
-            batch = device_input.train_batch(arrays, data_key, state.step, batch_size=batch_size,
-                                             augmentation=data.augmentation)
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        def one_step(state, teacher_variables, inputs):
+            batch = jax.lax.with_sharding_constraint(feed.batch(inputs, state.step), batch_sharding)
             return step_fn(state, teacher_variables, batch)
 
-        def many_steps(state, teacher_variables, arrays, num_steps):
+        def many_steps(state, teacher_variables, inputs, num_steps):
             def body(carry, _):
-                return one_step(carry, teacher_variables, arrays)
+                return one_step(carry, teacher_variables, inputs)
             state, metrics = jax.lax.scan(body, state, None, length=num_steps)
             return state, {key: jnp.sum(value, 0) if key.startswith("class_") else jnp.mean(value, 0)
                            for key, value in metrics.items()}
@@ -205,9 +286,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
 
         def evaluate(state):
             totals = None
-            for batch in device_input.eval_batches(data.test_images, data.test_labels, eval_batch_size):
-                batch = {k: global_array(v, batch_sharding, eval_batch_size) for k, v in batch.items()}
-                batch["image"] = _normalize_on_device(batch["image"], data.augmentation)
+            for batch in feed.eval_batches(eval_batch_size, batch_sharding):
                 counts = eval_fn(state.variables, batch, teacher_variables=teacher_variables)
                 totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
             return evaluation.summarize(jax.device_get(totals), data.group_ids, data.train_counts)
@@ -215,15 +294,16 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         progress = metrics_log.Progress(stage.name, total_steps, batch_size)
         window = []
         step = start_step
+        inputs = feed.inputs(start_step)
         with _SigtermFlag() as sigterm:
             while step < total_steps:
                 epoch = step // steps_per_epoch + 1
                 left_in_epoch = epoch * steps_per_epoch - step
                 if steps_per_dispatch > 1 and left_in_epoch >= steps_per_dispatch:
-                    state, metrics = jit_many(state, teacher_variables, train_arrays, steps_per_dispatch)
+                    state, metrics = jit_many(state, teacher_variables, next(inputs), steps_per_dispatch)
                     previous, step = step, step + steps_per_dispatch
                 else:
-                    state, metrics = jit_one(state, teacher_variables, train_arrays)
+                    state, metrics = jit_one(state, teacher_variables, next(inputs))
                     previous, step = step, step + 1
                 window.append(metrics)
                 epoch_done = step % steps_per_epoch == 0
@@ -250,12 +330,6 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         return state
     finally:
         ckpt.close()
-
-
-def _normalize_on_device(images, augmentation):
-    if images.dtype == jnp.uint8:
-        return device_input.normalize(images, augmentation.mean, augmentation.std)
-    return images
 
 
 def _log_train(log, progress, window, step, epoch, data, schedule):

@@ -66,6 +66,16 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
     assert again == records
 
 
+def test_host_pipeline_feed_trains_too(tmp_path, mock_dir):
+    """The streaming path ImageNet uses (here the numpy host backend), with per-process batch assembly."""
+    with tfds.testing.mock_data(num_examples=320):
+        records = experiment.run(tiny_config("student", mock_dir, **{"dataset.device_resident": False}),
+                                 str(tmp_path / "run"))
+    test = [r for r in records if r["split"] == "test"]
+    assert len(test) == 1 and 0 <= test[0]["accuracy"] <= 100
+    assert sum(1 for r in records if r["split"] == "train") >= 3
+
+
 def test_workdir_of_another_config_is_refused(tmp_path, mock_dir):
     with tfds.testing.mock_data(num_examples=320):
         experiment.run(tiny_config("student", mock_dir), str(tmp_path / "run"))

@@ -133,11 +133,16 @@ class Stage:
     learning_rate: float
     num_epochs: int
     seed: int
-    distill_loss: Optional[Callable] = None
+    distill_loss: Optional[Callable] = None  # logits: loss(student_logits, teacher_logits, labels, group_ids)
+    feature_loss: Optional[Callable] = None  # features: loss(hints, teacher_features) (FitNet, ReviewKD)
     ce_weight: float = 1.0
     distill_weight: float = 1.0
     warmup_epochs: float = 0
     log_temperature: float = 1.0
+
+    @property
+    def distills(self) -> bool:
+        return self.distill_loss is not None or self.feature_loss is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +150,38 @@ class Teacher:
     model: nn.Module
     variables: dict
     checkpoint: str
+
+
+def jitted_train_steps(stage: Stage, data: ExperimentData, feed, tx, steps_per_epoch: int, mesh: Mesh,
+                       teacher_model: Optional[nn.Module] = None):
+    """The stage's jitted training programs: `one(state, teacher_variables, inputs)` and
+    `many(state, teacher_variables, inputs, num_steps)` (num_steps steps in one dispatch with `lax.scan`).
+
+    The batch is sharded over the mesh's data axis, the state replicated and donated. `inputs` is whatever the
+    feed yields: the device-resident arrays (the batch is drawn inside the program) or a host batch.
+    """
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data"))
+    step_fn = functools.partial(
+        steps.train_step, model=stage.model, tx=tx, steps_per_epoch=steps_per_epoch, teacher_model=teacher_model,
+        distill_loss=stage.distill_loss, feature_loss=stage.feature_loss,
+        group_ids=data.group_ids if stage.distills else None, num_groups=data.num_groups,
+        ce_weight=stage.ce_weight, distill_weight=stage.distill_weight, warmup_epochs=stage.warmup_epochs,
+        log_temperature=stage.log_temperature)
+
+    def one_step(state, teacher_variables, inputs):
+        batch = jax.lax.with_sharding_constraint(feed.batch(inputs, state.step), batch_sharding)
+        return step_fn(state, teacher_variables, batch)
+
+    def many_steps(state, teacher_variables, inputs, num_steps):
+        def body(carry, _):
+            return one_step(carry, teacher_variables, inputs)
+        state, metrics = jax.lax.scan(body, state, None, length=num_steps)
+        return state, {key: jnp.sum(value, 0) if key.startswith("class_") else jnp.mean(value, 0)
+                       for key, value in metrics.items()}
+
+    return (jax.jit(one_step, donate_argnums=0, out_shardings=(replicated, replicated)),
+            jax.jit(many_steps, donate_argnums=0, static_argnums=3, out_shardings=(replicated, replicated)))
 
 
 class Preempted(Exception):
@@ -252,33 +289,15 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
             state = jax.device_put(init_state(stage.model, tx, image_shape, stage.seed), replicated)
         start_step = int(state.step)
 
-        distilling = stage.distill_loss is not None
-        step_fn = functools.partial(
-            steps.train_step, model=stage.model, tx=tx, steps_per_epoch=steps_per_epoch,
-            teacher_model=teacher.model if distilling else None, distill_loss=stage.distill_loss,
-            group_ids=data.group_ids if distilling else None, num_groups=data.num_groups,
-            ce_weight=stage.ce_weight, distill_weight=stage.distill_weight, warmup_epochs=stage.warmup_epochs,
-            log_temperature=stage.log_temperature)
+        distilling = stage.distills
         if data.train_images is not None:
             feed = DeviceFeed(data, batch_size, stage.seed, replicated)
         else:
             feed = HostFeed(data, batch_size, stage.seed, batch_sharding)
         if not feed.supports_scan:
             steps_per_dispatch = 1  # host batches arrive one at a time
-
-        def one_step(state, teacher_variables, inputs):
-            batch = jax.lax.with_sharding_constraint(feed.batch(inputs, state.step), batch_sharding)
-            return step_fn(state, teacher_variables, batch)
-
-        def many_steps(state, teacher_variables, inputs, num_steps):
-            def body(carry, _):
-                return one_step(carry, teacher_variables, inputs)
-            state, metrics = jax.lax.scan(body, state, None, length=num_steps)
-            return state, {key: jnp.sum(value, 0) if key.startswith("class_") else jnp.mean(value, 0)
-                           for key, value in metrics.items()}
-
-        jit_one = jax.jit(one_step, donate_argnums=0, out_shardings=(replicated, replicated))
-        jit_many = jax.jit(many_steps, donate_argnums=0, static_argnums=3, out_shardings=(replicated, replicated))
+        jit_one, jit_many = jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh,
+                                               teacher.model if distilling else None)
         teacher_variables = jax.device_put(teacher.variables, replicated) if distilling else None
         eval_fn = jax.jit(functools.partial(
             steps.eval_step, model=stage.model, num_classes=data.num_classes,

@@ -170,3 +170,21 @@ def test_eight_simulated_devices_match_one(tmp_path):
     np.testing.assert_allclose(eight["train"]["teacher_group_sums"], one["train"]["teacher_group_sums"], rtol=1e-4)
     assert eight["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-4)
     assert eight["test"]["accuracy"] == pytest.approx(one["test"]["accuracy"], abs=100 / 70 + 1e-9)
+
+
+def test_bfloat16_compute_keeps_float32_state_and_tracks_float32(tmp_path):
+    from ltkd_jax import models
+    import jax.numpy as jnp
+
+    finals = {}
+    for dtype in (jnp.float32, jnp.bfloat16):
+        model = models.get_model("demo_resnet_student", 10, dtype=dtype)
+        state = trainer.run_stage(trainer.Stage("student", model, 0.05, 1, 0), synthetic.make_data(),
+                                  str(tmp_path / jnp.dtype(dtype).name), **synthetic.RECIPE)
+        leaves = jax.tree_util.tree_leaves((state.params, state.batch_stats, state.opt_state))
+        assert {leaf.dtype for leaf in leaves if leaf.ndim} == {jnp.dtype(jnp.float32)}
+        finals[jnp.dtype(dtype).name] = metrics_log.read_metrics(str(tmp_path / jnp.dtype(dtype).name /
+                                                                     "metrics.jsonl"))
+    first_fp32 = finals["float32"][0]["loss"]
+    first_bf16 = finals["bfloat16"][0]["loss"]
+    assert np.isfinite(first_bf16) and first_bf16 == pytest.approx(first_fp32, rel=0.02)

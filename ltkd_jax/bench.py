@@ -1,0 +1,282 @@
+"""Throughput of the distillation training step: `python -m ltkd_jax.bench`.
+
+    python -m ltkd_jax.bench --teacher=resnet32x4 --student=resnet8x4 --batch_size=64 --dtype=float32
+    python -m ltkd_jax.bench --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16 --epoch
+
+Rows (images per second, medians over timed windows; compile time of each program's first call):
+  jax step            the jitted step on a batch already on the device (the anchor's "bare step")
+  jax end-to-end      the trainer's real program: the batch drawn from the device-resident training set
+                      (permutation, crop, flip, normalise) inside the step, as `ltkd_jax.trainer` runs it
+  jax end-to-end xK   the same with K steps per dispatch (`lax.scan`)
+  jax epoch           (--epoch) `trainer.run_stage` for one CIFAR-100-LT-sized epoch (10,847 images), logging,
+                      evaluation of 10,000 test images and checkpoint included
+  torch reference     (when PyTorch is importable; CIFAR ResNet pairs) mdistiller's step: fp32 eager,
+                      teacher under no_grad, CE + KD, SGD with momentum and weight decay
+Achieved TFLOP/s come from XLA's cost analysis of the compiled step; the fraction of peak uses the device's
+dense peak for the compute dtype where we know it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from ltkd_jax import device_input, losses, models, optim, trainer
+
+# Dense peak TFLOP/s per chip (vendor figures, no sparsity): (float32, bfloat16).
+PEAK_TFLOPS = {
+    "H100": (67.0, 989.0), "H200": (67.0, 989.0), "A100": (19.5, 312.0), "L4": (30.3, 121.0),
+    "TPU v4": (None, 275.0), "TPU v5 lite": (None, 197.0), "TPU v5p": (None, 459.0), "TPU v6 lite": (None, 918.0),
+}
+
+
+def device_peak(dtype: str) -> Optional[float]:
+    kind = jax.devices()[0].device_kind
+    for name, (fp32, bf16) in PEAK_TFLOPS.items():
+        if name.lower() in kind.lower():
+            return bf16 if dtype == "bfloat16" else fp32
+    return None
+
+
+def synthetic_data(num_train: int, num_test: int, image_shape, num_classes: int, seed: int = 0):
+    """Random uint8 images with long-tailed labels: what the device-resident feed holds for CIFAR-100-LT."""
+    rng = np.random.default_rng(seed)
+    counts = np.maximum(1, np.floor(num_train / num_classes * 2 * 0.1 ** (np.arange(num_classes) / num_classes)))
+    labels = np.repeat(np.arange(num_classes), counts.astype(int))[:num_train].astype(np.int32)
+    groups = np.array_split(np.arange(num_classes), 3)
+    group_ids = np.zeros(num_classes, np.int32)
+    for k, members in enumerate(groups):
+        group_ids[members] = k
+    return trainer.ExperimentData(
+        name="synthetic", num_classes=num_classes, group_ids=group_ids,
+        train_counts=np.bincount(labels, minlength=num_classes),
+        augmentation=device_input.Augmentation(pad=4, flip=True, mean=(0.5,) * image_shape[-1],
+                                               std=(0.25,) * image_shape[-1]),
+        train_images=rng.integers(0, 256, (len(labels),) + tuple(image_shape), dtype=np.uint8),
+        train_labels=labels,
+        test_images=rng.integers(0, 256, (num_test,) + tuple(image_shape), dtype=np.uint8),
+        test_labels=rng.integers(0, num_classes, num_test).astype(np.int32))
+
+
+class StaticFeed:
+    """One fixed batch already on the devices: the step alone, no data work."""
+
+    supports_scan = True
+
+    def __init__(self, batch):
+        self._batch = batch
+
+    def inputs(self, start_step):
+        while True:
+            yield self._batch
+
+    def batch(self, inputs, step):
+        return inputs
+
+
+def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int):
+    """(first-call seconds, i.e. compile + one step; median seconds per step; final state)."""
+    start = time.perf_counter()
+    state, metrics = call(state)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    state, metrics = call(state)  # one warm call
+    jax.block_until_ready(metrics)
+    calls = max(1, steps // num_steps_per_call)
+    times = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(calls):
+            state, metrics = call(state)
+        jax.block_until_ready(metrics)
+        times.append((time.perf_counter() - start) / (calls * num_steps_per_call))
+    return compile_s, float(np.median(times)), state
+
+
+def jax_rows(args) -> List[Dict]:
+    image_shape = (args.image_size, args.image_size, args.channels)
+    dtype = jnp.dtype(args.dtype)
+    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
+    student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
+    data = synthetic_data(args.num_train, 256, image_shape, args.num_classes)
+    mesh = trainer.make_mesh()
+    replicated = NamedSharding(mesh, P())
+    trainer.check_batch_size(args.batch_size)
+    steps_per_epoch = data.num_train // args.batch_size
+    tx = optim.sgd(optim.step_decay_schedule(0.05, steps_per_epoch, (150, 180, 210), 0.1), momentum=0.9,
+                   weight_decay=5e-4)
+    hparams = {"kd": dict(temperature=4.0), "dkd": dict(alpha=1.0, beta=8.0, temperature=4.0),
+               "ltkd": dict(alpha=6.0, beta=6.0, temperature=4.0)}[args.method]
+    stage = trainer.Stage(args.method, student_model, 0.05, 1, 0, ce_weight=1.0, log_temperature=4.0,
+                          distill_loss=losses.get_distill_loss(args.method, **hparams))
+    teacher_variables = jax.device_put(
+        teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
+    fresh_state = lambda: jax.device_put(  # noqa: E731
+        trainer.init_state(student_model, tx, image_shape, 0), replicated)
+
+    device_feed = trainer.DeviceFeed(data, args.batch_size, 0, replicated)
+    fixed_batch = jax.device_put(
+        {"image": device_input.normalize(data.train_images[:args.batch_size], data.augmentation.mean,
+                                         data.augmentation.std),
+         "label": data.train_labels[:args.batch_size]}, NamedSharding(mesh, P("data")))
+    rows = []
+    for name, feed, dispatch in ([("jax step", StaticFeed(fixed_batch), 1)]
+                                 + [(f"jax end-to-end{'' if k == 1 else f' x{k}'}", device_feed, k)
+                                    for k in args.steps_per_dispatch]):
+        one, many = trainer.jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh, teacher_model)
+        inputs = next(feed.inputs(0))
+        if dispatch == 1:
+            call = lambda state, one=one, inputs=inputs: one(state, teacher_variables, inputs)  # noqa: E731
+        else:
+            call = lambda state, many=many, inputs=inputs, k=dispatch: many(  # noqa: E731
+                state, teacher_variables, inputs, k)
+        compile_s, seconds, _ = _time_program(call, fresh_state(), dispatch, args.steps, args.windows)
+        # After timing, so the timed first call paid the compile: the same program's cost analysis.
+        compiled = one.lower(fresh_state(), teacher_variables, inputs).compile() if dispatch == 1 else None
+        row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
+               "ms_per_step": seconds * 1e3, "compile_s": compile_s}
+        if compiled is not None:
+            flops = _flops(compiled)
+            if flops:
+                row["tflops"] = flops / seconds / 1e12
+                peak = device_peak(args.dtype)
+                if peak:
+                    row["fraction_of_peak"] = row["tflops"] / peak
+        rows.append(row)
+    return rows
+
+
+def _flops(compiled) -> Optional[float]:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def epoch_row(args) -> Dict:
+    """One CIFAR-100-LT-sized epoch through `trainer.run_stage` (teacher forward included)."""
+    image_shape = (args.image_size, args.image_size, args.channels)
+    dtype = jnp.dtype(args.dtype)
+    data = synthetic_data(args.epoch_examples, 10_000, image_shape, args.num_classes)
+    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
+    teacher = trainer.Teacher(teacher_model, teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape),
+                                                                train=False), "random")
+    hparams = dict(alpha=6.0, beta=6.0, temperature=4.0)
+    stage = trainer.Stage("ltkd", models.get_model(args.student, args.num_classes, dtype=dtype), 0.05, 1, 0,
+                          distill_loss=losses.get_distill_loss("ltkd", **hparams), log_temperature=4.0)
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        trainer.run_stage(stage, data, workdir, batch_size=args.batch_size, lr_decay_epochs=(), lr_decay_rate=0.1,
+                          momentum=0.9, weight_decay=5e-4, teacher=teacher, eval_batch_size=1024,
+                          log_every_steps=50, steps_per_dispatch=max(args.steps_per_dispatch))
+        seconds = time.perf_counter() - start
+    images = (data.num_train // args.batch_size) * args.batch_size
+    return {"name": f"jax epoch ({images:,} images, eval + checkpoint, compile included)", "batch": args.batch_size,
+            "dtype": args.dtype, "img_per_s": images / seconds, "seconds": seconds}
+
+
+def torch_row(args) -> Optional[Dict]:
+    """mdistiller's KD step in PyTorch, fp32 eager, on the same shapes (CIFAR ResNet pairs only)."""
+    try:
+        import torch  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    from ltkd_jax import torch_reference  # pylint: disable=import-outside-toplevel
+    if not (torch_reference.supports(args.teacher) and torch_reference.supports(args.student)):
+        return None
+    seconds = torch_reference.time_kd_step(args.teacher, args.student, batch_size=args.batch_size,
+                                           image_size=args.image_size, channels=args.channels,
+                                           num_classes=args.num_classes, steps=args.steps, windows=args.windows)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"name": f"torch reference (fp32 eager, {device})", "batch": args.batch_size, "dtype": "float32",
+            "img_per_s": args.batch_size / seconds, "ms_per_step": seconds * 1e3}
+
+
+def format_table(rows: List[Dict]) -> str:
+    lines = ["| variant | batch | dtype | img/s | ms/step | compile s | TFLOP/s | of peak |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        def cell(key, fmt):
+            return fmt.format(r[key]) if r.get(key) is not None else "–"
+        lines.append(f"| {r['name']} | {r['batch']} | {r['dtype']} | {r['img_per_s']:,.0f} | "
+                     f"{cell('ms_per_step', '{:.2f}')} | {cell('compile_s', '{:.1f}')} | {cell('tflops', '{:.2f}')} | "
+                     f"{cell('fraction_of_peak', '{:.1%}')} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ltkd_jax.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="resnet32x4")
+    parser.add_argument("--student", default="resnet8x4")
+    parser.add_argument("--method", default="kd", choices=("kd", "dkd", "ltkd"))
+    parser.add_argument("--batch_size", type=int, default=64, help="global batch")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--num_train", type=int, default=10_847, help="device-resident training set size")
+    parser.add_argument("--steps", type=int, default=60, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--steps_per_dispatch", default="1", help="comma list, e.g. 1,16")
+    parser.add_argument("--epoch", action="store_true", help="also time one full epoch through the trainer")
+    parser.add_argument("--epoch_examples", type=int, default=10_847)
+    parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        args.steps_per_dispatch = sorted({int(k) for k in args.steps_per_dispatch.split(",")})
+    except ValueError:
+        parser.error(f"--steps_per_dispatch={args.steps_per_dispatch!r} must be a comma list of integers")
+    if min(args.steps_per_dispatch) < 1:
+        parser.error("--steps_per_dispatch values must be >= 1")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size={args.batch_size} must be >= 1")
+    for name in (args.teacher, args.student):
+        if name not in models.MODEL_NAMES:
+            parser.error(f"unknown model {name!r}; known: {', '.join(models.MODEL_NAMES)}")
+    return args
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = parse_args(argv)
+    try:
+        trainer.check_batch_size(args.batch_size)
+    except ValueError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    device = jax.devices()[0]
+    header = (f"{args.teacher} -> {args.student} ({args.method}), {args.image_size}x{args.image_size}x"
+              f"{args.channels}, {args.num_classes} classes; {jax.device_count()} x {device.device_kind} "
+              f"({device.platform}); jax {jax.__version__}")
+    print(header, flush=True)
+    rows = jax_rows(args)
+    if args.epoch:
+        rows.append(epoch_row(args))
+    reference = None if args.no_torch else torch_row(args)
+    if reference:
+        rows.append(reference)
+    print(format_table(rows))
+    if reference:
+        best = max(r["img_per_s"] for r in rows if r["name"].startswith("jax end-to-end"))
+        print(f"\nend-to-end JAX / PyTorch reference: {best / reference['img_per_s']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": header, "device_kind": device.device_kind, "jax": jax.__version__, "rows": rows},
+                      f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The benchmark runs end to end on the CPU at tiny sizes and prints sane numbers."""
+import json
+
+import pytest
+
+from ltkd_jax import bench
+
+TINY = ["--teacher=demo_resnet_teacher", "--student=demo_resnet_student", "--batch_size=16", "--steps=3",
+        "--windows=1", "--num_train=128", "--image_size=16", "--channels=1", "--num_classes=10", "--no_torch"]
+
+
+def test_bench_prints_rows_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(TINY + ["--steps_per_dispatch=1,2", f"--json={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "| jax step | 16 | float32 |" in printed and "| jax end-to-end x2 | 16 |" in printed
+    result = json.loads(out.read_text())
+    names = [r["name"] for r in result["rows"]]
+    assert names == ["jax step", "jax end-to-end", "jax end-to-end x2"]
+    for row in result["rows"]:
+        assert row["img_per_s"] > 0 and row["compile_s"] > 0
+        assert row["ms_per_step"] == pytest.approx(1e3 * 16 / row["img_per_s"], rel=1e-6)
+    # XLA's cost analysis: the distillation step costs at least the student's forward + backward.
+    assert result["rows"][0]["tflops"] > 0
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(TINY + ["--teacher=resnet9"])
+    assert "unknown model 'resnet9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(TINY + ["--batch_size=0"])
+    assert "--batch_size=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_torch_reference_runs_when_installed():
+    torch = pytest.importorskip("torch")
+    from ltkd_jax import torch_reference
+    seconds = torch_reference.time_kd_step("demo_resnet_teacher", "demo_resnet_student", batch_size=8, image_size=16,
+                                           channels=1, num_classes=10, steps=2, windows=1)
+    assert seconds > 0
+    net = torch_reference.CifarResNet("resnet8x4", 100)
+    assert sum(p.numel() for p in net.parameters()) == 1_233_540  # mdistiller's count, as our Flax model
+    del torch

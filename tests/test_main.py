@@ -65,6 +65,18 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
     assert len(metrics_log.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))) == len(teacher_records)
     assert again == records
 
+    # Teacher-bias diagnostics on the same teacher: per-batch group sums add up to the batch size.
+    from ltkd_jax import diagnose
+    with tfds.testing.mock_data(num_examples=320):
+        result = diagnose.diagnose(teacher_dir, batch_size=16, out_dir=str(tmp_path / "diag"))
+    for split in ("test", "train"):
+        per_batch = np.asarray(result[split]["per_batch"])
+        assert per_batch.shape[1] == 3 and np.allclose(per_batch.sum(1), 16, rtol=1e-4)
+    assert set(result["calibration"]) == {"head", "medium", "tail"}
+    assert (tmp_path / "diag" / "group_sums.png").exists()
+    assert "| balanced test |" in diagnose.format_result(result)
+    assert diagnose.main(["--teacher", str(tmp_path / "nowhere")]) == 2
+
 
 def test_host_pipeline_feed_trains_too(tmp_path, mock_dir):
     """The streaming path ImageNet uses (here the numpy host backend), with per-process batch assembly."""

@@ -1,0 +1,148 @@
+"""Teacher-bias diagnostics: `python -m ltkd_jax.diagnose --teacher=RUN_DIR [--batch_size=64] [--out=DIR]`.
+
+For a trained teacher (the run directory of a `teacher` run, or any run whose config names the model), prints
+and plots its group-probability sums per batch (the paper's Fig. 3 measurement: sums over a batch of the
+per-sample head / medium / tail probabilities, at T = 1 unless --temperature) on the balanced test set and on the
+long-tailed training set, and its per-group calibration (mean confidence against accuracy, and the expected
+calibration error over 15 bins) on the test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltkd_jax import config_lib, device_input, evaluation, experiment, models, trainer
+
+
+def predictions(model, variables, images: np.ndarray, augmentation, batch_size: int, temperature: float):
+    """Softmax(logits / T) of every image (host numpy), in eval mode, in order."""
+    apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, x, train=False) / temperature, -1))
+    out = []
+    for batch in device_input.eval_batches(images, np.zeros(len(images), np.int32), batch_size):
+        x = device_input.normalize(jnp.asarray(batch["image"]), augmentation.mean, augmentation.std)
+        out.append(np.asarray(apply(variables, x))[batch["mask"]])
+    return np.concatenate(out)
+
+
+def batch_group_sums(probs: np.ndarray, group_ids: np.ndarray, batch_size: int, seed: int = 0) -> np.ndarray:
+    """(num_batches, G): per random batch of `batch_size` examples, the sum of each group's probabilities."""
+    order = np.random.default_rng(seed).permutation(len(probs))
+    num_batches = len(probs) // batch_size
+    group_probs = probs @ np.eye(int(group_ids.max()) + 1)[group_ids]  # (N, G)
+    batches = group_probs[order[:num_batches * batch_size]].reshape(num_batches, batch_size, -1)
+    return batches.sum(1)
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray, bins: int = 15):
+    """Per group of the true class: accuracy, mean confidence, ECE (%)."""
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    correct = predicted == labels
+    rows = {}
+    for k, name in enumerate(evaluation.group_names(int(group_ids.max()) + 1)):
+        select = group_ids[labels] == k
+        edges = np.linspace(0, 1, bins + 1)
+        which = np.clip(np.digitize(confidence[select], edges[1:-1]), 0, bins - 1)
+        ece = sum(abs(correct[select][which == b].mean() - confidence[select][which == b].mean())
+                  * np.mean(which == b) for b in range(bins) if np.any(which == b))
+        rows[name] = {"accuracy": float(100 * correct[select].mean()),
+                      "confidence": float(100 * confidence[select].mean()), "ece": float(100 * ece)}
+    return rows
+
+
+def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, out_dir: str = ""):
+    with open(os.path.join(run_dir, experiment.CONFIG_FILE)) as f:
+        stored = json.load(f)
+    dataset = stored["dataset"]["name"]
+    model_name = stored["teacher_model"] if stored["method"] == "teacher" else stored["student_model"]
+    config = config_lib.build_config(dataset, stored["arg"])
+    config.dataset.update(stored["dataset"])
+    config.dataset.device_resident = True
+    data, _ = experiment.load_data(config)
+    if data.train_images is None:
+        raise ValueError(f"diagnose needs an in-memory data set; {dataset!r} streams from the host")
+    model = models.get_model(model_name, data.num_classes)
+    variables = trainer.load_teacher(model, run_dir, data.image_shape)
+    result = {"run_dir": run_dir, "model": model_name, "dataset": dataset,
+              "imbalance_factor": config.dataset.imbalance_factor, "batch_size": batch_size,
+              "temperature": temperature,
+              "uniform_share": (np.bincount(data.group_ids) / data.num_classes * batch_size).tolist()}
+    for split, images, labels in (("test", data.test_images, data.test_labels),
+                                  ("train", data.train_images, data.train_labels)):
+        probs = predictions(model, variables, images, data.augmentation, 1024, temperature)
+        sums = batch_group_sums(probs, data.group_ids, batch_size)
+        result[split] = {"group_sums_mean": sums.mean(0).tolist(), "group_sums_std": sums.std(0).tolist(),
+                         "per_batch": sums.tolist()}
+        if split == "test":
+            result["calibration"] = calibration(probs, labels, data.group_ids)
+    out_dir = out_dir or os.path.join(run_dir, "diagnose")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "diagnose.json"), "w") as f:
+        json.dump(result, f)
+    _plot(result, os.path.join(out_dir, "group_sums.png"))
+    return result
+
+
+def _plot(result, path):
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = evaluation.group_names(len(result["uniform_share"]))
+    for k, name in enumerate(names):
+        for split, style in (("test", "-"), ("train", ":")):
+            series = [b[k] for b in result[split]["per_batch"]]
+            ax.plot(series, style, color=f"C{k}", label=f"{name}, {'balanced test' if split == 'test' else 'LT train'}")
+    ax.set_xlabel("batch")
+    ax.set_ylabel(f"group-probability sum per batch of {result['batch_size']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_result(result) -> str:
+    names = evaluation.group_names(len(result["uniform_share"]))
+    lines = [f"{result['model']} on {result['dataset']}-LT (γ = {result['imbalance_factor']}): group-probability sums "
+             f"per batch of {result['batch_size']} (T = {result['temperature']})", "",
+             "| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
+             "| class share (uniform prediction) | " + " | ".join(f"{v:.2f}" for v in result["uniform_share"]) + " |"]
+    for split, label in (("test", "balanced test"), ("train", "long-tailed train")):
+        mean, std = result[split]["group_sums_mean"], result[split]["group_sums_std"]
+        lines.append(f"| {label} | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean, std)) + " |")
+    lines += ["", "Calibration on the balanced test set (by the true class's group):", "",
+              "| group | accuracy | mean confidence | ECE |", "|---|---|---|---|"]
+    for name, row in result["calibration"].items():
+        lines.append(f"| {name} | {row['accuracy']:.2f} | {row['confidence']:.2f} | {row['ece']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ltkd_jax.diagnose", description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", required=True, help="run directory of the teacher (holds config.json)")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--out", default="", help="output directory (default <teacher>/diagnose)")
+    args = parser.parse_args(argv)
+    try:
+        if not os.path.exists(os.path.join(args.teacher, experiment.CONFIG_FILE)):
+            raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")
+        result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"diagnose: error: {error}", file=sys.stderr)
+        return 2
+    print(format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from ltkd_jax import losses
+from ltkd_jax import feature_kd, losses
 
 CE_METHODS = ("teacher", "student")
-FEATURE_METHODS = ("fitnet", "reviewkd")
+FEATURE_METHODS = feature_kd.FEATURE_METHODS
 METHODS = CE_METHODS + tuple(sorted(losses.DISTILL_LOSSES)) + FEATURE_METHODS
 
 CIFAR_PAIRS = (

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ltkd_jax import config_lib, device_input, losses, metrics_log, run_report, trainer
+from ltkd_jax import config_lib, device_input, feature_kd, losses, metrics_log, run_report, trainer
 from ltkd_jax import data as data_lib
 from ltkd_jax import models
 
@@ -44,10 +44,20 @@ def validate(config) -> None:
         raise ValueError(f"dtype {config.dtype!r} is invalid; allowed: float32, bfloat16")
     if config.num_epochs < 1:
         raise ValueError(f"num_epochs={config.num_epochs} must be >= 1")
-    if method not in config_lib.CE_METHODS + config_lib.FEATURE_METHODS:
+    if method in config_lib.FEATURE_METHODS:  # unsupported pair, option or image size
+        feature_kd.feature_settings(method, config.teacher_model, config.student_model, image_shape(config),
+                                    **dict(config.distill))
+    elif method not in config_lib.CE_METHODS:
         losses.get_distill_loss(method, **config_lib.distill_hparams(config))  # bad hyper-parameters
-    if method in config_lib.FEATURE_METHODS:
-        raise ValueError(f"method {method!r} needs the feature-distillation modules, which are not built yet")
+
+
+def image_shape(config):
+    """The training crop (H, W, C) of the config's data set."""
+    spec = data_lib.get_spec(config.dataset.name)
+    if spec.image_shape is not None:
+        return tuple(spec.image_shape)
+    size = config.dataset.image_size or spec.default_image_size
+    return (size, size, 3)
 
 
 def check_workdir(config, workdir: str) -> None:
@@ -115,27 +125,38 @@ def teacher_config(config) -> ml_collections.ConfigDict:
 
 
 def teacher_workdir(config, workdir: str) -> str:
-    """Deterministic: <teachers_dir>/<data set>_gamma<γ>/<arch>_seed<s>_ep<epochs>_bs<batch>."""
+    """Deterministic: <teachers_dir>/<data set>_gamma<γ>/<arch>_seed<s>_ep<epochs>_bs<batch>[_<dtype>].
+
+    Any other difference in the teacher's recipe is caught by the workdir's config check, in one line."""
     if config.teacher_checkpoint:
         return config.teacher_checkpoint
     root = config.teachers_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "teachers")
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
               else f"gamma{config.dataset.imbalance_factor}")
     epochs = config.teacher_num_epochs or config.num_epochs
-    return os.path.join(root, f"{config.dataset.name}_{subset}",
-                        f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}")
+    name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
+    if config.dtype != "float32":
+        name += f"_{config.dtype}"
+    return os.path.join(root, f"{config.dataset.name}_{subset}", name)
 
 
 def make_stage(config, model_name: str, *, distill: bool) -> trainer.Stage:
-    model = models.get_model(model_name, _num_classes(config), dtype=jnp.dtype(config.dtype))
+    num_classes, dtype = _num_classes(config), jnp.dtype(config.dtype)
     name = config.method if distill else ("teacher" if config.method == "teacher" else "student")
-    stage = dict(name=name, model=model, learning_rate=config.learning_rate, num_epochs=config.num_epochs,
-                 seed=config.seed)
+    stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed)
     if distill:
-        stage.update(distill_loss=losses.get_distill_loss(config.method, **config_lib.distill_hparams(config)),
-                     ce_weight=config.ce_weight, distill_weight=config.distill_weight,
-                     warmup_epochs=config.warmup_epochs,
-                     log_temperature=config.distill.get("temperature", 1.0))
+        stage.update(ce_weight=config.ce_weight, distill_weight=config.distill_weight,
+                     warmup_epochs=config.warmup_epochs, log_temperature=config.distill.get("temperature", 1.0))
+    if distill and config.method in config_lib.FEATURE_METHODS:
+        # The student wrapped with its trainable connector (FitNet regressor / ReviewKD ABF blocks).
+        args = (config.method, config.teacher_model, config.student_model)
+        options = dict(config.distill)
+        stage.update(model=feature_kd.build_student(*args, num_classes, image_shape(config), dtype=dtype, **options),
+                     feature_loss=feature_kd.get_feature_loss(*args, image_shape(config), **options))
+        return trainer.Stage(**stage)
+    stage["model"] = models.get_model(model_name, num_classes, dtype=dtype)
+    if distill:
+        stage["distill_loss"] = losses.get_distill_loss(config.method, **config_lib.distill_hparams(config))
     return trainer.Stage(**stage)
 
 

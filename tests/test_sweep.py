@@ -1,0 +1,293 @@
+"""launch/sweep.py: every table's plan, checked against counts and settings computed here independently.
+
+No training: `--dry_run` output is parsed, every command's flags go through ml_collections' own flag parser (as
+`ltkd_jax.main` parses them), and every student's teacher is matched to an earlier teacher command.
+"""
+import importlib.util
+import json
+import os
+import shlex
+import sys
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from ltkd_jax import config_lib, experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# ml_collections loads config files with importlib's deprecated load_module().
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    spec = importlib.util.spec_from_file_location("ltkd_sweep", os.path.join(REPO, "launch", "sweep.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ltkd_sweep"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# Written out from the paper / the brief, not taken from the code under test.
+HOMO = ["resnet32x4-resnet8x4", "vgg13-vgg8", "wrn_40_2-wrn_40_1", "resnet110-resnet32"]
+HETERO = ["resnet32x4-shufflenet_v1", "vgg13-mobilenet_v2", "wrn_40_2-shufflenet_v1", "resnet50_cifar-mobilenet_v2"]
+INET = ["resnet34-resnet18", "resnet50-mobilenet_v1"]
+ABL = ["resnet32x4-resnet8x4", "resnet32x4-shufflenet_v1", "vgg13-vgg8", "vgg13-mobilenet_v2", "wrn_40_2-wrn_40_1",
+       "wrn_40_2-shufflenet_v1"]
+DISTILL = ["kd", "fitnet", "dkd", "reviewkd", "ltkd"]
+SEEDS = [0, 1, 2]
+DKD_BETA_SPEC = {"resnet32x4-resnet8x4": 8, "resnet32x4-shufflenet_v1": 8, "wrn_40_2-shufflenet_v1": 8,
+                 "resnet50_cifar-mobilenet_v2": 8, "vgg13-vgg8": 6, "wrn_40_2-wrn_40_1": 6, "vgg13-mobilenet_v2": 6,
+                 "resnet110-resnet32": 2, "resnet34-resnet18": 0.5, "resnet50-mobilenet_v1": 2,
+                 "demo_resnet_teacher-demo_resnet_student": 8}  # the demo pair: config_lib's choice
+
+
+def expected_runs(table):
+    """{(kind, method, network(s), gamma, seed, alpha, beta)} of a table, teachers and CE students deduplicated."""
+    def main(pairs, gammas, methods):
+        runs = set()
+        for pair in pairs:
+            t, s = pair.split("-")
+            for g in gammas:
+                for seed in SEEDS:
+                    runs.add(("teacher", "teacher", t, g, seed, None, None))
+                    runs.add(("student", "student", s, g, seed, None, None))
+                    runs |= {("student", m, pair, g, seed, None, None) for m in methods}
+        return runs
+
+    def ablation(methods):
+        runs = set()
+        for pair in ABL:
+            for seed in SEEDS:
+                runs.add(("teacher", "teacher", pair.split("-")[0], 20, seed, None, None))
+                runs |= {("student", m, pair, 20, seed, None, None) for m in methods}
+        return runs
+
+    if table in ("I", "III"):
+        return main(HOMO, [10, 20, 100], DISTILL)
+    if table in ("II", "IV"):
+        return main(HETERO, [10, 20, 100], DISTILL)
+    if table == "V":
+        return main(INET, [5, 10, 20], ["kd", "dkd", "reviewkd", "ltkd"])
+    if table == "VI":
+        return ablation(["ltkd_inter_biased", "ltkd_inter_balanced"])
+    if table == "VII":
+        return ablation(["kd", "ltkd_inter_balanced", "ltkd_intra_uniform", "ltkd"])
+    if table == "fig4":
+        points = {(a, 1.0) for a in (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)} | {(6.0, b) for b in (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)}
+        runs = {("teacher", "teacher", "resnet32x4", 20, s, None, None) for s in SEEDS}
+        return runs | {("student", "ltkd", "resnet32x4-resnet8x4", 20, s, a, b) for s in SEEDS for a, b in points}
+    if table == "fashion_mnist":
+        pair = "demo_resnet_teacher-demo_resnet_student"
+        runs = main([pair], [10, 100], ["kd", "dkd", "ltkd"])
+        return runs | {("student", m, pair, 100, s, None, None) for s in SEEDS
+                       for m in ("ltkd_inter_biased", "ltkd_inter_balanced", "ltkd_intra_uniform")}
+    raise KeyError(table)
+
+
+EXPECTED_COUNTS = {
+    "I": 4 * 3 * 5 * 3 + 4 * 3 * 3 + 4 * 3 * 3,  # distillation + CE students + teachers (3 seeds each) = 252
+    "II": 4 * 3 * 5 * 3 + 2 * 3 * 3 + 4 * 3 * 3,  # two students (ShuffleNetV1, MobileNetV2) shared by 2 pairs: 234
+    "III": 252, "IV": 234,
+    "V": 2 * 3 * 4 * 3 + 2 * 3 * 3 + 2 * 3 * 3,  # no FitNet: 108
+    "VI": 6 * 2 * 3 + 3 * 3,  # 3 teacher networks: 45
+    "VII": 6 * 4 * 3 + 3 * 3,  # 81
+    "fig4": 11 * 3 + 3,  # 11 distinct (alpha, beta) points: (6, 1) is on both lines: 36
+    "fashion_mnist": 2 * 3 + 2 * 3 + 2 * 3 * 3 + 3 * 3,  # 39
+}
+
+
+def parse_with_flags(args):
+    """(config, workdir) exactly as ltkd_jax.main's flags would produce them."""
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True, sys_argv=["main", *args])
+    flags.DEFINE_string("workdir", None, "", flag_values=fv)
+    fv(["main", *args])
+    return fv.config, fv.workdir
+
+
+def dry_run(sweep, capsys, *argv):
+    assert sweep.main([*argv, "--dry_run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    return [line for line in out if line and not line.startswith("#")], [l for l in out if l.startswith("#")]
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+@pytest.mark.parametrize("table", ["I", "II", "III", "IV", "V", "VI", "VII", "fig4", "fashion_mnist"])
+def test_dry_run_lists_exactly_the_table(sweep, capsys, table):
+    commands, comments = dry_run(sweep, capsys, table)
+    assert len(commands) == EXPECTED_COUNTS[table]
+    assert any(f"{EXPECTED_COUNTS[table]} runs" in c for c in comments)
+    assert any("estimated device time" in c and " h on " in c for c in comments)
+    full_check = table in ("VI", "VII", "fig4", "fashion_mnist")  # the others: seed-0 runs (keeps this fast)
+    found, teachers_at = set(), {}
+    for index, command in enumerate(commands):
+        words = shlex.split(command)
+        assert words[:3] == ["python", "-m", "ltkd_jax.main"]
+        args = words[3:]
+        config_arg = args[0]
+        assert config_arg.startswith("--config=configs/") and ":" in config_arg
+        family, arg = config_arg[len("--config="):].split(":")
+        method, teacher, student, gamma = config_lib.parse_arg(arg)
+        dataset = {"configs/cifar100_lt.py": "cifar100", "configs/tiny_imagenet_lt.py": "tiny_imagenet",
+                   "configs/imagenet_lt.py": "imagenet2012", "configs/fashion_mnist_lt.py": "fashion_mnist"}[family]
+        assert not config_lib.build_config(dataset, arg).arg_error
+        overrides = dict(a[len("--config."):].split("=", 1) for a in args[2:])
+        seed = int(overrides["seed"])
+        alpha = beta = None
+        if table == "fig4" and method == "ltkd":
+            defaults = config_lib.build_config(dataset, arg).distill
+            alpha = float(overrides.get("distill.alpha", defaults.alpha))
+            beta = float(overrides.get("distill.beta", defaults.beta))
+        if method == "teacher":
+            assert teacher == student
+            found.add(("teacher", "teacher", teacher, gamma, seed, None, None))
+        elif method == "student":
+            assert teacher == student
+            found.add(("student", "student", student, gamma, seed, None, None))
+        else:
+            found.add(("student", method, f"{teacher}-{student}", gamma, seed,
+                       alpha if table == "fig4" else None, beta if table == "fig4" else None))
+        if not (full_check or seed == 0):
+            continue
+        config, workdir = parse_with_flags(args)
+        assert config.seed == seed and config.method == method and config.dataset.name == dataset
+        if method == "teacher":
+            teachers_at[workdir] = (index, config)
+            continue
+        if method == "student":
+            continue
+        # The student's teacher: an earlier command, at the path the student will look in, with the config the
+        # student would train it with (so the student finds it finished instead of training it again).
+        assert config.teachers_dir == os.path.join("runs", "teachers")
+        assert config.teacher_seed == seed  # paired teacher seeds
+        path = experiment.teacher_workdir(config, workdir)
+        assert path in teachers_at, f"{workdir}: teacher {path} is not listed before it"
+        want = json.loads(experiment.teacher_config(config).to_json())
+        got = json.loads(teachers_at[path][1].to_json())
+        assert sweep.comparable(got) == sweep.comparable(want)
+        if method == "dkd":
+            assert config.distill.beta == DKD_BETA_SPEC[f"{teacher}-{student}"]
+            assert config.distill.alpha == 1.0
+        if table == "fig4":
+            assert (config.distill.alpha, config.distill.beta) == (alpha, beta)
+    assert found == expected_runs(table)
+    kinds = ["teacher" if ":teacher," in c else "student" for c in commands]
+    assert kinds == sorted(kinds, key=lambda k: k != "teacher")  # all teachers first
+
+
+def test_fig4_default_point_is_table_one_run(sweep, capsys):
+    fig4, _ = dry_run(sweep, capsys, "fig4", "--seeds=0")
+    table1, _ = dry_run(sweep, capsys, "I", "--seeds=0", "--gammas=20", "--methods=ltkd")
+    shared = set(fig4) & set(table1)
+    ltkd = [c for c in shared if ":ltkd," in c]
+    assert len(ltkd) == 1 and "distill" not in ltkd[0] and ltkd[0].split()[4].endswith("/ltkd/seed0")
+    alphas = sorted(c.split("--config.distill.alpha=")[1].split()[0] for c in fig4 if "distill.alpha=" in c)
+    assert alphas == ["1.0", "10.0", "2.0", "4.0", "8.0"]  # alpha = 6 is the default: no override
+
+
+def test_tables_share_runs(sweep, capsys):
+    both, _ = dry_run(sweep, capsys, "I,II")
+    # Tables I and II share the resnet32x4, vgg13 and wrn_40_2 teachers (3 γ × 3 seeds each).
+    assert len(both) == 252 + 234 - 3 * 3 * 3
+    with_vii, _ = dry_run(sweep, capsys, "I,VII")
+    # VII reuses Table I's KD and LTKD runs of its three homogeneous pairs at γ = 20, and their teachers.
+    assert len(with_vii) == 252 + 81 - 3 * 2 * 3 - 3 * 3
+    assert len(set(both)) == len(both)
+
+
+def test_shared_teacher_seed(sweep, capsys):
+    commands, _ = dry_run(sweep, capsys, "I", "--teacher_seeds=shared")
+    teachers = [c for c in commands if ":teacher," in c]
+    assert len(teachers) == 4 * 3 and all("--config.seed=0" in c for c in teachers)
+    assert len(commands) == 12 + 216
+    assert all("--config.teacher_seed=0" in c for c in commands if ":teacher," not in c and ":student," not in c)
+
+
+def test_extra_overrides_reach_teachers(sweep, capsys):
+    commands, _ = dry_run(sweep, capsys, "fashion_mnist", "--seeds=1", "--gammas=100", "--methods=kd",
+                          "--config.num_epochs=1", "--config.lr_decay_epochs=(1,)")
+    assert len(commands) == 2
+    teacher, student = (shlex.split(c)[3:] for c in commands)
+    t_config, t_dir = parse_with_flags(teacher)
+    s_config, s_dir = parse_with_flags(student)
+    assert t_dir.endswith("demo_resnet_teacher_seed1_ep1_bs64") and t_config.lr_decay_epochs == (1,)
+    assert experiment.teacher_workdir(s_config, s_dir) == t_dir
+    assert sweep.comparable(json.loads(experiment.teacher_config(s_config).to_json())) == \
+        sweep.comparable(json.loads(t_config.to_json()))
+    assert sweep.main(["I", "--dry_run", "--config.no_such_field=1"]) == 2
+    assert sweep.main(["I", "--dry_run", "--config.seed=3"]) == 2
+    capsys.readouterr()
+
+
+def test_slurm_dependencies_and_tpu_order(sweep, capsys, tmp_path):
+    assert sweep.main(["VI", "--dry_run", "--launcher=slurm", "--seeds=0,1"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l and not l.startswith("#")]
+    assert lines[0] == "set -euo pipefail"
+    job_of = {}
+    students = 0
+    for line in lines[1:]:
+        words = shlex.split(line.split("=", 1)[1][2:-1] if line.startswith("TEACHER_") else line)
+        assert words[0] == "sbatch" and "launch/slurm.sbatch" in words and "--gres=gpu:1" in words
+        args = words[words.index("--") + 1:]
+        config, workdir = parse_with_flags(args)
+        if line.startswith("TEACHER_"):
+            assert "--parsable" in words
+            job_of[workdir] = line.split("=", 1)[0]
+        else:
+            students += 1
+            var = job_of[experiment.teacher_workdir(config, workdir)]
+            assert f"--dependency=afterok:${{{var}%%;*}}" in line
+    assert students == 6 * 2 * 2 and len(job_of) == 3 * 2
+    assert sweep.main(["fig4", "--dry_run", "--launcher=tpu", "--seeds=0"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l and not l.startswith("#")]
+    assert len(lines) == 12 and all(l.startswith("launch/tpu_vm.sh -- --config=configs/cifar100_lt.py:") for l in lines)
+    assert ":teacher," in lines[0] and not any(":teacher," in l for l in lines[1:])
+    sweep_file = tmp_path / "sweep.txt"
+    assert sweep.main(["fig4", "--dry_run", "--launcher=tpu", "--seeds=0", f"--sweep_file={sweep_file}"]) == 0
+    capsys.readouterr()
+    args = [l for l in sweep_file.read_text().splitlines() if not l.startswith("#")]
+    assert args == [l[len("launch/tpu_vm.sh -- "):] for l in lines]
+
+
+def test_cost_model_anchor(sweep):
+    config = config_lib.build_config("cifar100", "kd,resnet32x4-resnet8x4,20")
+    config.eval_every_epochs = 10 ** 6  # one evaluation
+    seconds = sweep.run_seconds(config, "h200")
+    train = 240 * 15907 / 24417  # the anchor: 24,417 img/s, CIFAR-100-LT γ=20 has 15,907 images
+    evaluation = 10000 * (1.980 + 0.328) / (24417 * (1.980 + 3 * 0.328))
+    assert seconds == pytest.approx(train + evaluation, rel=1e-6)
+    assert sweep.train_images(config_lib.build_config("tiny_imagenet", "kd,vgg13-vgg8,10")) == 39072
+    assert sweep.train_images(config_lib.build_config("cifar100", "kd,vgg13-vgg8,100")) == 10847
+
+
+def test_local_launcher_skips_finished_and_failed(sweep, capsys, monkeypatch, tmp_path):
+    runs_dir = str(tmp_path / "runs")
+    argv = ["fashion_mnist", f"--runs_dir={runs_dir}", "--seeds=0,1", "--gammas=100", "--methods=kd"]
+    plan = sweep.build_plan(["fashion_mnist"], runs_dir=runs_dir, seeds=[0, 1], gammas=[100], methods=["kd"])
+    assert [r.kind for r in plan] == ["teacher", "teacher", "student", "student"]
+    done = plan[0]  # teacher seed 0: finished
+    os.makedirs(done.workdir)
+    with open(os.path.join(done.workdir, "config.json"), "w") as f:
+        f.write(done.config.to_json(indent=2))
+    with open(os.path.join(done.workdir, "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"epoch": done.config.num_epochs, "split": "test", "accuracy": 80.0}) + "\n")
+    assert sweep.is_finished(done) and not sweep.is_finished(plan[1])
+    calls = []
+
+    def fake_call(command, cwd):
+        calls.append(command)
+        return 1 if "demo_resnet_teacher_seed1" in " ".join(command) else 0  # teacher seed 1 fails
+
+    monkeypatch.setattr(sweep.subprocess, "call", fake_call)
+    assert sweep.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "already finished under" in out and ": 1 of 4" in out
+    ran = [" ".join(c) for c in calls]
+    assert len(ran) == 2 and "teacher_seed1" in ran[0] and "kd/seed0" in ran[1]
+    assert "teacher failed, skipped" in out and "finished, skipped" in out

@@ -2,7 +2,8 @@
 
 Every process calls save and restore (orbax coordinates them; the primary process writes replicated
 arrays). Orbax writes each checkpoint into a temporary directory and renames it when complete, so a killed run
-never leaves a half-written checkpoint that a restore would pick up.
+never leaves a half-written checkpoint that a restore would pick up. Run directories may be local or on an
+object store (``gs://bucket/...``, shared by the hosts of a pod): orbax reads and writes both.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+from ltkd_jax.data._env import absolute  # local paths made absolute, gs:// URLs kept as they are
 
 
 class CheckpointError(ValueError):
@@ -21,7 +25,7 @@ class CheckpointError(ValueError):
 
 def _manager(directory: str, **options) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
-        os.path.abspath(directory),
+        absolute(directory),
         options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False, **options),
         item_handlers=ocp.StandardCheckpointHandler())
 
@@ -31,8 +35,8 @@ class Checkpointer:
 
     def __init__(self, directory: str, keep: int = 2):
         self.directory = directory
-        self.latest = _manager(os.path.join(directory, "checkpoints"), max_to_keep=keep)
-        self.best = _manager(os.path.join(directory, "best"), max_to_keep=1, best_fn=lambda m: m["accuracy"],
+        self.latest = _manager(epath.Path(directory) / "checkpoints", max_to_keep=keep)
+        self.best = _manager(epath.Path(directory) / "best", max_to_keep=1, best_fn=lambda m: m["accuracy"],
                              best_mode="max", keep_checkpoints_without_metrics=False)
 
     def save(self, step: int, state, accuracy: Optional[float] = None) -> None:
@@ -61,8 +65,8 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
 
     The optimiser state is not read, so a teacher trained with any optimiser settings loads.
     """
-    directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
-    if not os.path.isdir(directory):
+    directory = epath.Path(absolute(run_dir)) / "checkpoints"
+    if not directory.is_dir():
         raise CheckpointError(f"{what} {run_dir} has no checkpoints/ directory")
     manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),
                                     options=ocp.CheckpointManagerOptions(read_only=True))
@@ -70,7 +74,7 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
-        path = os.path.join(directory, str(step))
+        path = os.fspath(directory / str(step))
         try:
             stored = manager.item_metadata(step)
         except Exception as error:
@@ -93,7 +97,7 @@ def _first_line(error: Exception) -> str:
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str):
     """Restore `step` into the structure, shapes and shardings of `abstract_state`, or raise CheckpointError."""
-    path = os.path.join(str(manager.directory), str(step))
+    path = os.fspath(epath.Path(manager.directory) / str(step))
     try:
         stored = manager.item_metadata(step)
     except Exception as error:  # orbax raises many types for a damaged directory

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
-from ltkd_jax import config_lib, device_input, evaluation, experiment, models, trainer
+from ltkd_jax import config_lib, device_input, evaluation, experiment, models, run_report, trainer
+from ltkd_jax.data import _env
 
 
 def predictions(model, variables, images: np.ndarray, augmentation, batch_size: int, temperature: float):
@@ -57,8 +58,7 @@ def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray, bi
 
 
 def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, out_dir: str = ""):
-    with open(os.path.join(run_dir, experiment.CONFIG_FILE)) as f:
-        stored = json.load(f)
+    stored = json.loads((epath.Path(run_dir) / experiment.CONFIG_FILE).read_text())
     dataset = stored["dataset"]["name"]
     model_name = stored["teacher_model"] if stored["method"] == "teacher" else stored["student_model"]
     config = config_lib.build_config(dataset, stored["arg"])
@@ -81,11 +81,10 @@ def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, ou
                          "per_batch": sums.tolist()}
         if split == "test":
             result["calibration"] = calibration(probs, labels, data.group_ids)
-    out_dir = out_dir or os.path.join(run_dir, "diagnose")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "diagnose.json"), "w") as f:
-        json.dump(result, f)
-    _plot(result, os.path.join(out_dir, "group_sums.png"))
+    out_dir = epath.Path(out_dir or epath.Path(run_dir) / "diagnose")  # local or gs://
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _env.write_file(out_dir / "diagnose.json", json.dumps(result))
+    _plot(result, out_dir / "group_sums.png")
     return result
 
 
@@ -106,7 +105,7 @@ def _plot(result, path):
     ax.set_ylabel(f"group-probability sum per batch of {result['batch_size']}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    run_report.save_png(fig, path)  # through epath: matplotlib cannot write to gs://
     plt.close(fig)
 
 
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="", help="output directory (default <teacher>/diagnose)")
     args = parser.parse_args(argv)
     try:
-        if not os.path.exists(os.path.join(args.teacher, experiment.CONFIG_FILE)):
+        if not (epath.Path(args.teacher) / experiment.CONFIG_FILE).exists():
             raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")
         result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
     except (ValueError, FileNotFoundError) as error:

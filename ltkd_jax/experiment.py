@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from ltkd_jax import config_lib, device_input, feature_kd, losses, metrics_log, run_report, trainer
 from ltkd_jax import data as data_lib
 from ltkd_jax import models
+from ltkd_jax.data import _env
 
 CONFIG_FILE = "config.json"
 # Fields that may change between a run and its resumption without changing its results.
@@ -61,11 +62,14 @@ def image_shape(config):
 
 
 def check_workdir(config, workdir: str) -> None:
-    """Refuse a workdir that holds a run of another config, unless `overwrite` (then start afresh)."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            stored = json.load(f)
+    """Refuse a workdir that holds a run of another config, unless `overwrite` (then start afresh).
+
+    The workdir may be remote (`gs://...`) and shared by all processes: every process reads config.json before
+    process 0 deletes or rewrites anything, and none goes on before process 0 is done."""
+    path = epath.Path(workdir) / CONFIG_FILE
+    differing = []
+    if path.exists():
+        stored = json.loads(path.read_text())
         current = json.loads(config.to_json())
         differing = sorted(k for k in set(stored) | set(current)
                            if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
@@ -73,13 +77,13 @@ def check_workdir(config, workdir: str) -> None:
             key = differing[0]
             raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored.get(key)!r} there, "
                              f"{current.get(key)!r} now); use another --workdir or --config.overwrite=True")
-        if differing and jax.process_index() == 0:
-            shutil.rmtree(workdir)
     _sync("check_workdir")
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(config.to_json(indent=2))
+        if differing:
+            epath.Path(workdir).rmtree()
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        _env.write_file(path, config.to_json(indent=2))
+    _sync("check_workdir_written")
 
 
 def _sync(name: str) -> None:
@@ -130,14 +134,14 @@ def teacher_workdir(config, workdir: str) -> str:
     Any other difference in the teacher's recipe is caught by the workdir's config check, in one line."""
     if config.teacher_checkpoint:
         return config.teacher_checkpoint
-    root = config.teachers_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "teachers")
+    root = config.teachers_dir or epath.Path(_env.absolute(workdir)).parent / "teachers"  # gs:// kept
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
               else f"gamma{config.dataset.imbalance_factor}")
     epochs = config.teacher_num_epochs or config.num_epochs
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
     if config.dtype != "float32":
         name += f"_{config.dtype}"
-    return os.path.join(root, f"{config.dataset.name}_{subset}", name)
+    return os.fspath(epath.Path(root) / f"{config.dataset.name}_{subset}" / name)
 
 
 def make_stage(config, model_name: str, *, distill: bool) -> trainer.Stage:
@@ -180,7 +184,7 @@ def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teac
     _sync("stage_done")
     if jax.process_index() == 0:
         run_report.write_report(workdir, config, data)
-    return metrics_log.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    return metrics_log.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
 
 
 def run(config, workdir: str, **overrides):

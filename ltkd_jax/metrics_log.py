@@ -1,4 +1,6 @@
-"""Run outputs written by process 0 only: metrics.jsonl, TensorBoard events, a terminal progress line."""
+"""Run outputs written by process 0 only: metrics.jsonl, TensorBoard events, a terminal progress line.
+
+The run directory may be local or on an object store (``gs://bucket/...``); files go through ``etils.epath``."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from typing import Dict, Optional
 
 import jax
 import numpy as np
+from etils import epath
+
+from ltkd_jax.data import _env
 
 
 def _jsonable(value):
@@ -26,22 +31,35 @@ def _jsonable(value):
 
 
 class MetricsLog:
-    """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors scalars to TensorBoard."""
+    """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors scalars to TensorBoard.
+
+    Object stores (a `gs://` workdir) cannot append to a file: there the lines are kept in memory (seeded from
+    the existing file, so a resumed run keeps its history) and the whole file is rewritten on every write."""
 
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.fspath(epath.Path(workdir) / "metrics.jsonl")
         self._tb = None
+        self._lines = None  # remote workdirs only: every line of the file
         if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
-            self._tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
+            epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+            if not _env.is_local(self.path):
+                path = epath.Path(self.path)
+                text = path.read_text() if path.exists() else ""
+                self._lines = [line + "\n" for line in text.splitlines() if line.strip()]
+            self._tb = _tensorboard_writer(os.fspath(epath.Path(workdir) / "tensorboard"))
 
     def write(self, record: Dict) -> None:
         if not self.enabled:
             return
         record = {key: _jsonable(value) for key, value in record.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        if self._lines is None:
+            with epath.Path(self.path).open("a") as f:
+                f.write(line)
+        else:
+            self._lines.append(line)
+            _env.write_file(self.path, "".join(self._lines))
         if self._tb is not None:
             self._tb(record)
 
@@ -50,10 +68,10 @@ class MetricsLog:
 
 
 def read_metrics(path: str):
-    if not os.path.exists(path):
+    path = epath.Path(path)
+    if not path.exists():
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _tensorboard_writer(logdir: str):
@@ -65,7 +83,6 @@ def _tensorboard_writer(logdir: str):
     except ImportError:
         return None
     try:  # tensorboard's file layer imports TensorFlow when present: keep it off the accelerators
-        from ltkd_jax.data import _env  # pylint: disable=import-outside-toplevel
         _env.hide_accelerators_from_tf()
     except ImportError:
         pass

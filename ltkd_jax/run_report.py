@@ -1,12 +1,18 @@
-"""`report.md` of one run: results table (last and best epoch), per-class accuracy, the group-sum plot."""
+"""`report.md` of one run: results table (last and best epoch), per-class accuracy, the group-sum plot.
+
+The run directory may be local or remote (`gs://...`): files are written through `etils.epath`, plots rendered
+into memory first (matplotlib writes local files only)."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
+from etils import epath
 
 from ltkd_jax import evaluation, metrics_log
+from ltkd_jax.data import _env
 
 COLUMNS = ("accuracy_head", "accuracy_medium", "accuracy_tail", "accuracy", "accuracy_many", "accuracy_medium_shot",
            "accuracy_few")
@@ -26,7 +32,7 @@ def _cell(value):
 
 
 def write_report(workdir: str, config, data) -> str:
-    records = metrics_log.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    records = metrics_log.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
     last, best = final_and_best(records)
     lines = [f"# {config.method}: {config.teacher_model} → {config.student_model} on {config.dataset.name}-LT "
              f"(γ = {config.dataset.imbalance_factor})", ""]
@@ -49,9 +55,15 @@ def write_report(workdir: str, config, data) -> str:
         if plots:
             lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write(text)
+    _env.write_file(epath.Path(workdir) / "report.md", text)
     return text
+
+
+def save_png(fig, path) -> None:
+    """`fig` as a PNG at `path`, local or remote (rendered in memory, written through epath)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _env.write_file(path, buffer.getvalue())
 
 
 def _plots(workdir, records, last, data):
@@ -71,7 +83,7 @@ def _plots(workdir, records, last, data):
     twin.plot(np.arange(len(order)), np.asarray(data.train_counts)[order], color="tab:red")
     twin.set_ylabel("training images", color="tab:red")
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "per_class_accuracy.png"), dpi=100)
+    save_png(fig, epath.Path(workdir) / "per_class_accuracy.png")
     plt.close(fig)
     written.append("per_class_accuracy.png")
     sums = [(r["step"], r["teacher_group_sums"], r.get("teacher_group_sums_rebalanced")) for r in records
@@ -89,7 +101,7 @@ def _plots(workdir, records, last, data):
         ax.set_ylabel("teacher's group-probability sum per batch")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(os.path.join(workdir, "teacher_group_sums.png"), dpi=100)
+        save_png(fig, epath.Path(workdir) / "teacher_group_sums.png")
         plt.close(fig)
         written.append("teacher_group_sums.png")
     return written

@@ -42,3 +42,20 @@ def test_torch_reference_runs_when_installed():
     net = torch_reference.CifarResNet("resnet8x4", 100)
     assert sum(p.numel() for p in net.parameters()) == 1_233_540  # mdistiller's count, as our Flax model
     del torch
+
+
+def test_accelerator_path_imports_without_tensorflow():
+    """The GPU machine has no TensorFlow, tfds, ml_collections, tensorboard or matplotlib."""
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'ml_collections', 'tensorboard',"
+        " 'matplotlib'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import ltkd_jax.bench, ltkd_jax.trainer, ltkd_jax.losses, ltkd_jax.models\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

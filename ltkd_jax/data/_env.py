@@ -1,9 +1,14 @@
-"""TensorFlow / tfds access, kept out of module top level so ``import ltkd_jax.data`` never imports TF."""
+"""TensorFlow / tfds access, kept out of module top level so ``import ltkd_jax.data`` never imports TF; and the
+path helpers every module uses for run directories and data caches, local or on object stores (``gs://``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import uuid
 import warnings
+
+from etils import epath
 
 _LOCK = threading.Lock()
 _HIDDEN = False
@@ -18,12 +23,69 @@ def default_data_dir() -> str:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
-    return os.path.abspath(os.path.expanduser(os.fspath(data_dir))) if data_dir else default_data_dir()
+    return absolute(os.path.expanduser(os.fspath(data_dir))) if data_dir else default_data_dir()
 
 
 def cache_dir(data_dir: str | os.PathLike | None, name: str, split: str) -> str:
     """Where the numpy caches of one split live: ``<data_dir>/ltkd_jax/<name>/<split>/``."""
-    return os.path.join(resolve_data_dir(data_dir), CACHE_SUBDIR, name, split.replace("/", "_"))
+    return os.fspath(epath.Path(resolve_data_dir(data_dir)) / CACHE_SUBDIR / name / split.replace("/", "_"))
+
+
+# ------------------------------------------------------------------------------ local or remote paths
+# Run directories, teachers and data caches may live on an object store (``gs://bucket/...``: multi-host pods
+# share one). Every file operation on them goes through ``etils.epath.Path`` (local disk, or gs:// through
+# tf.io.gfile / gcsfs); these helpers hold what differs.
+
+
+def is_local(path: str | os.PathLike) -> bool:
+    """False for URLs (``gs://bucket/...``, any ``scheme://``), True for file-system paths."""
+    return "://" not in os.fspath(path)
+
+
+def absolute(path: str | os.PathLike) -> str:
+    """``os.path.abspath`` of a local path; a URL unchanged (abspath would turn ``gs://b/x`` into
+    ``<cwd>/gs:/b/x``)."""
+    path = os.fspath(path)
+    return os.path.abspath(path) if is_local(path) else path
+
+
+def temporary_sibling(path: str | os.PathLike, suffix: str = "") -> epath.Path:
+    """A temporary name beside ``path``: ``<path>.tmp<pid><suffix>`` locally; a random token instead of the pid
+    on shared storage, where processes of different hosts may share a pid."""
+    path = epath.Path(path)
+    token = os.getpid() if is_local(path) else uuid.uuid4().hex
+    return path.parent / f"{path.name}.tmp{token}{suffix}"
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", suffix: str = ""):
+    """Write a temporary sibling of ``path``, then rename it over ``path`` (on object stores the rename is a
+    copy and a delete; readers still never see a partial file). The temporary file is removed on failure."""
+    path = epath.Path(path)
+    tmp = temporary_sibling(path, suffix)
+    try:
+        with tmp.open(mode) as f:
+            yield f
+        tmp.replace(path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except Exception:  # pylint: disable=broad-except  # keep the original error
+            pass
+        raise
+
+
+def write_file(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a whole file (text or bytes). Local paths: in place, like ``open(path, "w")``. Remote paths: through
+    :func:`atomic_open` (an object store has no partial writes, but some backends -- TensorFlow's ``ram://`` --
+    do not truncate an existing file opened with ``"w"``)."""
+    mode = "wb" if isinstance(data, bytes) else "w"
+    if is_local(path):
+        with epath.Path(path).open(mode) as f:
+            f.write(data)
+    else:
+        with atomic_open(path, mode) as f:
+            f.write(data)
 
 
 def hide_accelerators_from_tf():

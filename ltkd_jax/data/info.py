@@ -7,8 +7,9 @@ import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+from etils import epath
 
-from ltkd_jax.data import longtail
+from ltkd_jax.data import _env, longtail
 from ltkd_jax.data.registry import DatasetSpec, get_spec
 from ltkd_jax.data.source import split_metadata
 
@@ -178,7 +179,7 @@ def indices_from_split_file(path, keys: Optional[np.ndarray], labels: np.ndarray
     if keys is None:
         raise ValueError(f"split files need a data set with file names (imagenet2012, tiny_imagenet), not {name!r}")
     names, file_labels, lines = [], [], []
-    with open(path) as f:
+    with epath.Path(path).open("r") as f:
         for lineno, line in enumerate(f, 1):
             fields = line.strip().rsplit(None, 1)  # the path may contain spaces, the label cannot
             if not fields:
@@ -218,26 +219,24 @@ def write_split(info: DatasetInfo, directory) -> Dict[str, str]:
     """Write the LT index list and the class->group map beside a run (call it on process 0 only).
 
     Files: ``lt_indices.npy`` (int64 canonical example indices of the training subset, class order) and
-    ``class_groups.json`` (:meth:`DatasetInfo.summary`: group ids, groups, counts, shots, provenance).
+    ``class_groups.json`` (:meth:`DatasetInfo.summary`: group ids, groups, counts, shots, provenance), each
+    written to a temporary name and renamed. ``directory`` may be remote (``gs://...``).
     Returns ``{"lt_indices": path, "class_groups": path}``.
     """
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    idx_path = os.path.join(directory, LT_INDICES_FILE)
-    json_path = os.path.join(directory, CLASS_GROUPS_FILE)
-    tmp = f"{idx_path}.tmp{os.getpid()}.npy"
-    np.save(tmp, info.lt_indices.astype(np.int64))
-    os.replace(tmp, idx_path)
-    tmp = f"{json_path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    directory = epath.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    idx_path = os.fspath(directory / LT_INDICES_FILE)
+    json_path = os.fspath(directory / CLASS_GROUPS_FILE)
+    with _env.atomic_open(idx_path, "wb", suffix=".npy") as f:
+        np.save(f, info.lt_indices.astype(np.int64))
+    with _env.atomic_open(json_path, "w") as f:
         json.dump(info.summary(), f, indent=1)
-    os.replace(tmp, json_path)
     return {"lt_indices": idx_path, "class_groups": json_path}
 
 
 def read_split(directory) -> Tuple[np.ndarray, dict]:
     """``(lt_indices, class_groups_dict)`` as written by :func:`write_split` (e.g. to check a teacher's split)."""
-    directory = os.fspath(directory)
-    with open(os.path.join(directory, CLASS_GROUPS_FILE)) as f:
-        groups = json.load(f)
-    return np.load(os.path.join(directory, LT_INDICES_FILE)), groups
+    directory = epath.Path(directory)
+    groups = json.loads((directory / CLASS_GROUPS_FILE).read_text())
+    with (directory / LT_INDICES_FILE).open("rb") as f:
+        return np.load(f), groups

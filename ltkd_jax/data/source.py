@@ -14,7 +14,8 @@ Two orders matter:
 Caches (``<data_dir>/ltkd_jax/<name>/<split>/``): ``labels.npy`` (int32, canonical order),
 ``stored_positions.npy`` (int64, canonical index -> stored position), ``keys.npy`` (order keys, bytes,
 sorted) and, for in-memory data sets, ``images.npy`` (uint8 NHWC, canonical order). Reading them needs numpy
-only; TensorFlow is imported only to build a missing cache.
+only; TensorFlow is imported only to build a missing cache. The data dir may be remote (``gs://...``): every
+cache file is read and written through ``etils.epath``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import os
 from typing import Optional, Tuple
 
 import numpy as np
+from etils import epath
 
 from ltkd_jax.data import _env
 from ltkd_jax.data.registry import DatasetSpec, get_spec
@@ -84,36 +86,40 @@ class SplitMeta:
 
 
 def _atomic_save(path: str, array: np.ndarray):
-    tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with _env.atomic_open(path, "wb", suffix=".npy") as f:
+        np.save(f, array)
 
 
 def _atomic_write_text(path: str, text: str):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with _env.atomic_open(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
+
+
+def _load(path: str, mmap: bool = False) -> np.ndarray:
+    """A .npy file; ``mmap`` memory-maps it where it is on a local disk (remote files are read whole)."""
+    if mmap and _env.is_local(path):
+        return np.load(path, mmap_mode="r")
+    with epath.Path(path).open("rb") as f:
+        return np.load(f)
 
 
 def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
     """Labels (canonical order) and the canonical<->stored mapping of a split, cached as .npy files."""
     spec = get_spec(name)
-    d = _env.cache_dir(data_dir, name, split)
-    labels_p = os.path.join(d, "labels.npy")
-    pos_p = os.path.join(d, "stored_positions.npy")
-    keys_p = os.path.join(d, "keys.npy")
-    if os.path.exists(labels_p) and os.path.exists(pos_p) and (spec.order_key is None or os.path.exists(keys_p)):
-        keys = np.load(keys_p) if spec.order_key else None
-        return SplitMeta(np.load(labels_p), np.load(pos_p), keys)
+    d = epath.Path(_env.cache_dir(data_dir, name, split))
+    labels_p, pos_p, keys_p = (os.fspath(d / f) for f in ("labels.npy", "stored_positions.npy", "keys.npy"))
+    if (epath.Path(labels_p).exists() and epath.Path(pos_p).exists()
+            and (spec.order_key is None or epath.Path(keys_p).exists())):
+        keys = _load(keys_p) if spec.order_key else None
+        return SplitMeta(_load(labels_p), _load(pos_p), keys)
     meta = _scan(spec, split, data_dir)
-    os.makedirs(d, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     if meta.keys is not None:
         _atomic_save(keys_p, meta.keys)
     _atomic_save(pos_p, meta.stored_positions)
     _atomic_save(labels_p, meta.labels)
     b = builder(spec, data_dir)
-    _atomic_write_text(os.path.join(d, "meta.json"), json.dumps({
+    _atomic_write_text(os.fspath(d / "meta.json"), json.dumps({
         "name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
         "num_examples": meta.num_examples, "order_key": spec.order_key,
         "interleave": [INTERLEAVE_CYCLE_LENGTH, INTERLEAVE_BLOCK_LENGTH],
@@ -145,19 +151,19 @@ def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> 
 
     images: uint8 (N, H, W, C); labels: int32 (N,). Read from ``<data_dir>/ltkd_jax/<name>/<split>/`` with
     numpy only; a missing cache is built once from the prepared tfds data set (this imports TensorFlow).
-    ``mmap=True`` memory-maps the images instead of reading them into memory. Only for in-memory data sets
-    (cifar100, tiny_imagenet, fashion_mnist).
+    ``mmap=True`` memory-maps the images instead of reading them into memory (local data dirs only: a remote
+    cache, ``gs://...``, is read whole). Only for in-memory data sets (cifar100, tiny_imagenet, fashion_mnist).
     """
     spec = get_spec(name)
     if not spec.in_memory or spec.image_shape is None:
         raise ValueError(f"load_arrays: {name!r} does not fit in memory; use the tf.data pipeline "
                          f"(in-memory data sets: cifar100, fashion_mnist, tiny_imagenet)")
     d = _env.cache_dir(data_dir, name, split)
-    images_p = os.path.join(d, "images.npy")
+    images_p = os.fspath(epath.Path(d) / "images.npy")
     meta = split_metadata(name, split, data_dir)
-    if not os.path.exists(images_p):
+    if not epath.Path(images_p).exists():
         _build_images(spec, split, data_dir, meta, images_p)
-    images = np.load(images_p, mmap_mode="r" if mmap else None)
+    images = _load(images_p, mmap)
     if images.shape[0] != meta.num_examples:
         raise ValueError(f"cache {images_p} holds {images.shape[0]} images but labels.npy {meta.num_examples}; "
                          f"delete {d} and rebuild")
@@ -166,8 +172,13 @@ def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> 
 
 def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path: str):
     inv = meta.canonical_of_stored()
-    tmp = f"{path}.tmp{os.getpid()}.npy"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(meta.num_examples,) + spec.image_shape)
+    shape = (meta.num_examples,) + spec.image_shape
+    local = _env.is_local(path)
+    if local:  # filled in place on disk
+        tmp = _env.temporary_sibling(path, ".npy")
+        out = np.lib.format.open_memmap(os.fspath(tmp), mode="w+", dtype=np.uint8, shape=shape)
+    else:  # an object store cannot be memory-mapped: fill in memory, then upload
+        out = np.empty(shape, np.uint8)
     ds = stored_dataset(spec, split, data_dir).map(lambda ex: ex["image"]).batch(_SCAN_BATCH)
     start = 0
     for images in ds.as_numpy_iterator():
@@ -175,7 +186,10 @@ def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path
         start += images.shape[0]
     if start != meta.num_examples:
         raise ValueError(f"{spec.name}/{split}: read {start} images, metadata says {meta.num_examples}; "
-                         f"delete {os.path.dirname(path)} and retry")
+                         f"delete {epath.Path(path).parent} and retry")
+    if not local:
+        _atomic_save(path, out)
+        return
     out.flush()
     del out
-    os.replace(tmp, path)
+    tmp.replace(path)

@@ -28,27 +28,10 @@ set -euo pipefail
 
 PROG=local.sh
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 2
-}
-
-usage() {
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-}
-
-# Shell-quote every argument (bare when safe), space-separated: the output can be pasted into a shell.
-quote() {
-    local out="" arg
-    for arg in "$@"; do
-        if [[ -n $arg && $arg != *[!A-Za-z0-9_@%+=:,./-]* ]]; then
-            out+="${out:+ }$arg"
-        else
-            out+="${out:+ }'${arg//\'/\'\\\'\'}'"
-        fi
-    done
-    printf '%s\n' "$out"
-}
+SCRIPT="${BASH_SOURCE[0]}"
+[[ $SCRIPT == */* ]] && SCRIPT_DIR="${SCRIPT%/*}" || SCRIPT_DIR=.
+# shellcheck source=common.sh disable=SC1091
+source "$SCRIPT_DIR/common.sh"
 
 N=""
 DRY_RUN=0

@@ -8,5 +8,5 @@ ltkd_inter_balanced, ltkd_intra_uniform, fitnet, reviewkd. Override any field, e
 from ltkd_jax import config_lib
 
 
-def get_config(arg="ltkd,resnet32x4-resnet8x4,100"):
+def get_config(arg=None):
     return config_lib.build_config("cifar100", arg)

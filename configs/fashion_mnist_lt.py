@@ -9,5 +9,5 @@ warm-up 2 epochs, LTKD alpha = beta = 1.
 from ltkd_jax import config_lib
 
 
-def get_config(arg="ltkd,demo_resnet_teacher-demo_resnet_student,100"):
+def get_config(arg=None):
     return config_lib.build_config("fashion_mnist", arg)

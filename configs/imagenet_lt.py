@@ -7,5 +7,5 @@ For the literature's OLTR split instead of the exponential profile: --config.dat
 from ltkd_jax import config_lib
 
 
-def get_config(arg="ltkd,resnet34-resnet18,10"):
+def get_config(arg=None):
     return config_lib.build_config("imagenet2012", arg)

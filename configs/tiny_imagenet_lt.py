@@ -5,5 +5,5 @@
 from ltkd_jax import config_lib
 
 
-def get_config(arg="ltkd,resnet32x4-resnet8x4,100"):
+def get_config(arg=None):
     return config_lib.build_config("tiny_imagenet", arg)

@@ -46,9 +46,6 @@ class Checkpointer:
             self.best.save(step, args=ocp.args.StandardSave(state), metrics={"accuracy": float(accuracy)},
                            force=True)
 
-    def latest_step(self) -> Optional[int]:
-        return self.latest.latest_step()
-
     def restore_latest(self, abstract_state, what: str = "checkpoint"):
         step = self.latest.latest_step()
         if step is None:

@@ -153,7 +153,7 @@ class Teacher:
 
 
 def jitted_train_steps(stage: Stage, data: ExperimentData, feed, tx, steps_per_epoch: int, mesh: Mesh,
-                       teacher_model: Optional[nn.Module] = None):
+                       teacher_model: Optional[nn.Module] = None, schedule: Optional[Callable] = None):
     """The stage's jitted training programs: `one(state, teacher_variables, inputs)` and
     `many(state, teacher_variables, inputs, num_steps)` (num_steps steps in one dispatch with `lax.scan`).
 
@@ -171,13 +171,18 @@ def jitted_train_steps(stage: Stage, data: ExperimentData, feed, tx, steps_per_e
 
     def one_step(state, teacher_variables, inputs):
         batch = jax.lax.with_sharding_constraint(feed.batch(inputs, state.step), batch_sharding)
-        return step_fn(state, teacher_variables, batch)
+        learning_rate = schedule(state.step) if schedule is not None else None
+        state, metrics = step_fn(state, teacher_variables, batch)
+        if learning_rate is not None:  # logged from the device: no schedule arithmetic on the host
+            metrics["learning_rate"] = learning_rate
+        return state, metrics
 
     def many_steps(state, teacher_variables, inputs, num_steps):
         def body(carry, _):
             return one_step(carry, teacher_variables, inputs)
         state, metrics = jax.lax.scan(body, state, None, length=num_steps)
-        return state, {key: jnp.sum(value, 0) if key.startswith("class_") else jnp.mean(value, 0)
+        return state, {key: jnp.sum(value, 0) if key.startswith("class_")
+                       else value[-1] if key == "learning_rate" else jnp.mean(value, 0)
                        for key, value in metrics.items()}
 
     return (jax.jit(one_step, donate_argnums=0, out_shardings=(replicated, replicated)),
@@ -297,7 +302,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         if not feed.supports_scan:
             steps_per_dispatch = 1  # host batches arrive one at a time
         jit_one, jit_many = jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh,
-                                               teacher.model if distilling else None)
+                                               teacher.model if distilling else None, schedule)
         teacher_variables = jax.device_put(teacher.variables, replicated) if distilling else None
         eval_fn = jax.jit(functools.partial(
             steps.eval_step, model=stage.model, num_classes=data.num_classes,
@@ -328,7 +333,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
                 epoch_done = step % steps_per_epoch == 0
                 log_now = step // log_every_steps != previous // log_every_steps or epoch_done
                 if log_now:
-                    _log_train(log, progress, window, step, epoch, data, schedule)
+                    _log_train(log, progress, window, step, epoch, data)
                     window = []
                 if epoch_done:
                     summary = None
@@ -351,17 +356,18 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         ckpt.close()
 
 
-def _log_train(log, progress, window, step, epoch, data, schedule):
+def _log_train(log, progress, window, step, epoch, data):
     fetched = jax.device_get(window)
     loss = float(np.mean([m["loss"] for m in fetched]))
     if not np.isfinite(loss):
         raise NonFiniteLoss(f"training loss became {loss} at step {step} (epoch {epoch}); lower the learning "
                             f"rate or check the inputs")
     progress.update(step, epoch, loss)
-    record = {"step": step, "epoch": epoch, "split": "train", "learning_rate": float(schedule(step - 1)),
-              "images_per_sec": progress.images_per_sec}
+    record = {"step": step, "epoch": epoch, "split": "train", "images_per_sec": progress.images_per_sec,
+              "learning_rate": float(fetched[-1]["learning_rate"])}  # the rate of the window's last step
     for key in fetched[0]:
-        if key in ("class_count", "class_correct", "teacher_group_sums", "teacher_group_sums_rebalanced"):
+        if key in ("learning_rate", "class_count", "class_correct", "teacher_group_sums",
+                   "teacher_group_sums_rebalanced"):
             continue
         record[key] = float(np.mean([m[key] for m in fetched]))
     counts = {"examples": sum(m["class_count"] for m in fetched),

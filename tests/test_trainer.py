@@ -66,6 +66,11 @@ def test_teacher_run_logs_checkpoints_and_resumes_identically(tmp_path):
     for key in ("step", "epoch", "split", "accuracy", "accuracy_head", "accuracy_medium", "accuracy_tail", "loss"):
         assert key in records[-1]
     assert len(records[-1]["per_class_accuracy"]) == 10
+    train = [r for r in metrics_log.read_metrics(os.path.join(str(tmp_path / "full"), "metrics.jsonl"))
+             if r["split"] == "train"]
+    # lr 0.05, decayed x0.1 after epoch 2 (10 steps per epoch): the rate of each logged window's last step.
+    assert {r["step"]: r["learning_rate"] for r in train}[20] == pytest.approx(0.05)
+    assert {r["step"]: r["learning_rate"] for r in train}[24] == pytest.approx(0.005)
     # 165 images, batch 16: 10 steps per epoch, the remainder dropped.
     assert records[-1]["step"] == 30
     assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["20", "30"]  # keep the last 2

@@ -89,7 +89,8 @@ class DeviceFeed:
 
 class HostFeed:
     """Batches from the host input pipeline (tf.data for ImageNet), each process feeding its share of the
-    global batch; the next batches are put on the devices while the current step runs."""
+    global batch as uint8 (normalised inside the step); the next batches are put on the devices while the
+    current step runs."""
 
     supports_scan = False
 
@@ -116,12 +117,16 @@ class HostFeed:
                 yield queue.popleft()
 
     def batch(self, inputs, step):
-        return inputs
+        return {"image": device_input.normalize(inputs["image"], self.data.augmentation.mean,
+                                                self.data.augmentation.std), "label": inputs["label"]}
 
     def eval_batches(self, eval_batch_size: int, sharding):
         from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
         for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
-            yield self._to_device(batch, ("image", "label", "mask"))
+            batch = self._to_device(batch, ("image", "label", "mask"))
+            batch["image"] = device_input.normalize(batch["image"], self.data.augmentation.mean,
+                                                    self.data.augmentation.std)
+            yield batch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,6 +112,37 @@ def test_host_pipeline_feed_trains_too(tmp_path, mock_dir):
     assert sum(1 for r in records if r["split"] == "train") >= 3
 
 
+def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
+    """The host pipeline ships uint8; the step normalises. Evaluation batches of both feeds are the same
+    arrays, and a host training batch inside the step is (x / 255 - mean) / std of the shipped pixels."""
+    import jax  # pylint: disable=import-outside-toplevel
+    from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+    from ltkd_jax import trainer  # pylint: disable=import-outside-toplevel
+
+    with tfds.testing.mock_data(num_examples=320):
+        host_data, info = experiment.load_data(tiny_config("student", mock_dir, **{"dataset.device_resident": False}))
+        device_data, _ = experiment.load_data(tiny_config("student", mock_dir))
+        mesh = trainer.make_mesh()
+        sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+        host_feed = trainer.HostFeed(host_data, 16, 0, sharding)
+        device_feed = trainer.DeviceFeed(device_data, 16, 0, replicated)
+        host_eval = list(host_feed.eval_batches(64, sharding))
+        device_eval = list(device_feed.eval_batches(64, sharding))
+        assert len(host_eval) == len(device_eval) == -(-info.num_eval // 64)
+        for a, b in zip(host_eval, device_eval, strict=True):
+            assert a["image"].dtype == np.float32
+            for key in ("image", "label", "mask"):
+                np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+        shipped = next(iter(host_feed.inputs(0)))
+        assert shipped["image"].dtype == np.uint8
+        stepped = jax.jit(lambda inputs: host_feed.batch(inputs, 0))(shipped)
+        mean, std = np.float32(info.mean), np.float32(info.std)
+        np.testing.assert_allclose(np.asarray(stepped["image"]),
+                                   (np.asarray(shipped["image"]) / np.float32(255.0) - mean) / std, rtol=1e-6,
+                                   atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(stepped["label"]), np.asarray(shipped["label"]))
+
+
 def test_workdir_of_another_config_is_refused(tmp_path, mock_dir):
     with tfds.testing.mock_data(num_examples=320):
         experiment.run(tiny_config("student", mock_dir), str(tmp_path / "run"))

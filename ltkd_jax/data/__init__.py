@@ -30,9 +30,10 @@ Typical use in a trainer::
         data.write_split(info, workdir)             # lt_indices.npy + class_groups.json
     for epoch in range(start_epoch, num_epochs):
         for batch in data.build_dataset(info, "train", global_batch_size=64, seed=seed, epoch=epoch):
-            ...                                     # batch["image"] (B,H,W,C) f32, batch["label"] (B,) i32
+            ...                                     # batch["image"] (B,H,W,C) uint8, batch["label"] (B,) i32
     for batch in data.build_dataset(info, "eval", global_batch_size=256):
         ...                                         # + batch["mask"]: False on padding
+    # normalise on the device: ltkd_jax.device_input.normalize(image, info.mean, info.std)
 
 Long-tailed subset (LDAM-DRW; :mod:`ltkd_jax.data.longtail`): per-class counts
 ``floor(n_c * gamma**(-c/(C-1)))`` from the full split's counts; the kept examples are LDAM-DRW's
@@ -57,10 +58,10 @@ Backends: ``"numpy"`` (cifar100, tiny_imagenet, fashion_mnist; default for them)
 host; ``"tf"`` streams the tfds records through tf.data (the only choice for imagenet2012). Both put the same
 examples on the same process each epoch; only the numpy backend also fixes the order within the epoch
 independently of tf.data's shuffle buffer. For augmentation on the accelerator, the building blocks are
-public: :func:`epoch_order`, :func:`crop_flip_params`, :func:`pad_crop_flip`, :func:`normalize`.
+public: :func:`epoch_order`, :func:`crop_flip_params`, :func:`pad_crop_flip`.
 """
 from ltkd_jax.data._env import default_data_dir, hide_accelerators_from_tf
-from ltkd_jax.data.augment import normalize, pad_crop_flip
+from ltkd_jax.data.augment import pad_crop_flip
 from ltkd_jax.data.info import DatasetInfo, get_info, read_split, write_split
 from ltkd_jax.data.longtail import (SHOT_THRESHOLDS, class_groups, exponential_counts, group_sizes,
                                     select_indices, shot_masks)
@@ -72,6 +73,6 @@ from ltkd_jax.data.source import load_arrays, split_metadata
 __all__ = [
     "Batches", "DATASETS", "DatasetInfo", "DatasetSpec", "SHOT_THRESHOLDS", "build_dataset", "class_groups",
     "crop_flip_params", "default_data_dir", "epoch_order", "eval_layout", "exponential_counts", "get_info",
-    "get_spec", "group_sizes", "hide_accelerators_from_tf", "known_names", "load_arrays", "normalize",
+    "get_spec", "group_sizes", "hide_accelerators_from_tf", "known_names", "load_arrays",
     "pad_crop_flip", "read_split", "select_indices", "shot_masks", "split_metadata", "write_split",
 ]

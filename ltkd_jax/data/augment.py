@@ -1,4 +1,4 @@
-"""Host-side (numpy) augmentation and normalisation of uint8 NHWC batches."""
+"""Host-side (numpy) augmentation of uint8 NHWC batches (normalisation happens on the device)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,9 +17,3 @@ def pad_crop_flip(images: np.ndarray, pad: int, dy: np.ndarray, dx: np.ndarray, 
     cols = np.asarray(dx)[:, None] + cols                                   # (B, W)
     return images[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
-
-def normalize(images: np.ndarray, mean, std) -> np.ndarray:
-    """uint8 -> float32 ``(x / 255 - mean) / std`` per channel."""
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-    return ((images.astype(np.float32) * np.float32(1.0 / 255.0)) - mean) / std

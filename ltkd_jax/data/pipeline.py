@@ -28,7 +28,8 @@ class Batches:
     """One epoch (training) or one full pass (evaluation) of batches; iterate it (again) for the same stream.
 
     Each batch is a dict of numpy arrays with this process's share of the global batch:
-    ``image`` float32 (B, H, W, C) normalised, ``label`` int32 (B,), ``index`` int32 (B,) canonical example
+    ``image`` uint8 (B, H, W, C) augmented, not normalised (the device normalises: a quarter of the bytes of
+    float32 cross to it), ``label`` int32 (B,), ``index`` int32 (B,) canonical example
     index (-1 for padding) and, for evaluation, ``mask`` bool (B,) (False on padding).
 
     Attributes: info, split, training, backend, epoch, seed, global_batch_size, batch_size (per process),
@@ -170,7 +171,7 @@ def _np_train(*, info, split, process_index, batch_size, start_step, order, sl, 
     for s in range(start_step, order.shape[0]):
         canon = info.lt_indices[order[s, sl]]
         batch = augment.pad_crop_flip(images[canon], info.spec.pad, dy[s, sl], dx[s, sl], flip[s, sl])
-        yield {"image": augment.normalize(batch, info.mean, info.std),
+        yield {"image": batch,
                "label": labels[canon].astype(np.int32),
                "index": canon.astype(np.int32)}
     del batch_size
@@ -181,8 +182,8 @@ def _np_eval(*, info, split, process_index, batch_size, start_step, canon, mask)
     images, labels = _arrays(info.name, split, info.data_dir)
     for s in range(start_step, canon.shape[0]):
         idx, m = canon[s], mask[s]
-        image = augment.normalize(images[idx], info.mean, info.std)
-        image[~m] = 0.0
+        image = images[idx]
+        image[~m] = 0
         yield {"image": image,
                "label": np.where(m, labels[idx], 0).astype(np.int32),
                "index": np.where(m, idx, -1).astype(np.int32),
@@ -217,8 +218,6 @@ def _records(info, split, table: np.ndarray):
 
 def _tf_train(*, info, split, process_index, batch_size, start_step, order, sl, seed, epoch,
               shuffle_buffer_size, prefetch):
-    from ltkd_jax.data import tf_preprocess  # pylint: disable=import-outside-toplevel
-
     mine = info.lt_indices[order[:, sl].reshape(-1)]
     tf, ds = _records(info, split, _lookup_table(info, split, mine))
     if shuffle_buffer_size is None:
@@ -226,10 +225,17 @@ def _tf_train(*, info, split, process_index, batch_size, start_step, order, sl, 
     ds = ds.shuffle(int(max(1, shuffle_buffer_size)),
                     seed=sampling.tf_seed(seed, epoch, sampling._TF_SHUFFLE, process_index),  # pylint: disable=protected-access
                     reshuffle_each_iteration=False)
-    fn = tf_preprocess.train_fn(info, sampling.tf_seed(seed, epoch, sampling._AUGMENT))  # pylint: disable=protected-access
-    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=True).take(order.shape[0]).skip(start_step)
-    return ds.prefetch(prefetch).as_numpy_iterator()
+    ds = augmented_batches(tf, ds, info, batch_size, sampling.tf_seed(seed, epoch, sampling._AUGMENT))  # pylint: disable=protected-access
+    return ds.take(order.shape[0]).skip(start_step).prefetch(prefetch).as_numpy_iterator()
+
+
+def augmented_batches(tf, records, info, batch_size: int, aug_seed: int):
+    """Decode + augment records ({image: encoded, label, index}) in parallel and batch them (remainder
+    dropped): the training stream's work after the read and shuffle (``ltkd_jax.input_bench`` times it)."""
+    from ltkd_jax.data import tf_preprocess  # pylint: disable=import-outside-toplevel
+
+    ds = records.map(tf_preprocess.train_fn(info, aug_seed), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True)
 
 
 def _tf_eval(*, info, split, process_index, batch_size, start_step, canon, mask, prefetch):
@@ -243,7 +249,7 @@ def _tf_eval(*, info, split, process_index, batch_size, start_step, canon, mask,
     if num_pad:
         h, w, c = info.image_shape
         ds = ds.concatenate(tf.data.Dataset.from_tensors({
-            "image": tf.zeros((h, w, c), tf.float32),
+            "image": tf.zeros((h, w, c), tf.uint8),
             "label": tf.constant(0, tf.int32),
             "index": tf.constant(-1, tf.int32),
             "mask": tf.constant(False),

@@ -132,7 +132,15 @@ def test_absolute_keeps_urls_and_absolutises_local_paths(monkeypatch, tmp_path):
 
 def test_checkpoint_managers_get_urls_intact(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr(checkpointing.ocp, "CheckpointManager", lambda directory, **kw: seen.append(directory))
+
+    class NoCheckpoints:  # records where a manager would live; holds nothing
+        def __init__(self, directory, **kw):
+            seen.append(directory)
+
+        def best_step(self):
+            return None
+
+    monkeypatch.setattr(checkpointing.ocp, "CheckpointManager", NoCheckpoints)
     checkpointing.Checkpointer("gs://b/runs/ltkd")
     checkpointing.Checkpointer(str(tmp_path / "run"))
     monkeypatch.chdir(tmp_path)

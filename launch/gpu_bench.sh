@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# The prepared accelerator check of docs/benchmarks.md (about 5 minutes on an H100/H200):
-#   resnet32x4 -> resnet8x4 at batch 64 fp32 (with one full CIFAR-100-LT-sized epoch through the trainer) and at
-#   batch 512 bf16, each with 1 and 16 steps per dispatch, and PyTorch's fp32 reference step in the same process.
+# The prepared accelerator check of docs/benchmarks.md (about 6 minutes on an H100/H200), in order of importance:
+#   1. resnet32x4 -> resnet8x4 at batch 64 fp32: bare step, end to end with 1 and 16 steps per dispatch, one full
+#      CIFAR-100-LT-sized epoch through the trainer, PyTorch's fp32 reference step in the same process, and a
+#      jax.profiler trace of the end-to-end step;
+#   2. the same pair at batch 512 bf16;
+#   3. resnet34 -> resnet18 at 224x224, batch 256, bf16 and fp32, the bare step: the rate ImageNet-LT's host
+#      pipeline must feed (compare with `python -m ltkd_jax.input_bench` on the training host).
+# Each part runs even if an earlier one failed; the exit status says whether all passed.
 #
 # Usage: OUT=DIR launch/gpu_bench.sh        (needs jax, flax, optax, orbax; torch for the reference; no TensorFlow)
-set -euo pipefail
+# Writes under DIR (at most 7 files, none deeper than DIR): bench.log (versions and every table), one JSON per
+# part, trace_b64_fp32.tgz (open with TensorBoard's profile plugin or xprof).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; "$PY" -c \
-    "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"; \
-  "$PY" -c "import torch; print('torch', torch.__version__)" || true; } > "$OUT/versions.txt" 2>&1
-"$PY" -m ltkd_jax.bench --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch \
-    --json="$OUT/b64_fp32.json" | tee "$OUT/b64_fp32.md"
-"$PY" -m ltkd_jax.bench --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16 \
-    --json="$OUT/b512_bf16.json" | tee "$OUT/b512_bf16.md"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+LOG="$OUT/bench.log"
+failed=0
+
+part() {  # part NAME ARGS...: one benchmark run, its table appended to bench.log
+  local name=$1
+  shift
+  echo "== $name: python -m ltkd_jax.bench $*" | tee -a "$LOG"
+  if ! "$PY" -m ltkd_jax.bench "$@" --json="$OUT/$name.json" 2>&1 | tee -a "$LOG"; then
+    echo "== $name FAILED" | tee -a "$LOG"
+    failed=1
+  fi
+}
+
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+  "$PY" -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__,
+'optax', optax.__version__, 'orbax', o.__version__, jax.devices())" || true
+  "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda)" || true; } 2>&1 | tee "$LOG"
+
+part b64_fp32 --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch --profile_dir="$OUT/trace"
+part b512_bf16 --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16
+part imagenet_r34_r18_b256_bf16 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
+  --batch_size=256 --dtype=bfloat16 --step_only --steps=30
+part imagenet_r34_r18_b256_fp32 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
+  --batch_size=256 --dtype=float32 --step_only --steps=30
+
+if [ -d "$OUT/trace" ]; then
+  tar -czf "$OUT/trace_b64_fp32.tgz" -C "$OUT" trace && rm -rf "$OUT/trace"
+fi
+exit "$failed"

@@ -8,6 +8,7 @@ Rows (images per second, medians over timed windows; compile time of each progra
   jax end-to-end      the trainer's real program: the batch drawn from the device-resident training set
                       (permutation, crop, flip, normalise) inside the step, as `ltkd_jax.trainer` runs it
   jax end-to-end xK   the same with K steps per dispatch (`lax.scan`)
+                      (--step_only: the bare step alone, e.g. for an ImageNet pair fed by the host pipeline)
   jax epoch           (--epoch) `trainer.run_stage` for one CIFAR-100-LT-sized epoch (10,847 images), logging,
                       evaluation of 10,000 test images and checkpoint included
   torch reference     (when PyTorch is importable; CIFAR ResNet pairs) mdistiller's step: fp32 eager,
@@ -108,7 +109,7 @@ def jax_rows(args) -> List[Dict]:
     dtype = jnp.dtype(args.dtype)
     teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
     student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
-    data = synthetic_data(args.num_train, 256, image_shape, args.num_classes)
+    data = synthetic_data(args.batch_size if args.step_only else args.num_train, 256, image_shape, args.num_classes)
     mesh = trainer.make_mesh()
     replicated = NamedSharding(mesh, P())
     trainer.check_batch_size(args.batch_size)
@@ -124,7 +125,7 @@ def jax_rows(args) -> List[Dict]:
     fresh_state = lambda: jax.device_put(  # noqa: E731
         trainer.init_state(student_model, tx, image_shape, 0), replicated)
 
-    device_feed = trainer.DeviceFeed(data, args.batch_size, 0, replicated)
+    device_feed = None if args.step_only else trainer.DeviceFeed(data, args.batch_size, 0, replicated)
     fixed_batch = jax.device_put(
         {"image": device_input.normalize(data.train_images[:args.batch_size], data.augmentation.mean,
                                          data.augmentation.std),
@@ -132,7 +133,7 @@ def jax_rows(args) -> List[Dict]:
     rows = []
     for name, feed, dispatch in ([("jax step", StaticFeed(fixed_batch), 1)]
                                  + [(f"jax end-to-end{'' if k == 1 else f' x{k}'}", device_feed, k)
-                                    for k in args.steps_per_dispatch]):
+                                    for k in ([] if args.step_only else args.steps_per_dispatch)]):
         one, many = trainer.jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh, teacher_model)
         inputs = next(feed.inputs(0))
         if dispatch == 1:
@@ -140,7 +141,9 @@ def jax_rows(args) -> List[Dict]:
         else:
             call = lambda state, many=many, inputs=inputs, k=dispatch: many(  # noqa: E731
                 state, teacher_variables, inputs, k)
-        compile_s, seconds, _ = _time_program(call, fresh_state(), dispatch, args.steps, args.windows)
+        compile_s, seconds, state = _time_program(call, fresh_state(), dispatch, args.steps, args.windows)
+        if args.profile_dir and name == "jax end-to-end":
+            _trace(call, state, args.profile_dir)
         # After timing, so the timed first call paid the compile: the same program's cost analysis.
         compiled = one.lower(fresh_state(), teacher_variables, inputs).compile() if dispatch == 1 else None
         row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
@@ -154,6 +157,14 @@ def jax_rows(args) -> List[Dict]:
                     row["fraction_of_peak"] = row["tflops"] / peak
         rows.append(row)
     return rows
+
+
+def _trace(call, state, profile_dir: str, num_calls: int = 10) -> None:
+    """A `jax.profiler` trace of `num_calls` warm calls (TensorBoard's profile plugin or xprof read it)."""
+    with jax.profiler.trace(profile_dir):
+        for _ in range(num_calls):
+            state, metrics = call(state)
+        jax.block_until_ready(metrics)
 
 
 def _flops(compiled) -> Optional[float]:
@@ -231,6 +242,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_dispatch", default="1", help="comma list, e.g. 1,16")
     parser.add_argument("--epoch", action="store_true", help="also time one full epoch through the trainer")
     parser.add_argument("--epoch_examples", type=int, default=10_847)
+    parser.add_argument("--step_only", action="store_true",
+                        help="only the bare step (e.g. an ImageNet pair, whose data streams from the host)")
+    parser.add_argument("--profile_dir", default="", help="write a jax.profiler trace of the end-to-end step here")
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -262,13 +276,13 @@ def main(argv=None) -> int:
               f"({device.platform}); jax {jax.__version__}")
     print(header, flush=True)
     rows = jax_rows(args)
-    if args.epoch:
+    if args.epoch and not args.step_only:
         rows.append(epoch_row(args))
     reference = None if args.no_torch else torch_row(args)
     if reference:
         rows.append(reference)
     print(format_table(rows))
-    if reference:
+    if reference and not args.step_only:
         best = max(r["img_per_s"] for r in rows if r["name"].startswith("jax end-to-end"))
         print(f"\nend-to-end JAX / PyTorch reference: {best / reference['img_per_s']:.2f}x")
     if args.json:

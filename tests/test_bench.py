@@ -44,18 +44,25 @@ def test_torch_reference_runs_when_installed():
     del torch
 
 
-def test_accelerator_path_imports_without_tensorflow():
-    """The GPU machine has no TensorFlow, tfds, ml_collections, tensorboard or matplotlib."""
+def test_accelerator_path_runs_without_tensorflow(tmp_path):
+    """The GPU machine has no TensorFlow, tfds or ml_collections (and maybe no tensorboard or matplotlib): the
+    benchmark, an epoch through the trainer (checkpoint included) and a profile run with them absent."""
     import subprocess
     import sys
+    args = TINY + ["--steps_per_dispatch=1", "--epoch", "--epoch_examples=64", f"--profile_dir={tmp_path / 'trace'}"]
     code = (
         "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'ml_collections', 'tensorboard',"
-        " 'matplotlib'):\n"
-        "            raise ImportError(name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import ltkd_jax.bench, ltkd_jax.trainer, ltkd_jax.losses, ltkd_jax.models\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        "for name in ('tensorflow', 'tensorflow_datasets', 'ml_collections', 'tensorboard', 'matplotlib'):\n"
+        "    sys.modules[name] = None  # as if not installed: imports fail, importlib.util.find_spec gives None\n"
+        "from ltkd_jax import bench\n"
+        f"sys.exit(bench.main({args!r}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "| jax end-to-end | 16 |" in out.stdout and "| jax epoch (48 images" in out.stdout
+    assert list((tmp_path / "trace").rglob("*.xplane.pb"))
+
+
+def test_step_only_times_the_bare_step(capsys):
+    assert bench.main(TINY + ["--step_only", "--steps_per_dispatch=1,4"]) == 0
+    printed = capsys.readouterr().out
+    assert "| jax step | 16 |" in printed and "end-to-end" not in printed

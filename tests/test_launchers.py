@@ -518,3 +518,44 @@ def test_help_prints_usage(script):
     result = launch(script, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
     assert os.access(script, os.X_OK)
+
+
+def test_gpu_bench_script_runs_every_part_with_flags_the_benchmark_accepts(tmp_path):
+    """launch/gpu_bench.sh with a stand-in python: every part's flags parse in the real `ltkd_jax.bench`, a
+    failing part does not stop the next ones (the exit status reports it), and what lands under $OUT fits what
+    the device tool brings back (at most 8 files, none deeper than two folders)."""
+    calls = tmp_path / "calls.jsonl"
+    stub = tmp_path / "python"
+    stub.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, sys
+        args = sys.argv[1:]
+        if args[:2] != ["-m", "ltkd_jax.bench"]:
+            sys.exit(0)  # the version probes
+        with open({str(calls)!r}, "a") as f:
+            f.write(json.dumps(args[2:]) + "\\n")
+        flags = dict(a.split("=", 1) for a in args[2:] if "=" in a)
+        if "--profile_dir" in flags:
+            os.makedirs(os.path.join(flags["--profile_dir"], "plugins", "profile", "run"))
+            open(os.path.join(flags["--profile_dir"], "plugins", "profile", "run", "x.xplane.pb"), "w").close()
+        open(flags["--json"], "w").write("{{}}")
+        sys.exit(3 if "--step_only" in args and "--dtype=bfloat16" in args else 0)
+        """))
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    result = subprocess.run([BASH, os.path.join(ROOT, "launch", "gpu_bench.sh")], capture_output=True, text=True,
+                            env=dict(os.environ, OUT=str(out), PYTHON=str(stub)), timeout=60)
+    assert result.returncode == 1, result.stderr
+    runs = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert len(runs) == 4  # the part after the failing one ran too
+    from ltkd_jax import bench
+    parsed = [bench.parse_args([a for a in run if not a.startswith("--json=")]) for run in runs]
+    assert [(p.teacher, p.student, p.batch_size, p.dtype) for p in parsed] == [
+        ("resnet32x4", "resnet8x4", 64, "float32"), ("resnet32x4", "resnet8x4", 512, "bfloat16"),
+        ("resnet34", "resnet18", 256, "bfloat16"), ("resnet34", "resnet18", 256, "float32")]
+    assert parsed[0].epoch and parsed[0].steps_per_dispatch == [1, 16] and parsed[2].image_size == 224
+    log = (out / "bench.log").read_text()
+    assert "== imagenet_r34_r18_b256_bf16 FAILED" in log and "== imagenet_r34_r18_b256_fp32:" in log
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and all(len(p.relative_to(out).parts) <= 3 for p in files)
+    assert (out / "trace_b64_fp32.tgz").exists() and not (out / "trace").exists()

@@ -9,9 +9,10 @@ EVAL_RESIZE_RATIO = 256.0 / 224.0  # resize 256 + centre crop 224, scaled with t
 
 
 def _to_uint8(tf, image):
-    """A resized float image in [0, 255] back to uint8, rounded (PIL's resize, torchvision's path, does the
-    same). Batches stay uint8 until the device normalises them: a quarter of the bytes through host memory and
-    onto the accelerator, and no float work on the host (it cost a third of the ImageNet per-image time)."""
+    """A resized float image in [0, 255] back to uint8, rounded (PIL's resize, torchvision's path, returns
+    uint8 too; halves go to even here). Batches stay uint8 until the device normalises them: a quarter of the
+    bytes through host memory and onto the accelerator, and no float work on the host (it cost a third of the
+    ImageNet per-image time)."""
     return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
 
@@ -85,10 +86,10 @@ def eval_fn(info):
             # torchvision Resize(int): shorter side -> resize, longer side int(resize * long / short)
             nh = tf.where(ih <= iw, resize, (resize * ih) // short)
             nw = tf.where(ih <= iw, (resize * iw) // short, resize)
-            image = _to_uint8(tf, tf.image.resize(image, tf.stack([nh, nw]), method="bilinear", antialias=True))
+            image = tf.image.resize(image, tf.stack([nh, nw]), method="bilinear", antialias=True)
             top = tf.cast(tf.round(tf.cast(nh - h, tf.float32) / 2.0), tf.int32)
             left = tf.cast(tf.round(tf.cast(nw - w, tf.float32) / 2.0), tf.int32)
-            image = tf.slice(image, tf.stack([top, left, 0]), [h, w, 3])
+            image = _to_uint8(tf, tf.slice(image, tf.stack([top, left, 0]), [h, w, 3]))  # crop, then round
             image.set_shape((h, w, 3))
             return image
     else:

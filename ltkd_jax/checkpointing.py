@@ -66,8 +66,11 @@ class Checkpointer:
         return restore(self.latest, step, abstract_state, what)
 
     def close(self):
-        self.latest.close()
-        self.best.close()
+        """Wait for the writes in flight (an error of a background write surfaces here) and release both."""
+        try:
+            self.latest.close()
+        finally:
+            self.best.close()
 
 
 def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):

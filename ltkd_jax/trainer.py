@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import logging
 import signal
 from typing import Any, Callable, Optional
 
@@ -293,6 +294,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
     tx = optim.sgd(schedule, momentum=momentum, weight_decay=weight_decay)
     ckpt = checkpointing.Checkpointer(workdir, keep=keep_checkpoints)
     log = metrics_log.MetricsLog(workdir)
+    finished = False
     try:
         state = ckpt.restore_latest(abstract_state(stage.model, tx, image_shape, replicated))
         if state is None:
@@ -356,9 +358,16 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
                     ckpt.save(step, state)
                     raise Preempted(f"SIGTERM: saved step {step} to {workdir}; rerun the same command to resume")
         progress.done()
+        finished = True
         return state
     finally:
-        ckpt.close()
+        if finished:
+            ckpt.close()  # waits for the last asynchronous writes; their errors are this run's errors
+        else:  # keep the error that stopped training (NaN loss, SIGTERM, ...) in front of a failed write
+            try:
+                ckpt.close()
+            except Exception as error:  # pylint: disable=broad-except
+                logging.warning("closing the checkpoints after a failed run also failed: %s", error)
 
 
 def _log_train(log, progress, window, step, epoch, data):

@@ -152,6 +152,19 @@ def test_nan_loss_stops_with_one_clear_error(tmp_path):
     assert not os.path.exists(tmp_path / "checkpoints" / "13")  # nothing saved after the failure
 
 
+def test_a_failed_close_does_not_hide_the_error_that_stopped_training(tmp_path, monkeypatch):
+    def broken_close(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpointing.Checkpointer, "close", broken_close)
+    with pytest.raises(trainer.NonFiniteLoss):
+        trainer.run_stage(trainer.Stage("teacher", synthetic.TinyNet(), 1e30, 1, 0), synthetic.make_data(),
+                          str(tmp_path / "nan"), **synthetic.RECIPE)
+    with pytest.raises(OSError, match="disk full"):  # after a successful run the close error is the error
+        trainer.run_stage(trainer.Stage("teacher", synthetic.TinyNet(), 0.01, 1, 0), synthetic.make_data(),
+                          str(tmp_path / "ok"), **synthetic.RECIPE)
+
+
 def test_batch_not_divisible_by_devices(monkeypatch):
     monkeypatch.setattr(jax, "device_count", lambda: 8)
     with pytest.raises(ValueError, match="batch_size=20 is not divisible by the device count 8"):

@@ -154,6 +154,20 @@ def test_workdir_of_another_config_is_refused(tmp_path, mock_dir):
     assert [r["split"] for r in records].count("test") == 1
 
 
+def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
+    """A run written by an older version (arg_error stored as None) or started with another spelling of the
+    same argument is the same run; a changed setting is not."""
+    config = tiny_config("student", tmp_path / "tfds")
+    experiment.check_workdir(config, str(tmp_path / "run"))
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    stored.update(arg_error=None, arg="student,demo_resnet_teacher-demo_resnet_student,4.0")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    experiment.check_workdir(config, str(tmp_path / "run"))  # accepted
+    config.batch_size = 32
+    with pytest.raises(ValueError, match=r"another config \(batch_size: 16 there, 32 now\)"):
+        experiment.check_workdir(config, str(tmp_path / "run"))
+
+
 @pytest.mark.parametrize("arg, overrides, message", [
     ("ltdk,demo_resnet_teacher-demo_resnet_student,4", {}, "unknown method 'ltdk'; known: teacher"),
     ("ltkd,demo_resnet_teacher-resnet9,4", {}, "unknown student model 'resnet9'; known:"),

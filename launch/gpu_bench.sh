@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The prepared accelerator check of docs/benchmarks.md (about 6 minutes on an H100/H200), in order of importance:
+# The prepared accelerator check of docs/benchmarks.md (4-6 minutes expected on an H100/H200), in order of importance:
 #   1. resnet32x4 -> resnet8x4 at batch 64 fp32: bare step, end to end with 1 and 16 steps per dispatch, one full
 #      CIFAR-100-LT-sized epoch through the trainer, PyTorch's fp32 reference step in the same process, and a
 #      jax.profiler trace of the end-to-end step;
 #   2. the same pair at batch 512 bf16;
 #   3. resnet34 -> resnet18 at 224x224, batch 256, bf16 and fp32, the bare step: the rate ImageNet-LT's host
 #      pipeline must feed (compare with `python -m ltkd_jax.input_bench` on the training host).
-# Each part runs even if an earlier one failed; the exit status says whether all passed.
+# Each part runs under its own time limit (540 s in all, so the whole script stays inside the device tool's 600 s
+# per command) and even if an earlier one failed or ran out of time; the exit status says whether all passed.
 #
 # Usage: OUT=DIR launch/gpu_bench.sh        (needs jax, flax, optax, orbax; torch for the reference; no TensorFlow)
-# Writes under DIR (at most 7 files, none deeper than DIR): bench.log (versions and every table), one JSON per
-# part, trace_b64_fp32.tgz (open with TensorBoard's profile plugin or xprof).
+# Writes under DIR (6 files, none deeper than DIR): bench.log (versions and every table), one JSON per part,
+# trace_b64_fp32.tgz (open with TensorBoard's profile plugin or xprof; dropped if over 15 MB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out}
@@ -20,11 +21,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 LOG="$OUT/bench.log"
 failed=0
 
-part() {  # part NAME ARGS...: one benchmark run, its table appended to bench.log
-  local name=$1
-  shift
-  echo "== $name: python -m ltkd_jax.bench $*" | tee -a "$LOG"
-  if ! "$PY" -m ltkd_jax.bench "$@" --json="$OUT/$name.json" 2>&1 | tee -a "$LOG"; then
+part() {  # part NAME SECONDS ARGS...: one benchmark run within SECONDS, its table appended to bench.log
+  local name=$1 seconds=$2
+  shift 2
+  echo "== $name: python -m ltkd_jax.bench $* (limit ${seconds}s)" | tee -a "$LOG"
+  if ! timeout "$seconds" "$PY" -m ltkd_jax.bench "$@" --json="$OUT/$name.json" 2>&1 | tee -a "$LOG"; then
     echo "== $name FAILED" | tee -a "$LOG"
     failed=1
   fi
@@ -35,14 +36,18 @@ part() {  # part NAME ARGS...: one benchmark run, its table appended to bench.lo
 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())" || true
   "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda)" || true; } 2>&1 | tee "$LOG"
 
-part b64_fp32 --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch --profile_dir="$OUT/trace"
-part b512_bf16 --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16
-part imagenet_r34_r18_b256_bf16 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
+part b64_fp32 200 --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch --profile_dir="$OUT/trace"
+part b512_bf16 140 --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16
+part imagenet_r34_r18_b256_bf16 100 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
   --batch_size=256 --dtype=bfloat16 --step_only --steps=30
-part imagenet_r34_r18_b256_fp32 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
+part imagenet_r34_r18_b256_fp32 100 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
   --batch_size=256 --dtype=float32 --step_only --steps=30
 
 if [ -d "$OUT/trace" ]; then
   tar -czf "$OUT/trace_b64_fp32.tgz" -C "$OUT" trace && rm -rf "$OUT/trace"
+  if [ "$(wc -c < "$OUT/trace_b64_fp32.tgz")" -gt 15000000 ]; then
+    echo "== trace over 15 MB: dropped (the device tool brings back files up to 16 MiB)" | tee -a "$LOG"
+    rm -f "$OUT/trace_b64_fp32.tgz"
+  fi
 fi
 exit "$failed"

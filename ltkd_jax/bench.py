@@ -13,7 +13,7 @@ Rows (images per second, medians over timed windows; compile time of each progra
                       evaluation of 10,000 test images and checkpoint included
   torch reference     (when PyTorch is importable; CIFAR ResNet pairs) mdistiller's step: fp32 eager,
                       teacher under no_grad, CE + KD, SGD with momentum and weight decay
-Achieved TFLOP/s come from XLA's cost analysis of the compiled step; the fraction of peak uses the device's
+Achieved TFLOP/s come from XLA's cost analysis of the step's program; the fraction of peak uses the device's
 dense peak for the compute dtype where we know it.
 """
 
@@ -142,14 +142,12 @@ def jax_rows(args) -> List[Dict]:
             call = lambda state, many=many, inputs=inputs, k=dispatch: many(  # noqa: E731
                 state, teacher_variables, inputs, k)
         compile_s, seconds, state = _time_program(call, fresh_state(), dispatch, args.steps, args.windows)
-        if args.profile_dir and name == "jax end-to-end":
+        if args.profile_dir and name == ("jax step" if args.step_only else "jax end-to-end"):
             _trace(call, state, args.profile_dir)
-        # After timing, so the timed first call paid the compile: the same program's cost analysis.
-        compiled = one.lower(fresh_state(), teacher_variables, inputs).compile() if dispatch == 1 else None
         row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
                "ms_per_step": seconds * 1e3, "compile_s": compile_s}
-        if compiled is not None:
-            flops = _flops(compiled)
+        if dispatch == 1:
+            flops = _flops(one.lower(fresh_state(), teacher_variables, inputs))
             if flops:
                 row["tflops"] = flops / seconds / 1e12
                 peak = device_peak(args.dtype)
@@ -160,15 +158,27 @@ def jax_rows(args) -> List[Dict]:
 
 
 def _trace(call, state, profile_dir: str, num_calls: int = 10) -> None:
-    """A `jax.profiler` trace of `num_calls` warm calls (TensorBoard's profile plugin or xprof read it)."""
-    with jax.profiler.trace(profile_dir):
-        for _ in range(num_calls):
-            state, metrics = call(state)
-        jax.block_until_ready(metrics)
+    """A `jax.profiler` trace of `num_calls` warm calls (TensorBoard's profile plugin or xprof read it). A
+    profiler that cannot start (no CUPTI, say) costs the trace, not the measurements: one warning line."""
+    try:
+        with jax.profiler.trace(profile_dir):
+            for _ in range(num_calls):
+                state, metrics = call(state)
+            jax.block_until_ready(metrics)
+    except Exception as error:  # pylint: disable=broad-except
+        print(f"bench: warning: no profile written to {profile_dir}: {str(error).splitlines()[0]}",
+              file=sys.stderr)
 
 
-def _flops(compiled) -> Optional[float]:
-    analysis = compiled.cost_analysis()
+def _flops(lowered) -> Optional[float]:
+    """FLOPs of one call from XLA's cost analysis of the lowered program (no second compile: it agrees with
+    the compiled program's to 0.3% for the CIFAR pair on XLA:CPU); the compiled program's where that fails."""
+    try:
+        analysis = lowered.cost_analysis()
+    except Exception:  # pylint: disable=broad-except
+        analysis = None
+    if not analysis:
+        analysis = lowered.compile().cost_analysis()
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else None
     flops = (analysis or {}).get("flops")
@@ -244,7 +254,8 @@ def parse_args(argv=None):
     parser.add_argument("--epoch_examples", type=int, default=10_847)
     parser.add_argument("--step_only", action="store_true",
                         help="only the bare step (e.g. an ImageNet pair, whose data streams from the host)")
-    parser.add_argument("--profile_dir", default="", help="write a jax.profiler trace of the end-to-end step here")
+    parser.add_argument("--profile_dir", default="",
+                        help="write a jax.profiler trace of the end-to-end step (--step_only: the bare step) here")
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -256,6 +267,8 @@ def parse_args(argv=None):
         parser.error("--steps_per_dispatch values must be >= 1")
     if args.batch_size < 1:
         parser.error(f"--batch_size={args.batch_size} must be >= 1")
+    if args.step_only and args.epoch:
+        parser.error("--epoch runs the trainer's end-to-end program; it cannot go with --step_only")
     for name in (args.teacher, args.student):
         if name not in models.MODEL_NAMES:
             parser.error(f"unknown model {name!r}; known: {', '.join(models.MODEL_NAMES)}")
@@ -276,7 +289,7 @@ def main(argv=None) -> int:
               f"({device.platform}); jax {jax.__version__}")
     print(header, flush=True)
     rows = jax_rows(args)
-    if args.epoch and not args.step_only:
+    if args.epoch:
         rows.append(epoch_row(args))
     reference = None if args.no_torch else torch_row(args)
     if reference:

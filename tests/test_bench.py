@@ -62,7 +62,22 @@ def test_accelerator_path_runs_without_tensorflow(tmp_path):
     assert list((tmp_path / "trace").rglob("*.xplane.pb"))
 
 
-def test_step_only_times_the_bare_step(capsys):
-    assert bench.main(TINY + ["--step_only", "--steps_per_dispatch=1,4"]) == 0
+def test_step_only_times_the_bare_step(capsys, tmp_path):
+    assert bench.main(TINY + ["--step_only", "--steps_per_dispatch=1,4", f"--profile_dir={tmp_path}"]) == 0
     printed = capsys.readouterr().out
     assert "| jax step | 16 |" in printed and "end-to-end" not in printed
+    assert list(tmp_path.rglob("*.xplane.pb"))  # the profile traces the bare step then
+    with pytest.raises(SystemExit):
+        bench.main(TINY + ["--step_only", "--epoch"])
+    assert "cannot go with --step_only" in capsys.readouterr().err
+
+
+def test_a_profiler_that_cannot_start_costs_only_the_trace(capsys, tmp_path, monkeypatch):
+    def no_profiler(*args, **kwargs):
+        raise RuntimeError("CUPTI not found\nmore detail")
+
+    monkeypatch.setattr(bench.jax.profiler, "trace", no_profiler)
+    assert bench.main(TINY + [f"--profile_dir={tmp_path}"]) == 0
+    captured = capsys.readouterr()
+    assert "| jax end-to-end | 16 |" in captured.out
+    assert f"bench: warning: no profile written to {tmp_path}: CUPTI not found" in captured.err

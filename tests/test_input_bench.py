@@ -23,13 +23,13 @@ def test_input_bench_prints_rows_and_sizes_the_host(capsys):
     for row in ("| train | 1 |", "| train + to device | 1 |", "| eval | 1 |", "| eval + to device | 1 |"):
         assert row in printed
     assert "| uint8 |" in printed and "| float32 |" not in printed
-    assert "feeding 1,000 img/s needs about" in printed
+    assert "feeding 1,000 img/s needs about" in printed and "at the 1-thread rate" in printed
 
 
 def test_input_bench_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         input_bench.main(["--threads=0"])
-    assert "--threads values must be >= 1" in capsys.readouterr().err
+    assert "--threads values must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         input_bench.main(["--batch_size=0"])
     assert "--batch_size=0 must be >= 1" in capsys.readouterr().err

@@ -7,7 +7,10 @@ crop/flip from `fold_in(key, step)`, so a resumed run draws exactly the batches 
 and several steps can run in one dispatch under `lax.scan`.
 
 The arrays are replicated on every device of the mesh: the gather of a batch then happens locally on each
-device for its own shard of the batch (a 20k-image CIFAR-LT split is 60 MB).
+device for its own shard of the batch (XLA propagates the batch sharding back to the gather: with 8 devices the
+compiled program gathers B/8 images per device, which tests/test_trainer.py checks), with no cross-device
+traffic, and the batches are the same for any device count (a 20k-image CIFAR-LT split is 60 MB; the full
+Tiny ImageNet training set 1.2 GB).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -188,6 +189,32 @@ def test_eight_simulated_devices_match_one(tmp_path):
     np.testing.assert_allclose(eight["train"]["teacher_group_sums"], one["train"]["teacher_group_sums"], rtol=1e-4)
     assert eight["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-4)
     assert eight["test"]["accuracy"] == pytest.approx(one["test"]["accuracy"], abs=100 / 70 + 1e-9)
+
+
+def test_each_device_gathers_only_its_share_of_the_resident_batch():
+    """The training set is replicated on the devices, the batch sharded: the compiled program of 8 simulated
+    devices gathers (and crops) B/8 images per device, not the whole batch on each."""
+    code = textwrap.dedent(r"""
+        import re, sys
+        sys.path.insert(0, %r)
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        from ltkd_jax import optim, trainer
+        import synthetic
+        data, mesh = synthetic.make_data(), trainer.make_mesh()
+        replicated = NamedSharding(mesh, P())
+        tx = optim.sgd(0.1, momentum=0.9, weight_decay=5e-4)
+        state = jax.device_put(trainer.init_state(synthetic.TinyNet(), tx, (8, 8, 1), 0), replicated)
+        feed = trainer.DeviceFeed(data, 16, 0, replicated)
+        one, _ = trainer.jitted_train_steps(trainer.Stage("teacher", synthetic.TinyNet(), 0.1, 1, 0), data, feed,
+                                            tx, 10, mesh)
+        hlo = one.lower(state, None, feed.arrays).compile().as_text()
+        print(jax.device_count(), sorted(set(re.findall(r"= u8\[(\d+),[^=]*? gather\(", hlo))))
+        """) % HERE
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "8 ['2']", out.stdout  # uint8 gathers of 16 / 8 images
 
 
 def test_bfloat16_compute_keeps_float32_state_and_tracks_float32(tmp_path):

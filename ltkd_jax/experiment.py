@@ -19,9 +19,9 @@ from ltkd_jax import models
 from ltkd_jax.data import _env
 
 CONFIG_FILE = "config.json"
-# Fields that may change between a run and its resumption without changing its results.
-# Fields a resumed run may change: how it logs and where teachers live, and the config argument string (its
-# resolved values -- method, models, gamma -- are fields of their own and are compared).
+# Fields that may change between a run and its resumption without changing its results: how it logs, where
+# teachers live, and the config argument string (its resolved values -- method, models, gamma -- are fields of
+# their own and are compared).
 RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "arg_error")
 
 

@@ -51,7 +51,8 @@ resumed at epoch ``e`` sees the same stream; augmentation randomness likewise), 
 ``global_batch_size / process_count`` share of every global batch. Evaluation covers every example exactly
 once on any number of processes, all running ``ceil(N / global_batch_size)`` steps, the last batch padded
 (``mask`` False, ``label`` 0, ``index`` -1, ``image`` 0). Batches are dicts of numpy arrays: ``image``
-uint8 NHWC (not normalised: the device does that, see above), ``label`` int32, ``index`` int32 (canonical example index), and ``mask`` bool (eval).
+uint8 NHWC (not normalised: the device does that, see above), ``label`` int32, ``index`` int32 (canonical
+example index), and ``mask`` bool (eval).
 
 Backends: ``"numpy"`` (cifar100, tiny_imagenet, fashion_mnist; default for them) reads the uint8 arrays of
 :func:`load_arrays` (``<data_dir>/ltkd_jax/<name>/<split>/images.npy``) with numpy only and augments on the

@@ -225,7 +225,8 @@ def _tf_train(*, info, split, process_index, batch_size, start_step, order, sl, 
     ds = ds.shuffle(int(max(1, shuffle_buffer_size)),
                     seed=sampling.tf_seed(seed, epoch, sampling._TF_SHUFFLE, process_index),  # pylint: disable=protected-access
                     reshuffle_each_iteration=False)
-    ds = augmented_batches(tf, ds, info, batch_size, sampling.tf_seed(seed, epoch, sampling._AUGMENT))  # pylint: disable=protected-access
+    aug_seed = sampling.tf_seed(seed, epoch, sampling._AUGMENT)  # pylint: disable=protected-access
+    ds = augmented_batches(tf, ds, info, batch_size, aug_seed)
     return ds.take(order.shape[0]).skip(start_step).prefetch(prefetch).as_numpy_iterator()
 
 

@@ -126,6 +126,10 @@ class Progress:
                              f"{rate}   ")
             sys.stderr.flush()
 
+    def restart_clock(self) -> None:
+        """Start the next rate window now (after evaluation or a checkpoint: the rate is training's alone)."""
+        self._last_time = time.time()
+
     def done(self) -> None:
         if self.enabled:
             sys.stderr.write("\n")

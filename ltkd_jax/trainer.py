@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import time
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -324,24 +325,31 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
 
         progress = metrics_log.Progress(stage.name, total_steps, batch_size)
         window = []
+        # Host time blocked waiting for the next batch, over the window's wall time: ~0 for the device-resident
+        # feed; for the host pipeline (ImageNet) the share of training the input starves the step.
+        input_wait, window_start = 0.0, time.perf_counter()
         step = start_step
         inputs = feed.inputs(start_step)
         with _SigtermFlag() as sigterm:
             while step < total_steps:
                 epoch = step // steps_per_epoch + 1
                 left_in_epoch = epoch * steps_per_epoch - step
+                waited = time.perf_counter()
+                step_inputs = next(inputs)
+                input_wait += time.perf_counter() - waited
                 if steps_per_dispatch > 1 and left_in_epoch >= steps_per_dispatch:
-                    state, metrics = jit_many(state, teacher_variables, next(inputs), steps_per_dispatch)
+                    state, metrics = jit_many(state, teacher_variables, step_inputs, steps_per_dispatch)
                     previous, step = step, step + steps_per_dispatch
                 else:
-                    state, metrics = jit_one(state, teacher_variables, next(inputs))
+                    state, metrics = jit_one(state, teacher_variables, step_inputs)
                     previous, step = step, step + 1
                 window.append(metrics)
                 epoch_done = step % steps_per_epoch == 0
                 log_now = step // log_every_steps != previous // log_every_steps or epoch_done
                 if log_now:
-                    _log_train(log, progress, window, step, epoch, data)
-                    window = []
+                    _log_train(log, progress, window, step, epoch, data,
+                               input_wait_fraction=input_wait / max(time.perf_counter() - window_start, 1e-9))
+                    window, input_wait, window_start = [], 0.0, time.perf_counter()
                 if epoch_done:
                     summary = None
                     if epoch % eval_every_epochs == 0 or step == total_steps:
@@ -350,6 +358,8 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
                                    **{k: v for k, v in summary.items()}})
                     if epoch % checkpoint_every_epochs == 0 or step == total_steps:
                         ckpt.save(step, state, accuracy=summary["accuracy"] if summary else None)
+                    progress.restart_clock()
+                    window_start = time.perf_counter()
                 if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
                     ckpt.save(step, state)
                     raise Preempted(f"stopped after step {step} (resume with the same command)")
@@ -370,7 +380,7 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
                 logging.warning("closing the checkpoints after a failed run also failed: %s", error)
 
 
-def _log_train(log, progress, window, step, epoch, data):
+def _log_train(log, progress, window, step, epoch, data, input_wait_fraction: float):
     fetched = jax.device_get(window)
     loss = float(np.mean([m["loss"] for m in fetched]))
     if not np.isfinite(loss):
@@ -378,6 +388,7 @@ def _log_train(log, progress, window, step, epoch, data):
                             f"rate or check the inputs")
     progress.update(step, epoch, loss)
     record = {"step": step, "epoch": epoch, "split": "train", "images_per_sec": progress.images_per_sec,
+              "input_wait_fraction": input_wait_fraction,
               "learning_rate": float(fetched[-1]["learning_rate"])}  # the rate of the window's last step
     for key in fetched[0]:
         if key in ("learning_rate", "class_count", "class_correct", "teacher_group_sums",

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +123,28 @@ def test_distillation_logs_group_sums_and_agreement(tmp_path):
     assert np.ptp(train[-1]["teacher_group_sums_rebalanced"]) < np.ptp(train[-1]["teacher_group_sums"])
     assert 0.0 <= records[-1]["teacher_agreement"] <= 100.0
     assert os.path.isdir(tmp_path / "student" / "tensorboard")
+
+
+def test_input_wait_fraction_measures_a_starved_step(tmp_path, monkeypatch):
+    """metrics.jsonl says what share of training the step waited on its input: ~0 for the device-resident
+    feed, most of it when the feed takes 30 ms per batch for a step of a few ms."""
+    _train_teacher(str(tmp_path / "resident"))
+    resident = [r for r in metrics_log.read_metrics(str(tmp_path / "resident" / "metrics.jsonl"))
+                if r["split"] == "train"]
+    assert resident and all(0 <= r["input_wait_fraction"] < 0.1 for r in resident)
+
+    resident_inputs = trainer.DeviceFeed.inputs
+
+    def slow_inputs(self, start_step):
+        for arrays in resident_inputs(self, start_step):
+            time.sleep(0.03)
+            yield arrays
+
+    monkeypatch.setattr(trainer.DeviceFeed, "inputs", slow_inputs)
+    _train_teacher(str(tmp_path / "starved"))
+    starved = [r for r in metrics_log.read_metrics(str(tmp_path / "starved" / "metrics.jsonl"))
+               if r["split"] == "train"]
+    assert all(0.5 < r["input_wait_fraction"] <= 1.0 for r in starved[1:])  # the first window compiles
 
 
 def test_teacher_of_another_architecture_is_one_clear_error(tmp_path):

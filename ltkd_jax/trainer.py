@@ -63,7 +63,9 @@ class ExperimentData:
 
 class DeviceFeed:
     """The whole training set on the devices (replicated); step `s`'s batch is a pure function of
-    `(seed, s)` computed inside the jitted step, so nothing crosses from the host per step."""
+    `(seed, s)` computed inside the jitted step, so nothing crosses from the host per step. `inputs(step)`
+    gives the dispatch starting at `step` the arrays and its epoch's permutation (drawn on the device once per
+    epoch; a dispatch never crosses an epoch)."""
 
     supports_scan = True
 
@@ -72,10 +74,16 @@ class DeviceFeed:
         self.key = jax.random.fold_in(jax.random.key(seed), 1)
         self.arrays = jax.device_put({"image": data.train_images, "label": data.train_labels.astype(np.int32)},
                                      replicated)
+        self.steps_per_epoch = data.num_train // batch_size
+        self._permutation = jax.jit(functools.partial(device_input.epoch_permutation, num_examples=data.num_train),
+                                    out_shardings=replicated)
+        self._epoch, self._order = None, None
 
-    def inputs(self, start_step: int):
-        while True:
-            yield self.arrays
+    def inputs(self, step: int) -> dict:
+        epoch = step // self.steps_per_epoch
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, self._permutation(self.key, epoch)
+        return {**self.arrays, "order": self._order}
 
     def batch(self, inputs, step):
         return device_input.train_batch(inputs, self.key, step, batch_size=self.batch_size,
@@ -99,11 +107,18 @@ class HostFeed:
     def __init__(self, data: ExperimentData, batch_size: int, seed: int, sharding, prefetch: int = 2):
         self.data, self.batch_size, self.seed, self.sharding, self.prefetch = (
             data, batch_size, seed, sharding, prefetch)
+        self._stream = None
 
     def _to_device(self, batch, keys):
         return {k: jax.make_array_from_process_local_data(self.sharding, batch[k]) for k in keys}
 
-    def inputs(self, start_step: int):
+    def inputs(self, step: int) -> dict:
+        """The batch of `step` (steps come one at a time: the stream starts at the first step asked for)."""
+        if self._stream is None:
+            self._stream = self._batches(step)
+        return next(self._stream)
+
+    def _batches(self, start_step: int):
         from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
         steps_per_epoch = self.data.num_train // self.batch_size
         epoch, position = divmod(start_step, steps_per_epoch)
@@ -329,13 +344,12 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         # feed; for the host pipeline (ImageNet) the share of training the input starves the step.
         input_wait, window_start = 0.0, time.perf_counter()
         step = start_step
-        inputs = feed.inputs(start_step)
         with _SigtermFlag() as sigterm:
             while step < total_steps:
                 epoch = step // steps_per_epoch + 1
                 left_in_epoch = epoch * steps_per_epoch - step
                 waited = time.perf_counter()
-                step_inputs = next(inputs)
+                step_inputs = feed.inputs(step)
                 input_wait += time.perf_counter() - waited
                 if steps_per_dispatch > 1 and left_in_epoch >= steps_per_dispatch:
                     state, metrics = jit_many(state, teacher_variables, step_inputs, steps_per_dispatch)

@@ -50,7 +50,7 @@ def _chi2_critical(df: int, z: float = 3.0902) -> float:
 
 def device_draws() -> np.ndarray:
     arrays = {"image": jnp.asarray(np.broadcast_to(IMAGE, (BATCH,) + IMAGE.shape)),
-              "label": jnp.zeros(BATCH, jnp.int32)}
+              "label": jnp.zeros(BATCH, jnp.int32), "order": jnp.arange(BATCH)}
     aug = device_input.Augmentation(pad=PAD, flip=True, mean=(0.0,) * 3, std=(1.0,) * 3)
     draw = jax.jit(lambda step: device_input.train_batch(arrays, jax.random.key(3), step, batch_size=BATCH,
                                                          augmentation=aug)["image"])

@@ -133,7 +133,7 @@ def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
             assert a["image"].dtype == np.float32
             for key in ("image", "label", "mask"):
                 np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
-        shipped = next(iter(host_feed.inputs(0)))
+        shipped = host_feed.inputs(0)
         assert shipped["image"].dtype == np.uint8
         stepped = jax.jit(lambda inputs: host_feed.batch(inputs, 0))(shipped)
         mean, std = np.float32(info.mean), np.float32(info.std)

@@ -131,20 +131,22 @@ def test_input_wait_fraction_measures_a_starved_step(tmp_path, monkeypatch):
     _train_teacher(str(tmp_path / "resident"))
     resident = [r for r in metrics_log.read_metrics(str(tmp_path / "resident" / "metrics.jsonl"))
                 if r["split"] == "train"]
-    assert resident and all(0 <= r["input_wait_fraction"] < 0.1 for r in resident)
+    fractions = [r["input_wait_fraction"] for r in resident]
+    # Median: a window of two tiny steps that opens an epoch also holds the epoch's permutation (~2 ms here).
+    assert fractions and min(fractions) >= 0 and np.median(fractions) < 0.1
 
     resident_inputs = trainer.DeviceFeed.inputs
 
-    def slow_inputs(self, start_step):
-        for arrays in resident_inputs(self, start_step):
-            time.sleep(0.03)
-            yield arrays
+    def slow_inputs(self, step):
+        time.sleep(0.03)
+        return resident_inputs(self, step)
 
     monkeypatch.setattr(trainer.DeviceFeed, "inputs", slow_inputs)
     _train_teacher(str(tmp_path / "starved"))
     starved = [r for r in metrics_log.read_metrics(str(tmp_path / "starved" / "metrics.jsonl"))
                if r["split"] == "train"]
     assert all(0.5 < r["input_wait_fraction"] <= 1.0 for r in starved[1:])  # the first window compiles
+    assert np.median([r["input_wait_fraction"] for r in starved]) > 0.5
 
 
 def test_teacher_of_another_architecture_is_one_clear_error(tmp_path):
@@ -231,7 +233,7 @@ def test_each_device_gathers_only_its_share_of_the_resident_batch():
         feed = trainer.DeviceFeed(data, 16, 0, replicated)
         one, _ = trainer.jitted_train_steps(trainer.Stage("teacher", synthetic.TinyNet(), 0.1, 1, 0), data, feed,
                                             tx, 10, mesh)
-        hlo = one.lower(state, None, feed.arrays).compile().as_text()
+        hlo = one.lower(state, None, feed.inputs(0)).compile().as_text()
         print(jax.device_count(), sorted(set(re.findall(r"= u8\[(\d+),[^=]*? gather\(", hlo))))
         """) % HERE
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The prepared accelerator check of docs/benchmarks.md (4-6 minutes expected on an H100/H200), in order of importance:
-#   1. resnet32x4 -> resnet8x4 at batch 64 fp32: bare step, end to end with 1 and 16 steps per dispatch, one full
-#      CIFAR-100-LT-sized epoch through the trainer, PyTorch's fp32 reference step in the same process, and a
-#      jax.profiler trace of the end-to-end step;
+#   1. resnet32x4 -> resnet8x4 at batch 64 fp32: bare step, end to end with 1 and 16 steps per dispatch, two
+#      CIFAR-100-LT-sized epochs through the trainer (and its logged steady-state rate), PyTorch's fp32 reference
+#      step in the same process, and a jax.profiler trace of the end-to-end step;
 #   2. the same pair at batch 512 bf16;
 #   3. resnet34 -> resnet18 at 224x224, batch 256, bf16 and fp32, the bare step: the rate ImageNet-LT's host
 #      pipeline must feed (compare with `python -m ltkd_jax.input_bench` on the training host).

@@ -59,7 +59,7 @@ def test_accelerator_path_runs_without_tensorflow(tmp_path):
         f"sys.exit(bench.main({args!r}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "| jax end-to-end | 16 |" in out.stdout and "| jax epoch (864 images" in out.stdout
+    assert "| jax end-to-end | 16 |" in out.stdout and "| jax 2 epochs (1,984 images" in out.stdout
     loop = [r for r in json.loads((tmp_path / "rows.json").read_text())["rows"] if "trainer loop" in r["name"]]
     assert len(loop) == 1 and loop[0]["img_per_s"] > 0 and 0 <= loop[0]["input_wait_fraction"] < 0.5
     assert list((tmp_path / "trace").rglob("*.xplane.pb"))

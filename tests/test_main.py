@@ -135,6 +135,11 @@ def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
                 np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
         shipped = host_feed.inputs(0)
         assert shipped["image"].dtype == np.uint8
+        second = host_feed.inputs(1)
+        assert not np.array_equal(np.asarray(second["label"]), np.asarray(shipped["label"])) or not np.array_equal(
+            np.asarray(second["image"]), np.asarray(shipped["image"]))
+        again = host_feed.inputs(0)  # asked out of order: the stream restarts there
+        np.testing.assert_array_equal(np.asarray(again["image"]), np.asarray(shipped["image"]))
         stepped = jax.jit(lambda inputs: host_feed.batch(inputs, 0))(shipped)
         mean, std = np.float32(info.mean), np.float32(info.std)
         np.testing.assert_allclose(np.asarray(stepped["image"]),

@@ -64,8 +64,7 @@ for arg in "${ARGS[@]}"; do
     previous=$arg
 done
 
-if [[ ${BASH_SOURCE[0]} == */* ]]; then HERE=${BASH_SOURCE[0]%/*}; else HERE=.; fi
-ROOT=$(cd "$HERE/.." && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 if [[ -n ${PYTHON:-} ]]; then
     PY=$PYTHON
 elif [[ -x $ROOT/.venv/bin/python ]]; then

@@ -55,11 +55,11 @@ if REPO_ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from ltkd_jax import config_lib, experiment, paper_results  # noqa: E402
+from etils import epath  # noqa: E402
+
+from ltkd_jax import config_lib, experiment, metrics_log, paper_results  # noqa: E402
 from ltkd_jax.data.longtail import exponential_counts  # noqa: E402
 
-TABLE_NAMES = ("I", "II", "III", "IV", "V", "VI", "VII", "fig4", "fashion_mnist")
-PAPER_TABLES = ("I", "II", "III", "IV", "V", "VI", "VII", "fig4")
 # Fields a sweep sets itself: not accepted as extra overrides.
 SWEEP_FIELDS = ("seed", "teacher_seed", "teachers_dir")
 
@@ -138,22 +138,6 @@ def run_seconds(config, device: str = "h200") -> float:
 # Config overrides (what `--config.FIELD=VALUE` does to a config in ltkd_jax.main).
 
 
-def _flatten(tree, prefix=""):
-    flat = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
-
-
-def flat_config(config) -> Dict[str, object]:
-    """{dotted field: value} of a config, as its JSON holds it (tuples become lists)."""
-    return _flatten(json.loads(config.to_json()))
-
-
 def has_field(config, path: str) -> bool:
     node = config
     for part in path.split("."):
@@ -217,7 +201,7 @@ def apply_overrides(config, overrides: Sequence[str]):
 
 def overrides_between(base, target) -> List[str]:
     """The `--config.FIELD=VALUE` strings that turn `base` into `target` (same fields, other values)."""
-    flat_base, flat_target = flat_config(base), flat_config(target)
+    flat_base, flat_target = config_lib.flat_config(base), config_lib.flat_config(target)
     if set(flat_base) != set(flat_target):
         raise ValueError(f"configs have different fields: {sorted(set(flat_base) ^ set(flat_target))}")
     return [f"--config.{path}={format_value(flat_target[path])}" for path in flat_target
@@ -277,11 +261,11 @@ def _gamma_text(gamma) -> str:
     return f"{gamma:g}" if isinstance(gamma, float) else str(gamma)
 
 
-def _build(dataset: str, arg: str, overrides: Sequence[str]):
+def _build(dataset: str, arg: str):
     config = config_lib.build_config(dataset, arg)
     if config.arg_error:
         raise ValueError(config.arg_error)
-    return apply_overrides(config, overrides)
+    return config
 
 
 class Planner:
@@ -328,7 +312,7 @@ class Planner:
         target = experiment.teacher_config(student_config)
         gamma = _gamma_text(target.dataset.imbalance_factor)
         arg = f"teacher,{target.teacher_model}-{target.teacher_model},{gamma}"
-        base = _build(target.dataset.name, arg, [])
+        base = _build(target.dataset.name, arg)
         overrides = overrides_between(base, target)
         # The seed first and always explicit, then whatever else differs from the teacher's defaults.
         overrides = [f"--config.seed={target.seed}"] + [o for o in overrides if not o.startswith("--config.seed=")]
@@ -348,7 +332,7 @@ class Planner:
             # The Teacher row: the shared teacher run itself, found through a teacher-method probe config
             # (teacher_config reads only the recipe and teacher_* fields, identical for every student).
             probe_arg = f"teacher,{teacher}-{teacher},{g}"
-            probe = _build(dataset, probe_arg, [])
+            probe = _build(dataset, probe_arg)
             probe_overrides = [f"--config.teacher_seed={self._teacher_seed(seed)}",
                                f"--config.teachers_dir={teachers_dir}", *self._extra_for(probe)]
             probe = apply_overrides(probe, probe_overrides)
@@ -357,13 +341,13 @@ class Planner:
         if method == "student":
             arg = f"student,{student}-{student},{g}"
             workdir = os.path.join(cell, student, "student", f"seed{seed}")
-            config = _build(dataset, arg, [])
+            config = _build(dataset, arg)
             overrides = [f"--config.seed={seed}", *self._extra_for(config)]
             apply_overrides(config, overrides)
             self._add(self.students, Run("student", dataset, arg, workdir, tuple(overrides), config), table)
             return
         arg = f"{method},{pair},{g}"
-        config = _build(dataset, arg, [])
+        config = _build(dataset, arg)
         hp_overrides, suffix = [], ""
         for path, value in sorted(hparams.items()):
             current = config
@@ -391,21 +375,10 @@ class Planner:
 
 
 def parse_tables(text: str) -> List[str]:
-    by_lower = {name.lower(): name for name in TABLE_NAMES}
-    tables = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if item.lower() == "paper":
-            tables += list(PAPER_TABLES)
-        elif item.lower() in by_lower:
-            tables.append(by_lower[item.lower()])
-        else:
-            raise ValueError(f"unknown table {item!r}; known: {', '.join(TABLE_NAMES)}, paper")
+    tables = paper_results.parse_tables(text)
     if not tables:
         raise ValueError("no table given")
-    return list(dict.fromkeys(tables))
+    return tables
 
 
 def _csv(text: Optional[str], cast=str):
@@ -436,15 +409,10 @@ def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence
 
 def is_finished(run: Run) -> bool:
     """The directory holds this run's config and a test record of its last epoch."""
-    config_path = os.path.join(run.workdir, experiment.CONFIG_FILE)
-    metrics_path = os.path.join(run.workdir, "metrics.jsonl")
-    if not (os.path.exists(config_path) and os.path.exists(metrics_path)):
-        return False
+    workdir = epath.Path(run.workdir)  # local or gs://
     try:
-        with open(config_path) as f:
-            stored = json.load(f)
-        with open(metrics_path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        stored = json.loads((workdir / experiment.CONFIG_FILE).read_text())
+        records = metrics_log.read_metrics(os.fspath(workdir / "metrics.jsonl"))
     except (OSError, ValueError):
         return False
     if comparable(stored) != comparable(json.loads(run.config.to_json())):
@@ -535,7 +503,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Extra --config.FIELD=VALUE arguments are passed to every run that has the field.")
     parser.add_argument("table_arg", nargs="?", metavar="TABLE",
-                        help=f"{', '.join(TABLE_NAMES)}, paper, or several joined by commas")
+                        help=f"{', '.join(paper_results.TABLE_NAMES)}, paper, or several joined by commas")
     parser.add_argument("--table", help="same as TABLE")
     parser.add_argument("--dry_run", action="store_true", help="print the plan only")
     parser.add_argument("--launcher", choices=("local", "slurm", "tpu"), default="local")
@@ -563,7 +531,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         args.tables = parse_tables(table)
     except ValueError as error:
         parser.error(str(error))
-    args.seed_list = _csv(args.seeds, int)
+    try:
+        args.seed_list = _csv(args.seeds, int)
+    except ValueError:
+        parser.error(f"--seeds={args.seeds!r} must be comma-separated integers")
     if not args.seed_list:
         parser.error("--seeds is empty")
     args.extra = rest
@@ -583,7 +554,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     header = ["#!/bin/bash"] if args.launcher != "local" else []
-    summary = ["# " + line for line in summary_lines(runs, args.tables, args)]
+    summary = ["# " + line for line in summary_lines(runs, args.tables, args)]  # checks every run's directory
     if args.launcher == "slurm":
         body = slurm_lines(runs, args.sbatch_args)
     elif args.launcher == "tpu":
@@ -592,8 +563,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         body = [run.command() for run in runs]
     if args.sweep_file:
         with open(args.sweep_file, "w") as f:
-            f.write("\n".join(["# " + line for line in summary_lines(runs, args.tables, args)]
-                              + [shlex.join(run.args()) for run in runs]) + "\n")
+            f.write("\n".join(summary + [shlex.join(run.args()) for run in runs]) + "\n")
     if args.dry_run or args.launcher != "local":
         try:
             print("\n".join(header + summary + body))

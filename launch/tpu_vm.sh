@@ -42,7 +42,6 @@ SCRIPT="${BASH_SOURCE[0]}"
 # shellcheck source=common.sh disable=SC1091
 source "$SCRIPT_DIR/common.sh"
 
-if [[ ${BASH_SOURCE[0]} == */* ]]; then HERE=${BASH_SOURCE[0]%/*}; else HERE=.; fi
 
 TPU_NAME=${TPU_NAME:-ltkd}
 ZONE=${ZONE:-us-central2-b}
@@ -176,7 +175,7 @@ create_vm() {
     local create=("${TPU[@]}" create "$TPU_NAME" "${COMMON[@]}" "--accelerator-type=$ACCELERATOR"
         "--version=$TPU_VERSION")
     if ((SPOT)); then create+=(--spot); fi
-    run "${create[@]}"
+    run "${create[@]}" || die "creating TPU VM $TPU_NAME failed (output above)"
 }
 
 ensure_vm() {
@@ -232,10 +231,11 @@ setup() {
         local q_url q_ref
         q_url=$(quote "$GIT_URL")
         q_ref=$(quote "$GIT_REF")
-        remote "set -eu; if [ -d $REMOTE_DIR/.git ]; then git -C $REMOTE_DIR fetch --quiet origin; else git clone --quiet $q_url $REMOTE_DIR; fi && git -C $REMOTE_DIR checkout --quiet --detach $q_ref && $(install_cmd)"
+        remote "set -eu; if [ -d $REMOTE_DIR/.git ]; then git -C $REMOTE_DIR fetch --quiet origin; else git clone --quiet $q_url $REMOTE_DIR; fi && git -C $REMOTE_DIR checkout --quiet --detach $q_ref && $(install_cmd)" \
+            || die "setup on the workers failed (output above); fix it, or rerun with --skip_setup"
         return
     fi
-    local src=${REPO:-$HERE/..}
+    local src=${REPO:-$SCRIPT_DIR/..}
     [[ -d $src ]] || die "REPO directory '$src' does not exist"
     src=$(cd "$src" && pwd)
     [[ -f $src/setup.cfg && -d $src/ltkd_jax ]] || die "'$src' is not an ltkd_jax checkout (no setup.cfg / ltkd_jax/)"
@@ -248,8 +248,10 @@ setup() {
         trap 'rm -f "$ARCHIVE"' EXIT
         pack_checkout "$src" "$ARCHIVE"
     fi
-    run "${TPU[@]}" scp "$ARCHIVE" "$TPU_NAME:ltkd_jax_src.tar.gz" "${COMMON[@]}" --worker=all
-    remote "set -eu; mkdir -p $REMOTE_DIR && tar -xzf ltkd_jax_src.tar.gz -C $REMOTE_DIR && rm -f ltkd_jax_src.tar.gz && $(install_cmd)"
+    run "${TPU[@]}" scp "$ARCHIVE" "$TPU_NAME:ltkd_jax_src.tar.gz" "${COMMON[@]}" --worker=all \
+        || die "copying the checkout to the workers failed (output above)"
+    remote "set -eu; mkdir -p $REMOTE_DIR && tar -xzf ltkd_jax_src.tar.gz -C $REMOTE_DIR && rm -f ltkd_jax_src.tar.gz && $(install_cmd)" \
+        || die "setup on the workers failed (output above); fix it, or rerun with --skip_setup"
 }
 
 run_command() {  # the remote command of one run (ARGS text)

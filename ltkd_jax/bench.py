@@ -60,13 +60,10 @@ def synthetic_data(num_train: int, num_test: int, image_shape, num_classes: int,
     # CIFAR-100-LT's gamma = 100 profile (10,847 images for 100 classes), repeated or cut to num_train.
     counts = longtail.exponential_counts(np.full(num_classes, 500), 100)
     labels = np.resize(np.repeat(np.arange(num_classes), counts), num_train).astype(np.int32)
-    groups = np.array_split(np.arange(num_classes), 3)
-    group_ids = np.zeros(num_classes, np.int32)
-    for k, members in enumerate(groups):
-        group_ids[members] = k
+    train_counts = np.bincount(labels, minlength=num_classes)
     return trainer.ExperimentData(
-        name="synthetic", num_classes=num_classes, group_ids=group_ids,
-        train_counts=np.bincount(labels, minlength=num_classes),
+        name="synthetic", num_classes=num_classes, group_ids=longtail.class_groups(train_counts),
+        train_counts=train_counts,
         augmentation=device_input.Augmentation(pad=4, flip=True, mean=(0.5,) * image_shape[-1],
                                                std=(0.25,) * image_shape[-1]),
         train_images=rng.integers(0, 256, (len(labels),) + tuple(image_shape), dtype=np.uint8),
@@ -117,7 +114,6 @@ def jax_rows(args) -> List[Dict]:
     data = synthetic_data(args.batch_size if args.step_only else args.num_train, 256, image_shape, args.num_classes)
     mesh = trainer.make_mesh()
     replicated = NamedSharding(mesh, P())
-    trainer.check_batch_size(args.batch_size)
     steps_per_epoch = data.num_train // args.batch_size
     tx = optim.sgd(optim.step_decay_schedule(0.05, steps_per_epoch, (150, 180, 210), 0.1), momentum=0.9,
                    weight_decay=5e-4)
@@ -152,7 +148,8 @@ def jax_rows(args) -> List[Dict]:
         row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
                "ms_per_step": seconds * 1e3, "compile_s": compile_s, "steps_per_dispatch": dispatch}
         if dispatch == 1:
-            flops = _flops(one.lower(fresh_state(), teacher_variables, inputs))
+            flops = _flops(one.lower(trainer.abstract_state(student_model, tx, image_shape, replicated),
+                                     teacher_variables, inputs))
             if flops:
                 row["tflops"] = flops / seconds / 1e12
                 peak = device_peak(args.dtype)

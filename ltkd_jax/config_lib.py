@@ -10,6 +10,8 @@ Defaults are mdistiller's recipes; every field stays overridable from the comman
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 from ltkd_jax import feature_kd, losses
@@ -181,3 +183,19 @@ def distill_hparams(config) -> dict:
     if config.method.startswith("ltkd"):
         hparams["num_groups"] = config.dataset.num_groups
     return hparams
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{dotted path: value} of a nested dict."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def flat_config(config) -> dict:
+    """{dotted field: value} of a config, as its JSON holds it (tuples become lists)."""
+    return flatten(json.loads(config.to_json()))

@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -115,7 +114,6 @@ __all__ = [
     "FitNetConnector",
     "ReviewKDConnector",
     "FeatureDistillStudent",
-    "count_connector_params",
 ]
 
 FEATURE_METHODS = ("fitnet", "reviewkd")
@@ -523,7 +521,3 @@ def build_student(method: str, teacher_name: str, student_name: str, num_classes
         connector = ReviewKDConnector(settings, dtype=dtype)
     return FeatureDistillStudent(student=student, connector=connector)
 
-
-def count_connector_params(params) -> int:
-    """Number of connector scalars (mdistiller's `get_extra_parameters`)."""
-    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(params["connector"]))

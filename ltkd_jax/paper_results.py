@@ -14,7 +14,7 @@ repository's own offline study (no paper numbers).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 Cell = Tuple[float, float]  # (T, All) in percent
 
@@ -33,8 +33,6 @@ PAIR_LABELS = {
     "resnet34-resnet18": "ResNet34 – ResNet18", "resnet50-mobilenet_v1": "ResNet50 – MobileNetV1",
     "demo_resnet_teacher-demo_resnet_student": "demo ResNet teacher – demo ResNet student",
 }
-DATASET_LABELS = {"cifar100": "CIFAR-100-LT", "tiny_imagenet": "TinyImageNet-LT", "imagenet2012": "ImageNet-LT",
-                  "fashion_mnist": "Fashion-MNIST-LT"}
 CONFIG_FILES = {"cifar100": "configs/cifar100_lt.py", "tiny_imagenet": "configs/tiny_imagenet_lt.py",
                 "imagenet2012": "configs/imagenet_lt.py", "fashion_mnist": "configs/fashion_mnist_lt.py"}
 
@@ -74,6 +72,24 @@ LAYOUTS: Dict[str, dict] = {
                           extra={100: ("ltkd_inter_biased", "ltkd_inter_balanced", "ltkd_intra_uniform")},
                           title="Fashion-MNIST-LT (this repository's offline study; no paper numbers)"),
 }
+TABLE_NAMES = tuple(LAYOUTS)
+PAPER_TABLES = tuple(name for name in TABLE_NAMES if name != "fashion_mnist")  # "paper" on the command line
+
+
+def parse_tables(text: str) -> List[str]:
+    """Table names from a comma list of names (any case) and "paper" (all of the paper's), in order, once
+    each; an empty list for empty text; an unknown name is a one-line ValueError."""
+    by_lower = {name.lower(): name for name in TABLE_NAMES}
+    tables = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if item.lower() == "paper":
+            tables += list(PAPER_TABLES)
+        elif item.lower() in by_lower:
+            tables.append(by_lower[item.lower()])
+        elif item:
+            raise ValueError(f"unknown table {item!r}; known: {', '.join(TABLE_NAMES)}, paper")
+    return list(dict.fromkeys(tables))
 # Inter / intra check marks of the ablation rows (Table VII's "Loss" columns).
 ABLATION_COMPONENTS = {"kd": ("✓", "✓"), "ltkd_inter_biased": ("✓", "✗"), "ltkd_inter_balanced": ("✓", "✗"),
                        "ltkd_intra_uniform": ("✗", "✓"), "ltkd": ("✓", "✓")}

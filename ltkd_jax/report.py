@@ -47,8 +47,8 @@ IGNORED_FIELDS = ("seed", "teacher_seed", "teachers_dir", "teacher_checkpoint", 
 HP_FIELDS = ("distill.alpha", "distill.beta")
 METRICS = (("T", "accuracy_tail"), ("All", "accuracy"), ("head", "accuracy_head"), ("medium", "accuracy_medium"),
            ("many", "accuracy_many"), ("medium_shot", "accuracy_medium_shot"), ("few", "accuracy_few"))
+PAPER_COLUMNS = METRICS[:2]  # the paper's tables report tail (T) and overall (All) accuracy
 RANK_EXCLUDED = ("teacher",)
-TABLE_ORDER = ("I", "II", "III", "IV", "V", "VI", "VII", "fig4", "fashion_mnist")
 EPOCH_TEXT = {
     "last": "last — each run's final-epoch test accuracy (mdistiller reports the best epoch: --epoch=best)",
     "best": "best — each run's epoch of highest overall test accuracy, T from that same epoch (mdistiller's "
@@ -95,16 +95,6 @@ def load_run(path: str, epoch: str = "last") -> Optional[RunResult]:
     return RunResult(path, config, best if epoch == "best" else last, last_epoch >= num_epochs, last_epoch)
 
 
-def _flatten(tree, prefix=""):
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _gamma(value):
     value = float(value)
     return int(value) if value == int(value) else value
@@ -116,7 +106,7 @@ _DEFAULTS: Dict[Tuple[str, str], dict] = {}
 def default_config(dataset: str, arg: str) -> dict:
     key = (dataset, arg)
     if key not in _DEFAULTS:
-        _DEFAULTS[key] = _flatten(json.loads(config_lib.build_config(dataset, arg).to_json()))
+        _DEFAULTS[key] = config_lib.flat_config(config_lib.build_config(dataset, arg))
     return _DEFAULTS[key]
 
 
@@ -156,7 +146,7 @@ def group_key(config: dict) -> GroupKey:
         teacher = ""
     arg = f"{method},{config['teacher_model']}-{config['student_model']},{gamma}"
     defaults = default_config(dataset, arg)
-    flat = _flatten(config)
+    flat = config_lib.flatten(config)
     differing = sorted(k for k in set(flat) | set(defaults)
                        if k not in IGNORED_FIELDS and flat.get(k) != defaults.get(k))
     variant = ", ".join(f"{k}={_format_field(flat.get(k))}" for k in differing if k not in HP_FIELDS)
@@ -204,14 +194,18 @@ def collect(root: str, epoch: str = "last", include_unfinished: bool = False):
         if not run.finished and not include_unfinished:
             skipped.append(f"{os.path.relpath(path, root)} (epoch {run.last_epoch}/{run.config.get('num_epochs')})")
             continue
-        key = group_key(run.config)
+        try:
+            key = group_key(run.config)
+        except (KeyError, TypeError, ValueError):  # a config.json that is not an ltkd_jax run's
+            unreadable.append(path)
+            continue
         groups.setdefault(key, Group(key, [])).runs.append(run)
     notes = []
     if skipped:
         notes.append(f"{len(skipped)} unfinished runs left out (--include_unfinished to use them): "
                      + "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
     if unreadable:
-        notes.append(f"{len(unreadable)} run directories without a test record: "
+        notes.append(f"{len(unreadable)} run directories unreadable or without a test record: "
                      + "; ".join(os.path.relpath(p, root) for p in unreadable[:10]))
     for group in groups.values():
         if len(set(group.seeds)) != len(group.seeds):
@@ -260,6 +254,13 @@ def mark(text: str, how: Optional[str]) -> str:
     if text == "–" or how is None:
         return text
     return f"**{text}**" if how == "best" else f"<u>{text}</u>"
+
+
+def _fill_cells(ours: Dict, stds: Dict, key: Tuple, group) -> None:
+    """Mean and std of a run group's T and All accuracy under `key + (column,)`; None where no runs."""
+    for col, metric in PAPER_COLUMNS:
+        ours[key + (col,)] = group.mean(metric) if group else None
+        stds[key + (col,)] = group.std(metric) if group else None
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align_first_left: int = 1) -> List[str]:
@@ -340,7 +341,7 @@ class Report:
 
     def _main(self, name, layout, variant) -> List[str]:
         dataset, gammas = layout["dataset"], layout["gammas"]
-        methods = [m for m in layout["methods"]]
+        methods = list(layout["methods"])
         has_paper = name in paper_results.MAIN_TABLES
         lines = []
         header = ["Method"] + [f"γ={g} {col}" for g in gammas for col in ("T", "All")]
@@ -353,9 +354,7 @@ class Report:
                 for g in gammas:
                     group = self.find(dataset, g, method, pair, variant)
                     counts[f"{paper_results.METHOD_LABELS[method]} γ={g}"] = group.n if group else 0
-                    for col, metric in (("T", "accuracy_tail"), ("All", "accuracy")):
-                        ours[(method, g, col)] = group.mean(metric) if group else None
-                        stds[(method, g, col)] = group.std(metric) if group else None
+                    _fill_cells(ours, stds, (method, g), group)
             lines += self._ranked_block(header, methods, gammas, ours, stds)
             lines += ["", self._n_note(counts) + f"; epoch: {self.epoch}.", ""]
             if has_paper:
@@ -412,9 +411,7 @@ class Report:
             for p in pairs:
                 group = self.find(dataset, gamma, m, p, variant)
                 counts[f"{labels.get(m, m)} {p}"] = group.n if group else 0
-                for col, metric in (("T", "accuracy_tail"), ("All", "accuracy")):
-                    ours[(m, p, col)] = group.mean(metric) if group else None
-                    stds[(m, p, col)] = group.std(metric) if group else None
+                _fill_cells(ours, stds, (m, p), group)
         lines = self._ablation_block(name, header, methods, pairs, ours, stds, labels)
         lines += ["", self._n_note(counts) + f"; epoch: {self.epoch}.", ""]
         if name in paper_results.ABLATION_TABLES:
@@ -481,7 +478,7 @@ class Report:
                 group = self.find(dataset, gamma, "ltkd", pair, variant, *point)
                 values[point] = group
             marks = {}
-            for col, metric in (("T", "accuracy_tail"), ("All", "accuracy")):
+            for col, metric in PAPER_COLUMNS:
                 column_marks, _ = rank({p: (g.mean(metric) if g else None) for p, g in values.items()}, ())
                 for p, how in column_marks.items():
                     marks[(p, col)] = how
@@ -489,7 +486,7 @@ class Report:
             for point, group in values.items():
                 paper = paper_results.fig4_value(*point) or (None, None)
                 cells = []
-                for col, metric in (("T", "accuracy_tail"), ("All", "accuracy")):
+                for col, metric in PAPER_COLUMNS:
                     text = fmt(group.mean(metric), group.std(metric)) if group else "–"
                     cells.append(mark(text, marks.get((point, col))))
                 rows.append([f"{point[0]:g}", f"{point[1]:g}", *cells, str(group.n if group else 0),
@@ -618,7 +615,7 @@ def build(root: str, tables: Optional[Sequence[str]] = None, epoch: str = "last"
     """(markdown text, csv rows, report) for the runs under `root`."""
     groups, notes = collect(root, epoch, include_unfinished)
     report = Report(groups, epoch)
-    names = list(tables) if tables else [n for n in TABLE_ORDER if report.has_data(n)]
+    names = list(tables) if tables else [n for n in paper_results.TABLE_NAMES if report.has_data(n)]
     lines = [f"# LTKD results: {root}", "",
              f"Epoch: {EPOCH_TEXT[epoch]}.",
              "T = tail-group accuracy, All = overall top-1 accuracy (%); cells are mean ± std over seeds (std with "
@@ -636,25 +633,14 @@ def build(root: str, tables: Optional[Sequence[str]] = None, epoch: str = "last"
 
 
 def parse_tables(text: Optional[str]) -> Optional[List[str]]:
-    if not text:
-        return None
-    by_lower = {n.lower(): n for n in TABLE_ORDER}
-    names = []
-    for item in text.split(","):
-        item = item.strip()
-        if item.lower() == "paper":
-            names += [n for n in TABLE_ORDER if n != "fashion_mnist"]
-        elif item.lower() in by_lower:
-            names.append(by_lower[item.lower()])
-        elif item:
-            raise ValueError(f"unknown table {item!r}; known: {', '.join(TABLE_ORDER)}, paper")
-    return list(dict.fromkeys(names))
+    """The tables of `--table`, or None (every table with data) where none is given."""
+    return paper_results.parse_tables(text) or None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ltkd_jax.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs_dir")
-    parser.add_argument("--table", help=f"{', '.join(TABLE_ORDER)}, paper, or several joined by commas "
+    parser.add_argument("--table", help=f"{', '.join(paper_results.TABLE_NAMES)}, paper, or several joined by commas "
                                         "(default: every table with runs)")
     parser.add_argument("--out", help="output directory (default RUNS_DIR/report)")
     parser.add_argument("--epoch", choices=("last", "best"), default="last")

@@ -10,6 +10,10 @@ def _state(value):
     return {"params": {"w": jnp.full((64, 64), value, jnp.float32)}, "step": jnp.asarray(int(value), jnp.int32)}
 
 
+def _abstract():
+    return jax.eval_shape(lambda: _state(0))
+
+
 def test_best_written_only_on_improvement_and_reopened(tmp_path):
     ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
     best_writes = []
@@ -22,8 +26,7 @@ def test_best_written_only_on_improvement_and_reopened(tmp_path):
     reopened = checkpointing.Checkpointer(str(tmp_path), keep=2)
     assert reopened.best_accuracy == 50.0 and reopened.best.all_steps() == [5]
     assert sorted(reopened.latest.all_steps()) == [5, 6]
-    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state(0))
-    restored = reopened.restore_latest(abstract)
+    restored = reopened.restore_latest(_abstract())
     np.testing.assert_array_equal(np.asarray(restored["params"]["w"]), np.full((64, 64), 6.0, np.float32))
     reopened.save(7, _state(7), accuracy=40.0)  # below the reopened best: best stays at 5
     reopened.close()
@@ -34,7 +37,6 @@ def test_restore_right_after_an_async_save_sees_it(tmp_path):
     ckpt = checkpointing.Checkpointer(str(tmp_path), keep=3)
     ckpt.save(1, _state(1))
     ckpt.save(2, _state(2))
-    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state(0))
-    restored = ckpt.restore_latest(abstract)  # no close() in between: the restore waits for the write
+    restored = ckpt.restore_latest(_abstract())  # no close() in between: the restore waits for the write
     assert int(restored["step"]) == 2
     ckpt.close()

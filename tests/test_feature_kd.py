@@ -19,6 +19,12 @@ DEMO_PAIR = "demo_resnet_teacher-demo_resnet_student"
 NUM_CLASSES = 10
 
 
+
+def _np_nearest(x, out_hw):  # PyTorch 'nearest' resize of NHWC: src = floor(dst * in / out)
+    hi = (np.arange(out_hw[0]) * x.shape[1]) // out_hw[0]
+    wi = (np.arange(out_hw[1]) * x.shape[2]) // out_hw[1]
+    return x[:, hi][:, :, wi]
+
 def _split(pair):
     teacher, student = pair.split("-")
     return teacher, student
@@ -222,11 +228,6 @@ def test_adaptive_avg_pool_matches_pytorch_rule():
 
 
 def test_resize_nearest_matches_pytorch_rule():
-    def np_nearest(x, out_hw):  # PyTorch 'nearest': src = floor(dst * in / out)
-        hi = (np.arange(out_hw[0]) * x.shape[1]) // out_hw[0]
-        wi = (np.arange(out_hw[1]) * x.shape[2]) // out_hw[1]
-        return x[:, hi][:, :, wi]
-
     np.testing.assert_array_equal(fk._nearest_indices(2, 4), [0, 0, 1, 1])
     np.testing.assert_array_equal(fk._nearest_indices(3, 7), [0, 0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(fk._nearest_indices(4, 3), [0, 1, 2])
@@ -234,7 +235,7 @@ def test_resize_nearest_matches_pytorch_rule():
     for in_hw, out_hw in [((1, 1), (4, 4)), ((4, 4), (7, 7)), ((7, 7), (14, 14)), ((2, 2), (3, 3)),
                           ((4, 4), (3, 3)), ((3, 5), (6, 4))]:
         x = rng.normal(size=(2, *in_hw, 2)).astype(np.float32)
-        np.testing.assert_array_equal(fk.resize_nearest(jnp.asarray(x), out_hw), np_nearest(x, out_hw))
+        np.testing.assert_array_equal(fk.resize_nearest(jnp.asarray(x), out_hw), _np_nearest(x, out_hw))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -295,7 +296,6 @@ def test_reviewkd_hcl_zero_on_match_and_reference_otherwise(pair, image_shape):
     got = float(loss_fn(hints, teacher))
     assert got > 0
     np.testing.assert_allclose(got, _np_hcl(hints, targets), rtol=1e-5)
-    # A difference that only the pooled terms see is still counted.
     np.testing.assert_allclose(float(fk.hcl_loss([hints[0]], [targets[0]])), _np_hcl([hints[0]], [targets[0]]),
                                rtol=1e-5)
 
@@ -414,9 +414,6 @@ def test_reviewkd_connector_matches_numpy_abf_chain():
     params, stats = _random_variables(module, rng, features)
     got = jax.jit(lambda v, f: module.apply(v, f, train=False))({"params": params, "batch_stats": stats}, features)
 
-    def np_nearest(x, hw):
-        return x[:, (np.arange(hw[0]) * x.shape[1]) // hw[0]][:, :, (np.arange(hw[1]) * x.shape[2]) // hw[1]]
-
     maps = [np.asarray(m, np.float64) for m in features["feats"]] + [
         np.asarray(features["pooled_feat"], np.float64)[:, None, None, :]]
     k = len(settings.in_channels)
@@ -426,11 +423,11 @@ def test_reviewkd_connector_matches_numpy_abf_chain():
         p, s = params[f"abf{i}"], stats[f"abf{i}"]
         x = _np_bn_eval(_np_conv(maps[i], p["conv1"]["kernel"]), p["bn1"], s["bn1"])
         if i < k - 1:
-            y = np_nearest(residual, x.shape[1:3])
+            y = _np_nearest(residual, x.shape[1:3])
             z = 1 / (1 + np.exp(-(_np_conv(np.concatenate([x, y], -1), p["att_conv"]["kernel"])
                                   + p["att_conv"]["bias"])))
             x = x * z[..., :1] + y * z[..., 1:]
-        x = np_nearest(x, settings.out_shapes[i])
+        x = _np_nearest(x, settings.out_shapes[i])
         want[i] = _np_bn_eval(_np_conv(x, p["conv2"]["kernel"], pad=(1, 1)), p["bn2"], s["bn2"])
         residual = x
     assert "att_conv" not in params[f"abf{k - 1}"]  # the deepest block does not fuse

@@ -84,10 +84,13 @@ def test_feature_methods_train_from_a_config(tmp_path, mock_dir, method):
         records = experiment.run(tiny_config(method, mock_dir), str(tmp_path / "runs" / method))
     train = [r for r in records if r["split"] == "train"]
     assert all(np.isfinite(r["distill"]) and r["distill"] >= 0 for r in train)
+    assert any(r["distill"] > 0 for r in train)  # the feature loss is really in the objective
     assert [r["split"] for r in records].count("test") == 1
-    # The connector is trained and checkpointed with the student.
+    # The connector is trained and checkpointed with the student (its parameters are in the checkpoint's tree).
     ckpt = tmp_path / "runs" / method / "checkpoints"
     assert os.listdir(ckpt)
+    metadata = [p.read_text() for p in ckpt.glob("*/default/_METADATA")]
+    assert metadata and all("connector" in text for text in metadata)
 
 
 @pytest.mark.parametrize("family, pairs", [("cifar100", config_lib.CIFAR_PAIRS),

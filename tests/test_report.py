@@ -138,6 +138,14 @@ def test_unfinished_runs_and_variants(tmp_path):
     assert sorted((r["variant"], r["n"]) for r in rows) == [("", 1), ("num_epochs=10", 1)]
     _, rows, _ = report.build(root, ["I"], include_unfinished=True)
     assert sorted((r["variant"], r["n"]) for r in rows) == [("", 2), ("num_epochs=10", 1)]
+    # A directory holding some other program's config.json is reported, not a traceback.
+    other = tmp_path / "not_a_run"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"foo": 1}))
+    (other / "metrics.jsonl").write_text(json.dumps({"split": "test", "epoch": 1, "accuracy": 1.0}) + "\n")
+    text, rows, _ = report.build(root, ["I"])
+    assert "1 run directories unreadable or without a test record: not_a_run" in text
+    assert sorted((r["variant"], r["n"]) for r in rows) == [("", 1), ("num_epochs=10", 1)]
 
 
 def test_ablation_tables(tmp_path):

@@ -291,3 +291,9 @@ def test_local_launcher_skips_finished_and_failed(sweep, capsys, monkeypatch, tm
     ran = [" ".join(c) for c in calls]
     assert len(ran) == 2 and "teacher_seed1" in ran[0] and "kd/seed0" in ran[1]
     assert "teacher failed, skipped" in out and "finished, skipped" in out
+
+
+def test_bad_seeds_are_one_line(sweep, capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["I", "--dry_run", "--seeds=a"])
+    assert "--seeds='a' must be comma-separated integers" in capsys.readouterr().err

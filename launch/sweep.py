@@ -502,9 +502,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         prog="launch/sweep.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Extra --config.FIELD=VALUE arguments are passed to every run that has the field.")
-    parser.add_argument("table_arg", nargs="?", metavar="TABLE",
+    parser.add_argument("table_arg", metavar="TABLE",
                         help=f"{', '.join(paper_results.TABLE_NAMES)}, paper, or several joined by commas")
-    parser.add_argument("--table", help="same as TABLE")
     parser.add_argument("--dry_run", action="store_true", help="print the plan only")
     parser.add_argument("--launcher", choices=("local", "slurm", "tpu"), default="local")
     parser.add_argument("--seeds", default="0,1,2")
@@ -524,11 +523,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     bad = [item for item in rest if not (item.startswith("--config.") and "=" in item)]
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    table = args.table or args.table_arg
-    if not table:
-        parser.error("give a TABLE (or --table)")
     try:
-        args.tables = parse_tables(table)
+        args.tables = parse_tables(args.table_arg)
     except ValueError as error:
         parser.error(str(error))
     try:

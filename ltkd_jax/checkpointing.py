@@ -74,7 +74,8 @@ class Checkpointer:
 
 
 def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):
-    """Only the model variables {params, batch_stats} of the last checkpoint of a run directory (a teacher).
+    """`(variables, checkpoint path)`: only the model variables {params, batch_stats} of the last checkpoint of
+    a run directory (a teacher), and the path of the step they came from.
 
     The optimiser state is not read, so a teacher trained with any optimiser settings loads.
     """
@@ -95,10 +96,11 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
         _check_matches(stored, abstract_variables, what, path)
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
         try:
-            return manager.restore(step, args=ocp.args.PyTreeRestore(
+            variables = manager.restore(step, args=ocp.args.PyTreeRestore(
                 target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
         except Exception as error:
             raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+        return variables, path
     finally:
         manager.close()
 

@@ -68,7 +68,7 @@ def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, ou
     if data.train_images is None:
         raise ValueError(f"diagnose needs an in-memory data set; {dataset!r} streams from the host")
     model = models.get_model(model_name, data.num_classes)
-    variables = trainer.load_teacher(model, run_dir, data.image_shape)
+    variables = trainer.load_teacher(model, run_dir, data.image_shape).variables
     result = {"run_dir": run_dir, "model": model_name, "dataset": dataset,
               "imbalance_factor": config.dataset.imbalance_factor, "batch_size": batch_size,
               "temperature": temperature,

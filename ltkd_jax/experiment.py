@@ -174,6 +174,9 @@ def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teac
     check_workdir(config, workdir)
     if jax.process_index() == 0:
         data_lib.write_split(info, workdir)
+        if teacher is not None:  # the student's checkpoints hold only the student: say which teacher taught it
+            _env.write_file(epath.Path(workdir) / run_report.TEACHER_FILE, json.dumps(
+                {"checkpoint": teacher.checkpoint, "model": config.teacher_model}, indent=2) + "\n")
     distill = config.method not in config_lib.CE_METHODS
     model_name = config.teacher_model if config.method == "teacher" else config.student_model
     trainer.run_stage(
@@ -199,6 +202,5 @@ def run(config, workdir: str, **overrides):
     if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
         _run_config(teacher_config(config), teacher_dir, data, info, None)
     teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
-    variables = trainer.load_teacher(teacher_model, teacher_dir, data.image_shape)
-    teacher = trainer.Teacher(model=teacher_model, variables=variables, checkpoint=teacher_dir)
+    teacher = trainer.load_teacher(teacher_model, teacher_dir, data.image_shape)
     return _run_config(config, workdir, data, info, teacher, **overrides)

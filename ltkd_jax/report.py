@@ -2,9 +2,9 @@
 
     python -m ltkd_jax.report RUNS_DIR [--table=I[,II,...]] [--out=DIR] [--epoch=last|best] [--include_unfinished]
 
-Walks RUNS_DIR for run directories (`config.json` + `metrics.jsonl`), takes each run's test record of the last
-epoch (default) or of its best epoch (highest overall accuracy, mdistiller's convention; T from that same epoch),
-and groups runs over seeds by (data set, γ, method, architecture(s), α/β, variant):
+Walks RUNS_DIR (local or gs://) for run directories (`config.json` + `metrics.jsonl`), takes each run's test record
+of the last epoch (default) or of its best epoch (highest overall accuracy, mdistiller's convention; T from that
+same epoch), and groups runs over seeds by (data set, γ, method, architecture(s), α/β, variant):
 - a `teacher` run is keyed by the teacher architecture and a `student` (CE) run by the student architecture, so
   the Teacher / Student rows of every pair sharing a network come from the same runs, as in the paper;
 - α/β are part of the key (Fig. 4); the paper tables use the groups with the config's default α/β;
@@ -28,14 +28,17 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from etils import epath
 
-from ltkd_jax import config_lib, paper_results
+from ltkd_jax import config_lib, metrics_log, paper_results
+from ltkd_jax.data import _env
 from ltkd_jax.run_report import final_and_best
 
 CONFIG_FILE = "config.json"
@@ -70,21 +73,31 @@ class RunResult:
 
 
 def find_run_dirs(root: str) -> List[str]:
+    """Run directories under `root`, local or on an object store (gs://...), in sorted order."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        if CONFIG_FILE in filenames and METRICS_FILE in filenames:
-            found.append(dirpath)
+
+    def visit(directory: epath.Path):  # not Path.walk: its fsspec backend drops the gs:// of the paths it yields
+        children = sorted(directory.iterdir(), key=lambda child: child.name)
+        if {CONFIG_FILE, METRICS_FILE} <= {child.name for child in children}:
+            found.append(os.fspath(directory))
+        for child in children:
+            if child.is_dir():
+                visit(child)
+
+    visit(epath.Path(root))
     return found
+
+
+def _relative(path: str, root: str) -> str:
+    """`path` relative to `root` (os.path.relpath would mangle gs:// URLs)."""
+    return os.fspath(path)[len(os.fspath(epath.Path(root))):].lstrip("/") or "."
 
 
 def load_run(path: str, epoch: str = "last") -> Optional[RunResult]:
     """The run in `path` with its chosen test record, or None without one (or with an unreadable file)."""
     try:
-        with open(os.path.join(path, CONFIG_FILE)) as f:
-            config = json.load(f)
-        with open(os.path.join(path, METRICS_FILE)) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        config = json.loads((epath.Path(path) / CONFIG_FILE).read_text())
+        records = metrics_log.read_metrics(epath.Path(path) / METRICS_FILE)
     except (OSError, ValueError):
         return None
     last, best = final_and_best(records)
@@ -192,7 +205,7 @@ def collect(root: str, epoch: str = "last", include_unfinished: bool = False):
             unreadable.append(path)
             continue
         if not run.finished and not include_unfinished:
-            skipped.append(f"{os.path.relpath(path, root)} (epoch {run.last_epoch}/{run.config.get('num_epochs')})")
+            skipped.append(f"{_relative(path, root)} (epoch {run.last_epoch}/{run.config.get('num_epochs')})")
             continue
         try:
             key = group_key(run.config)
@@ -206,7 +219,7 @@ def collect(root: str, epoch: str = "last", include_unfinished: bool = False):
                      + "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
     if unreadable:
         notes.append(f"{len(unreadable)} run directories unreadable or without a test record: "
-                     + "; ".join(os.path.relpath(p, root) for p in unreadable[:10]))
+                     + "; ".join(_relative(p, root) for p in unreadable[:10]))
     for group in groups.values():
         if len(set(group.seeds)) != len(group.seeds):
             notes.append(f"duplicate seeds {group.seeds} in {describe(group.key)}")
@@ -570,10 +583,11 @@ CSV_FIELDS = (["dataset", "gamma", "method", "teacher", "student", "alpha", "bet
 
 
 def write_csv(rows: Sequence[dict], path: str) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _env.write_file(path, buffer.getvalue())
 
 
 def plot_fig4(report: Report, path: str) -> Optional[str]:
@@ -605,8 +619,10 @@ def plot_fig4(report: Report, path: str) -> Optional[str]:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    _env.write_file(path, buffer.getvalue())
     return path
 
 
@@ -646,22 +662,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--epoch", choices=("last", "best"), default="last")
     parser.add_argument("--include_unfinished", action="store_true")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.runs_dir):
+    if not epath.Path(args.runs_dir).is_dir():
         parser.error(f"{args.runs_dir} is not a directory")
     try:
         tables = parse_tables(args.table)
     except ValueError as error:
         parser.error(str(error))
     text, rows, report = build(args.runs_dir, tables, args.epoch, args.include_unfinished)
-    out = args.out or os.path.join(args.runs_dir, "report")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "tables.md"), "w") as f:
-        f.write(text)
-    write_csv(rows, os.path.join(out, "results.csv"))
-    plot = plot_fig4(report, os.path.join(out, "fig4.png"))
+    out = epath.Path(args.out or epath.Path(args.runs_dir) / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    _env.write_file(out / "tables.md", text)
+    write_csv(rows, out / "results.csv")
+    plot = plot_fig4(report, out / "fig4.png")
     sys.stdout.write(text)
-    sys.stdout.write(f"\nwrote {os.path.join(out, 'tables.md')}, {os.path.join(out, 'results.csv')}"
-                     + (f", {plot}" if plot else "") + "\n")
+    sys.stdout.write(f"\nwrote {out / 'tables.md'}, {out / 'results.csv'}" + (f", {plot}" if plot else "") + "\n")
     return 0
 
 

@@ -6,6 +6,7 @@ into memory first (matplotlib writes local files only)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -13,6 +14,8 @@ from etils import epath
 
 from ltkd_jax import evaluation, metrics_log
 from ltkd_jax.data import _env
+
+TEACHER_FILE = "teacher.json"  # a student's record of the teacher checkpoint it was distilled from
 
 COLUMNS = ("accuracy_head", "accuracy_medium", "accuracy_tail", "accuracy", "accuracy_many", "accuracy_medium_shot",
            "accuracy_few")
@@ -43,6 +46,10 @@ def write_report(workdir: str, config, data) -> str:
         for label, record in (("last", last), ("best", best)):
             lines.append(f"| {label} ({record['epoch']}) | "
                          + " | ".join(_cell(record.get(c)) for c in COLUMNS) + " |")
+        teacher_file = epath.Path(workdir) / TEACHER_FILE
+        if teacher_file.exists():
+            teacher = json.loads(teacher_file.read_text())
+            lines += ["", f"Teacher: {teacher['model']}, checkpoint `{teacher['checkpoint']}`"]
         if "teacher_agreement" in last:
             lines += ["", f"Agreement with the teacher (last epoch): {last['teacher_agreement']:.2f}%"]
         group_of = np.asarray(data.group_ids)

@@ -91,10 +91,7 @@ class DeviceFeed:
 
     def eval_batches(self, eval_batch_size: int, sharding):
         for batch in device_input.eval_batches(self.data.test_images, self.data.test_labels, eval_batch_size):
-            batch = {k: global_array(v, sharding, eval_batch_size) for k, v in batch.items()}
-            batch["image"] = device_input.normalize(batch["image"], self.data.augmentation.mean,
-                                                    self.data.augmentation.std)
-            yield batch
+            yield {k: global_array(v, sharding, eval_batch_size) for k, v in batch.items()}
 
 
 class HostFeed:
@@ -142,10 +139,7 @@ class HostFeed:
     def eval_batches(self, eval_batch_size: int, sharding):
         from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
         for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
-            batch = self._to_device(batch, ("image", "label", "mask"))
-            batch["image"] = device_input.normalize(batch["image"], self.data.augmentation.mean,
-                                                    self.data.augmentation.std)
-            yield batch
+            yield self._to_device(batch, ("image", "label", "mask"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +167,7 @@ class Stage:
 class Teacher:
     model: nn.Module
     variables: dict
-    checkpoint: str
+    checkpoint: str  # the checkpoint step directory the variables came from (a label for an untrained one)
 
 
 def jitted_train_steps(stage: Stage, data: ExperimentData, feed, tx, steps_per_epoch: int, mesh: Mesh,
@@ -250,14 +244,15 @@ def abstract_state(model: nn.Module, tx, image_shape, sharding) -> steps.TrainSt
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def load_teacher(model: nn.Module, run_dir: str, image_shape) -> dict:
-    """The teacher's variables (params + batch_stats) from the last checkpoint of its run directory,
+def load_teacher(model: nn.Module, run_dir: str, image_shape) -> Teacher:
+    """The teacher with its variables (params + batch_stats) from the last checkpoint of its run directory,
     replicated over the mesh."""
     replicated = NamedSharding(make_mesh(), P())
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape)),
                                                train=False))
     target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
-    return checkpointing.restore_variables(run_dir, target)
+    variables, checkpoint = checkpointing.restore_variables(run_dir, target)
+    return Teacher(model, variables, checkpoint)
 
 
 class _SigtermFlag:
@@ -329,9 +324,13 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         jit_one, jit_many = jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh,
                                                teacher.model if distilling else None, schedule)
         teacher_variables = jax.device_put(teacher.variables, replicated) if distilling else None
-        eval_fn = jax.jit(functools.partial(
-            steps.eval_step, model=stage.model, num_classes=data.num_classes,
-            teacher_model=teacher.model if distilling else None), out_shardings=replicated)
+        def eval_counts(variables, batch, teacher_variables):  # uint8 batches of either feed, normalised here
+            image = device_input.normalize(batch["image"], data.augmentation.mean, data.augmentation.std)
+            return steps.eval_step(variables, {**batch, "image": image}, model=stage.model,
+                                   num_classes=data.num_classes, teacher_model=teacher.model if distilling else None,
+                                   teacher_variables=teacher_variables)
+
+        eval_fn = jax.jit(eval_counts, out_shardings=replicated)
 
         def evaluate(state):
             totals = None

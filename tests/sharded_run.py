@@ -17,8 +17,7 @@ workdir = sys.argv[1]
 data = synthetic.make_data()
 trainer.run_stage(trainer.Stage("teacher", synthetic.TinyNet(), 0.05, 2, 0), data, f"{workdir}/teacher",
                   **synthetic.RECIPE)
-teacher = trainer.Teacher(synthetic.TinyNet(), trainer.load_teacher(synthetic.TinyNet(), f"{workdir}/teacher",
-                                                                    (8, 8, 1)), f"{workdir}/teacher")
+teacher = trainer.load_teacher(synthetic.TinyNet(), f"{workdir}/teacher", (8, 8, 1))
 stage = trainer.Stage("ltkd", synthetic.TinyNet(), 0.05, 2, 1, warmup_epochs=1, log_temperature=4.0,
                       distill_loss=losses.get_distill_loss("ltkd", alpha=1.0, beta=1.0, temperature=4.0))
 trainer.run_stage(stage, data, f"{workdir}/student", teacher=teacher, **synthetic.RECIPE)

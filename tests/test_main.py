@@ -57,6 +57,11 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
     assert (run_dir / "config.json").exists() and os.path.isdir(os.path.join(teacher_dir, "checkpoints"))
     teacher_records = metrics_log.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))
     assert [r["split"] for r in teacher_records].count("test") == 1
+    # The student records the exact teacher checkpoint it learned from (its own checkpoints hold only itself).
+    teacher_step = teacher_records[-1]["step"]
+    assert json.loads((run_dir / "teacher.json").read_text()) == {
+        "checkpoint": os.path.join(teacher_dir, "checkpoints", str(teacher_step)), "model": config.teacher_model}
+    assert f"checkpoint `{os.path.join(teacher_dir, 'checkpoints', str(teacher_step))}`" in report
 
     # A second student reuses the teacher (its metrics do not grow) and the finished run resumes as a no-op.
     with tfds.testing.mock_data(num_examples=320):
@@ -116,7 +121,7 @@ def test_host_pipeline_feed_trains_too(tmp_path, mock_dir):
 
 
 def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
-    """The host pipeline ships uint8; the step normalises. Evaluation batches of both feeds are the same
+    """The host pipeline ships uint8; the step normalises. Evaluation batches of both feeds are the same uint8
     arrays, and a host training batch inside the step is (x / 255 - mean) / std of the shipped pixels."""
     import jax  # pylint: disable=import-outside-toplevel
     from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=import-outside-toplevel
@@ -133,7 +138,7 @@ def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
         device_eval = list(device_feed.eval_batches(64, sharding))
         assert len(host_eval) == len(device_eval) == -(-info.num_eval // 64)
         for a, b in zip(host_eval, device_eval, strict=True):
-            assert a["image"].dtype == np.float32
+            assert a["image"].dtype == np.uint8  # normalised inside the jitted evaluation, as in training
             for key in ("image", "label", "mask"):
                 np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
         shipped = host_feed.inputs(0)

@@ -61,8 +61,8 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
 
     # The 2-process checkpoint restores in this single process and holds the same student.
     model = models.get_model("demo_resnet_student", 10)
-    restored_two = trainer.load_teacher(model, str(tmp_path / "two" / "ltkd"), (28, 28, 1))
-    restored_one = trainer.load_teacher(model, str(tmp_path / "one" / "ltkd"), (28, 28, 1))
+    restored_two = trainer.load_teacher(model, str(tmp_path / "two" / "ltkd"), (28, 28, 1)).variables
+    restored_one = trainer.load_teacher(model, str(tmp_path / "one" / "ltkd"), (28, 28, 1)).variables
     assert jax.device_count() == 1
     for a, b in zip(jax.tree_util.tree_leaves(restored_one), jax.tree_util.tree_leaves(restored_two)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

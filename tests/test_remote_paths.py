@@ -26,7 +26,7 @@ from etils.epath import backend as epath_backend
 from etils.epath import gpath as epath_gpath
 from etils.epath import register as epath_register
 
-from ltkd_jax import checkpointing, config_lib, diagnose, experiment, metrics_log, run_report, trainer
+from ltkd_jax import checkpointing, config_lib, diagnose, experiment, metrics_log, report, run_report, trainer
 from ltkd_jax import data
 from ltkd_jax.data import _env, source
 from ltkd_jax.data import info as info_lib
@@ -296,3 +296,32 @@ def test_diagnose_files_remote(remote, capsys):
               "train": {"per_batch": [[6.0, 3.0, 1.0], [7.0, 2.0, 1.0]]}}
     diagnose._plot(result, epath.Path(remote) / "group_sums.png")  # pylint: disable=protected-access
     assert epath.Path(remote, "group_sums.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_reads_and_writes_remote_runs_dir(remote, tmp_path, capsys):
+    """The paper-table report of a sweep written to an object store equals the report of a local copy."""
+    import test_report  # pylint: disable=import-outside-toplevel
+
+    local = str(tmp_path / "runs")
+    for seed, tail in enumerate((40, 44)):
+        test_report.make_run(local, "cifar100", f"kd,{test_report.PAIR},20", seed, test_report.finished(55, tail))
+    test_report.make_run(local, "cifar100", f"ltkd,{test_report.PAIR},20", 0, [(1, 60, 50)])  # unfinished
+    runs = epath.Path(remote) / "runs"
+    for run_dir in report.find_run_dirs(local):
+        for name in ("config.json", "metrics.jsonl"):
+            target = runs / os.path.relpath(run_dir, local) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(epath.Path(run_dir, name).read_text())
+
+    assert report.find_run_dirs(os.fspath(runs)) == [os.fspath(runs / os.path.relpath(p, local))
+                                                     for p in report.find_run_dirs(local)]
+    assert report.main([local, "--table=I"]) == 0
+    local_text = (tmp_path / "runs" / "report" / "tables.md").read_text()
+    assert report.main([os.fspath(runs), "--table=I"]) == 0
+    assert (runs / "report" / "tables.md").read_text() == local_text.replace(local, os.fspath(runs))
+    assert "ltkd_resnet32x4-resnet8x4_20_[]_seed0 (epoch 1/240)" in local_text  # relative paths, also remote
+    csv_text = (runs / "report" / "results.csv").read_text()
+    assert csv_text == (tmp_path / "runs" / "report" / "results.csv").read_text() and "kd," in csv_text
+    with pytest.raises(SystemExit):
+        report.main([f"{remote}/missing"])
+    assert "missing is not a directory" in capsys.readouterr().err

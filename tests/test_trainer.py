@@ -109,8 +109,7 @@ def test_sigterm_saves_and_the_rerun_ends_identically(tmp_path, monkeypatch):
 
 def test_distillation_logs_group_sums_and_agreement(tmp_path):
     _train_teacher(str(tmp_path / "teacher"))
-    teacher = trainer.Teacher(synthetic.TinyNet(), trainer.load_teacher(synthetic.TinyNet(), str(tmp_path / "teacher"),
-                                                                        (8, 8, 1)), str(tmp_path / "teacher"))
+    teacher = trainer.load_teacher(synthetic.TinyNet(), str(tmp_path / "teacher"), (8, 8, 1))
     stage = trainer.Stage("ltkd", synthetic.TinyNet(), 0.05, 1, 1, warmup_epochs=2, log_temperature=4.0,
                           distill_loss=losses.get_distill_loss("ltkd", alpha=1.0, beta=1.0, temperature=4.0))
     trainer.run_stage(stage, synthetic.make_data(), str(tmp_path / "student"), teacher=teacher, **synthetic.RECIPE)

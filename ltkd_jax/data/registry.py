@@ -31,7 +31,9 @@ class DatasetSpec:
       in_memory: whether the split fits in host memory (numpy fast path available).
       order_key: feature whose sort order defines the canonical ("file") order of the examples, or None for
         tfds's stored order. cifar100's ``id`` ("train_00000") gives back the original CIFAR file order;
-        ``file_name`` sorts ImageNet/Tiny ImageNet as torchvision's ImageFolder lists them.
+        ``file_name`` sorts ImageNet/Tiny ImageNet as torchvision's ImageFolder lists them. fashion_mnist has
+        no such feature (tfds does not keep the IDX record index), so its order is tfds's stored one:
+        deterministic, but not the IDX files' order; each run saves its selection (lt_indices.npy).
       manual: the raw files must be placed in the manual dir by hand.
     """
 

@@ -24,6 +24,18 @@ def test_bench_prints_rows_and_writes_json(tmp_path, capsys):
     assert result["rows"][0]["tflops"] > 0
 
 
+def test_benchmarked_recipe_is_config_libs():
+    """bench restates the CIFAR recipe (it runs without ml_collections); it must be the one experiments use."""
+    from ltkd_jax import config_lib  # pylint: disable=import-outside-toplevel
+    for method, settings in bench.METHODS.items():
+        config = config_lib.build_config("cifar100", f"{method},resnet32x4-resnet8x4,100")
+        assert settings["loss"] == dict(config.distill), method
+        assert (settings["ce_weight"], settings["distill_weight"], settings["warmup_epochs"]) == (
+            config.ce_weight, config.distill_weight, config.warmup_epochs), method
+        assert bench.RECIPE == {key: config[key] for key in bench.RECIPE}, method
+        assert config.batch_size == 64 and config.dtype == "float32"  # the benchmark's default row
+
+
 def test_bench_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         bench.main(TINY + ["--teacher=resnet9"])

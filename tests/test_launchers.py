@@ -559,3 +559,18 @@ def test_gpu_bench_script_runs_every_part_with_flags_the_benchmark_accepts(tmp_p
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8 and all(len(p.relative_to(out).parts) <= 3 for p in files)
     assert (out / "trace_b64_fp32.tgz").exists() and not (out / "trace").exists()
+
+
+def _shell_function(path, name):
+    """The text of shell function `name` in `path` (from `name() {` to its closing `}` line)."""
+    lines = open(path).read().splitlines()
+    start = lines.index(f"{name}() {{")
+    return "\n".join(lines[start:lines.index("}", start) + 1])
+
+
+def test_slurm_keeps_an_exact_copy_of_the_shared_helpers():
+    """sbatch runs a spooled copy of slurm.sbatch, so it cannot source common.sh; its copies must not drift
+    (usage differs on purpose: it stops at the #SBATCH lines)."""
+    common = os.path.join(ROOT, "launch", "common.sh")
+    for name in ("die", "quote"):
+        assert _shell_function(SLURM, name) == _shell_function(common, name), name

@@ -8,12 +8,17 @@ object store (``gs://bucket/...``, shared by the hosts of a pod): orbax reads an
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
 import os
+import sys
 from typing import Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 from ltkd_jax.data._env import absolute  # local paths made absolute, gs:// URLs kept as they are
@@ -82,46 +87,96 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
     directory = epath.Path(absolute(run_dir)) / "checkpoints"
     if not directory.is_dir():
         raise CheckpointError(f"{what} {run_dir} has no checkpoints/ directory")
-    manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # orbax warns three times that a read-only manager is read-only
+    try:
+        manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),
+                                        options=ocp.CheckpointManagerOptions(read_only=True))
+    finally:
+        logging.set_verbosity(verbosity)
     try:
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
         path = os.fspath(directory / str(step))
-        try:
+        with _reading(what, path):
             stored = manager.item_metadata(step)
-        except Exception as error:
-            raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
         _check_matches(stored, abstract_variables, what, path)
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
-        try:
+        with _reading(what, path):
             variables = manager.restore(step, args=ocp.args.PyTreeRestore(
                 target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
-        except Exception as error:
-            raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
         return variables, path
     finally:
         manager.close()
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: Exception, limit: int = 200) -> str:
     text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    text = text.splitlines()[0] if text else ""
+    text = text.split(" See full TensorStore details")[0]  # then a dump of the storage spec
+    return f"{type(error).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
+
+
+class _WithoutLoopClosedTracebacks(io.TextIOBase):
+    """stderr without the tracebacks that tensorstore's threads print when orbax has closed its event loop
+    after a failed read (`RuntimeError: Event loop is closed`, tens to thousands of lines after one bad file)."""
+
+    NOISE = ("Traceback (most recent call last):", "in call_soon_threadsafe", "self._check_closed()",
+             "in _check_closed", "raise RuntimeError('Event loop is closed')", "RuntimeError: Event loop is closed")
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream, self.pending = stream, ""
+
+    def write(self, text):
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        kept = [line for line in lines if not any(noise in line for noise in self.NOISE)]
+        if kept:
+            self.stream.write("\n".join(kept) + "\n")
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+class _WithoutOrphanedReads:
+    """After a failed restore, orbax's unfinished read coroutines are collected unawaited: not worth a
+    message each (other unraisable exceptions go to the previous hook)."""
+
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, unraisable):
+        if not inspect.iscoroutine(unraisable.object):
+            self.previous(unraisable)
+
+
+@contextlib.contextmanager
+def _reading(what: str, path: str):
+    """A restore: any failure becomes one CheckpointError line, and the noise its orphaned reads print (from
+    other threads, while the error propagates and up to the exit) is dropped."""
+    stderr = sys.stderr
+    if not isinstance(stderr, _WithoutLoopClosedTracebacks):
+        sys.stderr = _WithoutLoopClosedTracebacks(stderr)
+    try:
+        yield
+    except Exception as error:  # orbax raises many types for a damaged directory
+        if not isinstance(sys.unraisablehook, _WithoutOrphanedReads):  # the filtered stderr stays too: the
+            sys.unraisablehook = _WithoutOrphanedReads(sys.unraisablehook)  # reads go on printing
+        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+    sys.stderr = stderr
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str):
     """Restore `step` into the structure, shapes and shardings of `abstract_state`, or raise CheckpointError."""
     path = os.fspath(epath.Path(manager.directory) / str(step))
-    try:
+    with _reading(what, path):
         stored = manager.item_metadata(step)
-    except Exception as error:  # orbax raises many types for a damaged directory
-        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
     _check_matches(stored, abstract_state, what, path)
-    try:
+    with _reading(what, path):
         return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-    except Exception as error:
-        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
 
 
 def _check_matches(stored, abstract_state, what: str, path: str) -> None:

@@ -11,6 +11,7 @@ Defaults are mdistiller's recipes; every field stays overridable from the comman
 from __future__ import annotations
 
 import json
+import math
 
 import ml_collections
 
@@ -52,11 +53,14 @@ def parse_arg(arg: str):
         imbalance_factor = float(gamma)
     except ValueError:
         raise ValueError(f"imbalance factor {gamma!r} is not a number") from None
-    if not imbalance_factor >= 1:
-        raise ValueError(f"imbalance factor {gamma!r} is invalid: it must be >= 1 (1 = balanced)")
-    if imbalance_factor == int(imbalance_factor):
-        imbalance_factor = int(imbalance_factor)
+    if not (math.isfinite(imbalance_factor) and imbalance_factor >= 1):
+        raise ValueError(f"imbalance factor {gamma!r} is invalid: it must be a finite number >= 1 (1 = balanced)")
     return method, teacher, student, imbalance_factor
+
+
+def gamma_text(gamma) -> str:
+    """An imbalance factor as people write it: 100, 12.5 (the config field is a float, so any γ can be set)."""
+    return f"{float(gamma):g}"
 
 
 DEFAULT_ARGS = {
@@ -93,7 +97,7 @@ def build_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = dataset
     c.dataset.data_dir = ""  # '' = tfds's default (or $TFDS_DATA_DIR)
-    c.dataset.imbalance_factor = imbalance_factor
+    c.dataset.imbalance_factor = float(imbalance_factor)
     c.dataset.subset_seed = 0  # LDAM-DRW's selection seed: the literature's CIFAR-100-LT subset
     c.dataset.num_groups = 3
     c.dataset.split_file = ""  # ImageNet-LT: an OLTR-style 'path label' list instead of the exponential profile

@@ -111,7 +111,8 @@ def _plot(result, path):
 
 def format_result(result) -> str:
     names = evaluation.group_names(len(result["uniform_share"]))
-    lines = [f"{result['model']} on {result['dataset']}-LT (γ = {result['imbalance_factor']}): group-probability sums "
+    gamma = float(result["imbalance_factor"])
+    lines = [f"{result['model']} on {result['dataset']}-LT (γ = {gamma:g}): group-probability sums "
              f"per batch of {result['batch_size']} (T = {result['temperature']})", "",
              "| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
              "| class share (uniform prediction) | " + " | ".join(f"{v:.2f}" for v in result["uniform_share"]) + " |"]

@@ -4,6 +4,7 @@ write the report. `main.py` only parses flags and calls `run`."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Optional
 
@@ -25,6 +26,30 @@ CONFIG_FILE = "config.json"
 RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "arg_error")
 
 
+# Numeric fields and what they allow (checked before anything is read or written).
+POSITIVE_FIELDS = ("batch_size", "num_epochs", "learning_rate", "lr_decay_rate", "teacher_learning_rate",
+                   "distill.temperature", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints",
+                   "log_every_steps", "steps_per_dispatch")
+NON_NEGATIVE_FIELDS = ("eval_batch_size", "momentum", "weight_decay", "ce_weight", "distill_weight", "warmup_epochs",
+                       "distill.alpha", "distill.beta", "teacher_num_epochs", "seed", "teacher_seed",
+                       "dataset.subset_seed", "dataset.image_size", "lr_decay_epochs")
+ZERO_MEANS = {"eval_batch_size": "the training batch size", "teacher_num_epochs": "the student's",
+              "dataset.image_size": "the data set's default"}
+
+
+def _check_numbers(config) -> None:
+    flat = config_lib.flat_config(config)
+    for names, lowest, allowed in ((POSITIVE_FIELDS, None, "> 0"), (NON_NEGATIVE_FIELDS, 0, ">= 0")):
+        for name in names:
+            if name not in flat:
+                continue
+            values = flat[name] if isinstance(flat[name], (list, tuple)) else [flat[name]]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       and (v > 0 if lowest is None else v >= lowest) for v in values):
+                zero = f" (0: {ZERO_MEANS[name]})" if name in ZERO_MEANS else ""
+                raise ValueError(f"{name}={flat[name]!r} is invalid: it must be {allowed}{zero}")
+
+
 def validate(config) -> None:
     """Every user mistake we can see before reading data, as one ValueError line."""
     if config.get("arg_error"):
@@ -39,14 +64,14 @@ def validate(config) -> None:
         if name not in models.MODEL_NAMES:
             raise ValueError(f"unknown {role.replace('_', ' ')} {name!r}; known: {', '.join(models.MODEL_NAMES)}")
     gamma = config.dataset.imbalance_factor
-    if not config.dataset.split_file and not (isinstance(gamma, (int, float)) and gamma >= 1):
-        raise ValueError(f"imbalance factor {gamma!r} is invalid: it must be >= 1 (1 = balanced)")
+    if not config.dataset.split_file and not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 1):
+        raise ValueError(f"imbalance factor {config_lib.gamma_text(gamma)} is invalid: it must be a finite number "
+                         ">= 1 (1 = balanced)")
+    _check_numbers(config)
     trainer.check_batch_size(config.batch_size)
     trainer.check_batch_size(config.eval_batch_size)
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype {config.dtype!r} is invalid; allowed: float32, bfloat16")
-    if config.num_epochs < 1:
-        raise ValueError(f"num_epochs={config.num_epochs} must be >= 1")
     if method in config_lib.FEATURE_METHODS:  # unsupported pair, option or image size
         feature_kd.feature_settings(method, config.teacher_model, config.student_model, image_shape(config),
                                     **dict(config.distill))
@@ -68,6 +93,9 @@ def check_workdir(config, workdir: str) -> None:
 
     The workdir may be remote (`gs://...`) and shared by all processes: every process reads config.json before
     process 0 deletes or rewrites anything, and none goes on before process 0 is done."""
+    blocking = _env.file_in_the_way(workdir)
+    if blocking is not None:
+        raise ValueError(f"workdir {workdir} cannot be created: {blocking} is a file")
     path = epath.Path(workdir) / CONFIG_FILE
     differing = []
     if path.exists():
@@ -138,7 +166,7 @@ def teacher_workdir(config, workdir: str) -> str:
         return config.teacher_checkpoint
     root = config.teachers_dir or epath.Path(_env.absolute(workdir)).parent / "teachers"  # gs:// kept
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
-              else f"gamma{config.dataset.imbalance_factor}")
+              else f"gamma{config_lib.gamma_text(config.dataset.imbalance_factor)}")
     epochs = config.teacher_num_epochs or config.num_epochs
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
     if config.dtype != "float32":
@@ -171,6 +199,7 @@ def _num_classes(config) -> int:
 
 
 def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teacher], **overrides):
+    trainer.check_batch_size(config.batch_size, data.num_train)  # before the workdir holds this config
     check_workdir(config, workdir)
     if jax.process_index() == 0:
         data_lib.write_split(info, workdir)

@@ -1,6 +1,7 @@
 """Command line: `python -m ltkd_jax.main --config=configs/cifar100_lt.py:ltkd,resnet32x4-resnet8x4,100
 --workdir=DIR`. Without --config it runs the embedded demo (Fashion-MNIST-LT, CPU-sized)."""
 
+import glob
 import os
 import sys
 
@@ -16,6 +17,38 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (set 
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process without a cluster).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process without a cluster).")
 flags.DEFINE_integer("process_id", None, "This process's index (multi-process without a cluster).")
+
+
+def _usage_error(message: str) -> None:
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.exit(2)
+
+
+def parse_flags(argv):
+    """absl's flag parsing with one-line errors: a missing or broken config file, an unknown config field or a
+    value of the wrong type would otherwise end in ml_collections' traceback."""
+    for arg in argv[1:]:
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1].split(":", 1)[0]
+            if not os.path.isfile(path):
+                known = sorted(glob.glob("configs/*.py"))
+                _usage_error(f"--config file {path!r} does not exist"
+                             + (f" (known: {', '.join(known)})" if known else ""))
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:  # a value that does not parse, or an unknown flag
+        _usage_error(str(error))
+    except AttributeError as error:  # ml_collections: an unknown --config.FIELD, or no get_config() in the file
+        text = str(error).replace("\\n", " ").replace("\\", "").replace("'", "").strip('"')
+        if "get_config" in text:
+            _usage_error(f"--config file has no get_config() ({text})")
+        name = text.split()[0] if text else ""
+        overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+        field = next((o for o in overrides if name in o.split(".")[1:]), "--config.FIELD")
+        _usage_error(f"{field}: no such config field ({text})")
+    except Exception as error:  # pylint: disable=broad-except  # a config file that does not load
+        _usage_error(f"--config could not be loaded: {type(error).__name__}: {error}")
+    return None
 
 
 def main(argv):
@@ -45,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -38,7 +38,7 @@ def write_report(workdir: str, config, data) -> str:
     records = metrics_log.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
     last, best = final_and_best(records)
     lines = [f"# {config.method}: {config.teacher_model} → {config.student_model} on {config.dataset.name}-LT "
-             f"(γ = {config.dataset.imbalance_factor})", ""]
+             f"(γ = {float(config.dataset.imbalance_factor):g})", ""]
     if last is None:
         lines.append("No evaluation yet.")
     else:

@@ -219,7 +219,10 @@ def make_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("data",))
 
 
-def check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int, num_train: Optional[int] = None) -> None:
+    """A global batch the devices can share (and, given `num_train`, that the training set fills once)."""
+    if num_train is not None and batch_size > num_train:
+        raise ValueError(f"batch_size={batch_size} is larger than the {num_train} training examples")
     devices = jax.device_count()
     if batch_size % devices:
         raise ValueError(f"batch_size={batch_size} is not divisible by the device count {devices}; "
@@ -290,13 +293,10 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
               log_every_steps: int = 50, steps_per_dispatch: int = 1, stop_after_steps: Optional[int] = None):
     """Train `stage` to its last epoch, resuming from `workdir` if it holds checkpoints; returns the final
     state. Metrics go to `workdir/metrics.jsonl`. `stop_after_steps` simulates an interruption (tests)."""
-    check_batch_size(batch_size)
+    check_batch_size(batch_size, data.num_train)
     eval_batch_size = eval_batch_size or batch_size
     check_batch_size(eval_batch_size)
-    num_train = data.num_train
-    steps_per_epoch = num_train // batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size={batch_size} is larger than the {num_train} training examples")
+    steps_per_epoch = data.num_train // batch_size
     total_steps = steps_per_epoch * stage.num_epochs
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())

@@ -1,7 +1,11 @@
 """Checkpointer: last-N and best sets, asynchronous writes that a restore and a reopen see complete."""
+import io
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ltkd_jax import checkpointing
 
@@ -40,3 +44,39 @@ def test_restore_right_after_an_async_save_sees_it(tmp_path):
     restored = ckpt.restore_latest(_abstract())  # no close() in between: the restore waits for the write
     assert int(restored["step"]) == 2
     ckpt.close()
+
+
+def test_restore_errors_stay_one_line():
+    """A failed orbax read: the message loses tensorstore's spec dump, and the tracebacks its orphaned reads
+    print from other threads are dropped while other stderr output passes."""
+    spec_dump = Exception("Encountered error while reading array index: (slice(0, 96, 1),). See full TensorStore "
+                          "details: <bound method spec of TensorStore({\n 'driver': 'zarr'})>")
+    assert checkpointing._first_line(spec_dump) == (  # pylint: disable=protected-access
+        "Exception: Encountered error while reading array index: (slice(0, 96, 1),).")
+    long_message = checkpointing._first_line(ValueError("x" * 500))  # pylint: disable=protected-access
+    assert long_message.endswith(" " + "x" * 200 + "...")
+
+    captured = io.StringIO()
+    stream = checkpointing._WithoutLoopClosedTracebacks(captured)  # pylint: disable=protected-access
+    noise = ("Traceback (most recent call last):\n"
+             '  File "/usr/lib/python3.11/asyncio/base_events.py", line 806, in call_soon_threadsafe\n'
+             "    self._check_closed()\n"
+             '  File "/usr/lib/python3.11/asyncio/base_events.py", line 519, in _check_closed\n'
+             "    raise RuntimeError('Event loop is closed')\n"
+             "RuntimeError: Event loop is closed\n")
+    stream.write(noise[:40])
+    stream.write(noise[40:] + "error: teacher checkpoint x is unreadable or corrupted (y)\n" + noise)
+    stream.write("a warning\n")
+    assert captured.getvalue() == "error: teacher checkpoint x is unreadable or corrupted (y)\na warning\n"
+
+
+def test_a_good_restore_leaves_stderr_alone(tmp_path):
+    stderr, hook = sys.stderr, sys.unraisablehook
+    with checkpointing._reading("checkpoint", str(tmp_path)):  # pylint: disable=protected-access
+        assert isinstance(sys.stderr, checkpointing._WithoutLoopClosedTracebacks)  # pylint: disable=protected-access
+    assert sys.stderr is stderr
+    with pytest.raises(checkpointing.CheckpointError, match=r"checkpoint .* is unreadable or corrupted \(OSError: bad"):
+        with checkpointing._reading("checkpoint", str(tmp_path)):  # pylint: disable=protected-access
+            raise OSError("bad")
+    assert sys.unraisablehook.previous is hook
+    sys.stderr, sys.unraisablehook = stderr, hook

@@ -184,7 +184,8 @@ def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
 @pytest.mark.parametrize("arg, overrides, message", [
     ("ltdk,demo_resnet_teacher-demo_resnet_student,4", {}, "unknown method 'ltdk'; known: teacher"),
     ("ltkd,demo_resnet_teacher-resnet9,4", {}, "unknown student model 'resnet9'; known:"),
-    ("ltkd,demo_resnet_teacher-demo_resnet_student,0.5", {}, "imbalance factor '0.5' is invalid: it must be >= 1"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,0.5", {},
+     "imbalance factor '0.5' is invalid: it must be a finite number >= 1"),
     ("ltkd,demo_resnet_teacher,4", {}, "pair 'demo_resnet_teacher' must be 'teacher-student'"),
     ("ltkd,demo_resnet_teacher-demo_resnet_student", {}, "must be 'method,teacher-student,gamma'"),
     ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dataset.name": "cifar10"},
@@ -192,6 +193,23 @@ def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
     ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dtype": "float16"}, "dtype 'float16' is invalid"),
     ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dataset.imbalance_factor": 0},
      "imbalance factor 0 is invalid"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,inf", {}, "imbalance factor 'inf' is invalid: it must be a finite"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"batch_size": 0}, "batch_size=0 is invalid: it must be > 0"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"batch_size": -64}, r"batch_size=-64 is invalid"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"eval_batch_size": -8},
+     r"eval_batch_size=-8 is invalid: it must be >= 0 \(0: the training batch size\)"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"learning_rate": -0.05}, "learning_rate=-0.05 is invalid"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"log_every_steps": 0}, "log_every_steps=0 is invalid"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"eval_every_epochs": 0}, "eval_every_epochs=0 is invalid"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"keep_checkpoints": 0}, "keep_checkpoints=0 is invalid"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"lr_decay_epochs": (5, -1)},
+     r"lr_decay_epochs=\[5, -1\] is invalid: it must be >= 0"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"distill.alpha": -1.0}, "distill.alpha=-1.0 is invalid"),
+    ("dkd,demo_resnet_teacher-demo_resnet_student,4", {"distill.beta": -1.0}, "distill.beta=-1.0 is invalid"),
+    ("kd,demo_resnet_teacher-demo_resnet_student,4", {"distill_weight": -1.0}, "distill_weight=-1.0 is invalid"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"distill.temperature": 0.0},
+     "distill.temperature=0.0 is invalid: it must be > 0"),
+    ("kd,demo_resnet_teacher-demo_resnet_student,4", {"ce_weight": float("nan")}, "ce_weight=nan is invalid"),
 ])
 def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message):
     config = config_lib.build_config("fashion_mnist", arg)
@@ -200,6 +218,50 @@ def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message)
     with pytest.raises(ValueError, match=message):
         experiment.run(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_any_imbalance_factor_can_be_set_by_override(tmp_path):
+    """The field is a float whatever the config argument's γ looked like; names and reports print it as written."""
+    config = config_lib.build_config("fashion_mnist", f"ltkd,{PAIR},100")
+    config.update_from_flattened_dict({"dataset.imbalance_factor": 12.5})
+    experiment.validate(config)
+    assert "fashion_mnist_gamma12.5" in experiment.teacher_workdir(config, str(tmp_path / "ltkd"))
+    hundred = config_lib.build_config("fashion_mnist", f"ltkd,{PAIR},100")
+    assert "fashion_mnist_gamma100/" in experiment.teacher_workdir(hundred, str(tmp_path / "ltkd"))
+
+
+def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
+    """Refused before config.json is written, so the corrected command can use the same workdir."""
+    with tfds.testing.mock_data(num_examples=320):
+        with pytest.raises(ValueError, match=r"batch_size=4096 is larger than the \d+ training examples"):
+            experiment.run(tiny_config("student", mock_dir, batch_size=4096), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/nosuch.py"],
+     "error: --config file 'configs/nosuch.py' does not exist (known: configs/cifar100_lt.py"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.batch_size=8", "--config.num_epoch=1"],
+     'error: --config.num_epoch: no such config field (num_epoch Did you mean "num_epochs"'),
+    (["--config=configs/fashion_mnist_lt.py", "--config.num_epochs=abc"],
+     "error: flag --config.num_epochs=abc: invalid literal for int()"),
+    (["--config=ltkd_jax/optim.py"], "error: --config file has no get_config()"),
+    (["--config=README.md"], "error: --config could not be loaded: SyntaxError"),
+])
+def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
+    out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", *args, f"--workdir={tmp_path}/run"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [out.stderr.strip().splitlines()[0]]  # one line
+    assert out.stderr.startswith(message), out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_workdir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for workdir in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        with pytest.raises(ValueError, match=f"workdir {workdir} cannot be created: {tmp_path / 'afile'} is a file"):
+            experiment.check_workdir(tiny_config("student", tmp_path), str(workdir))
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):

@@ -217,7 +217,8 @@ def test_run_config_report_and_split_remote(remote, monkeypatch):
     split files, metrics.jsonl, report.md and its PNGs all land in the store."""
     workdir = f"{remote}/runs/teacher"
     info = _info()
-    exp_data = types.SimpleNamespace(group_ids=info.group_ids, train_counts=info.train_counts)
+    exp_data = types.SimpleNamespace(group_ids=info.group_ids, train_counts=info.train_counts,
+                                     num_train=int(info.train_counts.sum()))
 
     def fake_stage(stage, data_, workdir_, **kwargs):
         log = metrics_log.MetricsLog(workdir_)

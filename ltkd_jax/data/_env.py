@@ -7,6 +7,7 @@ import os
 import threading
 import uuid
 import warnings
+from typing import Optional
 
 from etils import epath
 
@@ -40,6 +41,16 @@ def cache_dir(data_dir: str | os.PathLike | None, name: str, split: str) -> str:
 def is_local(path: str | os.PathLike) -> bool:
     """False for URLs (``gs://bucket/...``, any ``scheme://``), True for file-system paths."""
     return "://" not in os.fspath(path)
+
+
+def file_in_the_way(directory: str | os.PathLike) -> Optional[epath.Path]:
+    """The file at `directory`, or above it, that keeps it from being a directory (None if nothing does). On
+    object stores only `directory` itself is checked: they have no files above a directory."""
+    directory = epath.Path(directory)
+    for candidate in (directory, *(directory.parents if is_local(directory) else ())):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def absolute(path: str | os.PathLike) -> str:

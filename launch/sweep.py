@@ -53,6 +53,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from etils import epath  # noqa: E402
@@ -195,7 +196,14 @@ def apply_overrides(config, overrides: Sequence[str]):
         node = config
         for part in parents:
             node = node[part]
-        node[leaf] = parse_value(node[leaf], text)
+        current = node[leaf]
+        try:
+            node[leaf] = parse_value(current, text)
+        except (SyntaxError, TypeError, ValueError) as error:  # a value of another type (a locked config refuses)
+            reason = (str(error).splitlines() or [type(error).__name__])[0]
+            now = "a group of fields" if hasattr(current, "keys") else format_value(current)
+            raise ValueError(f"--config.{path}={text!r} is not a valid value of field {path} "
+                             f"({type(current).__name__}, now {now}): {reason}") from None
     return config
 
 
@@ -299,6 +307,11 @@ class Planner:
     def _add(self, registry: Dict[str, Run], run: Run, table: str) -> Run:
         existing = registry.get(run.workdir)
         if existing is None:
+            try:  # what ltkd_jax.main would refuse at start-up (bad overrides: batch_size=0, a model name, ...)
+                experiment.validate(run.config)
+            except ValueError as error:
+                raise ValueError(f"the {run.config_flag} run at {run.workdir} is invalid: "
+                                 f"{(str(error).splitlines() or [''])[0]}") from None
             registry[run.workdir] = run
             existing = run
         elif existing.args() != run.args():
@@ -385,10 +398,34 @@ def _csv(text: Optional[str], cast=str):
     return None if not text else [cast(x.strip()) for x in text.split(",") if x.strip()]
 
 
+def check_selection(tables: Sequence[str], methods=None, gammas=None, pairs=None) -> None:
+    """A one-line ValueError where --methods / --gammas / --pairs name a value no table of `tables` has, or
+    together select no cell."""
+    entries = [(method, float(gamma), pair) for table in tables for pair, gamma, method, _ in table_entries(table)]
+    names = ",".join(tables)
+    for flag, given, allowed, show in (
+            ("--methods", methods, [m for m, _, _ in entries], str),
+            ("--gammas", [float(g) for g in gammas or ()], [g for _, g, _ in entries], _gamma_text),
+            ("--pairs", pairs, [p for _, _, p in entries], str)):
+        allowed = list(dict.fromkeys(allowed))
+        unknown = [show(v) for v in given or () if v not in allowed]
+        if unknown:
+            raise ValueError(f"{flag}: {', '.join(unknown)} not in table {names}; allowed: "
+                             f"{', '.join(show(v) for v in allowed)}")
+    chosen = [e for e in entries if (not methods or e[0] in methods)
+              and (not gammas or e[1] in [float(g) for g in gammas]) and (not pairs or e[2] in pairs)]
+    if not chosen:
+        flags_given = [f for f, v in (("--methods", methods), ("--gammas", gammas), ("--pairs", pairs)) if v]
+        raise ValueError(f"{' with '.join(flags_given)} select no run of table {names}")
+
+
 def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence[int] = (0, 1, 2),
                teacher_seeds: str = "paired", extra_overrides: Sequence[str] = (), methods=None, gammas=None,
                pairs=None) -> List[Run]:
     """Every run of `tables`, teachers first, each listed once."""
+    check_selection(tables, methods, gammas, pairs)
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds) or not seeds:
+        raise ValueError(f"seeds {list(seeds)} are invalid: give non-negative integers")
     planner = Planner(runs_dir, seeds, teacher_seeds, extra_overrides)
     for table in tables:
         dataset = paper_results.LAYOUTS[table]["dataset"]
@@ -533,6 +570,27 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         parser.error(f"--seeds={args.seeds!r} must be comma-separated integers")
     if not args.seed_list:
         parser.error("--seeds is empty")
+    if min(args.seed_list) < 0:
+        parser.error(f"--seeds={args.seeds!r}: seeds must be non-negative integers")
+    args.method_list, args.pair_list = _csv(args.methods), _csv(args.pairs)
+    try:
+        args.gamma_list = _csv(args.gammas, float)
+    except ValueError:
+        parser.error(f"--gammas={args.gammas!r} must be comma-separated numbers")
+    for flag, text, values in (("--methods", args.methods, args.method_list),
+                               ("--gammas", args.gammas, args.gamma_list), ("--pairs", args.pairs, args.pair_list)):
+        if text is not None and not values:
+            parser.error(f"{flag}={text!r} is empty; give comma-separated values or leave the flag out")
+    try:
+        check_selection(args.tables, args.method_list, args.gamma_list, args.pair_list)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.sweep_file:  # written with open() after planning: check now
+        parent = os.path.dirname(os.path.abspath(args.sweep_file))
+        if os.path.isdir(args.sweep_file):
+            parser.error(f"--sweep_file={args.sweep_file} is a directory; give a file path")
+        if not os.path.isdir(parent):
+            parser.error(f"--sweep_file={args.sweep_file}: directory {parent} does not exist")
     args.extra = rest
     return args
 
@@ -542,10 +600,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs_dir = args.runs_dir
     if os.path.abspath(os.getcwd()) != REPO_ROOT and not os.path.isabs(runs_dir) and "://" not in runs_dir:
         runs_dir = os.path.abspath(runs_dir)  # the commands run from the repository root
+    # Planning validates every run's config, which asks jax for the device count: answer it on the CPU, so the
+    # sweep claims no accelerator (whose memory jax would take from the runs it launches) and does not judge the
+    # batch by this host's devices (ltkd_jax.main checks it again on the machines that run it).
+    jax.config.update("jax_platforms", "cpu")
     try:
         runs = build_plan(args.tables, runs_dir=runs_dir, seeds=args.seed_list, teacher_seeds=args.teacher_seeds,
-                          extra_overrides=args.extra, methods=_csv(args.methods), gammas=_csv(args.gammas, float),
-                          pairs=_csv(args.pairs))
+                          extra_overrides=args.extra, methods=args.method_list, gammas=args.gamma_list,
+                          pairs=args.pair_list)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

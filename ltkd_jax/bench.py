@@ -297,8 +297,24 @@ def parse_args(argv=None):
         parser.error(f"--steps_per_dispatch={args.steps_per_dispatch!r} must be a comma list of integers")
     if min(args.steps_per_dispatch) < 1:
         parser.error("--steps_per_dispatch values must be >= 1")
-    if args.batch_size < 1:
-        parser.error(f"--batch_size={args.batch_size} must be >= 1")
+    for name in ("batch_size", "image_size", "channels", "num_classes", "num_train", "steps", "windows",
+                 "epoch_examples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)} must be >= 1 (a positive integer)")
+    # The end-to-end rows draw each batch from the num_train device-resident images, the epoch rows from
+    # epoch_examples: each must hold at least one batch (--step_only times one batch alone: num_train unused).
+    if not args.step_only and args.batch_size > args.num_train:
+        parser.error(f"--batch_size={args.batch_size} is larger than --num_train={args.num_train}; the end-to-end "
+                     "rows need at least one batch of training images (or use --step_only)")
+    if args.epoch and args.batch_size > args.epoch_examples:
+        parser.error(f"--batch_size={args.batch_size} is larger than --epoch_examples={args.epoch_examples}; "
+                     "an epoch needs at least one batch")
+    if args.json:  # written with open(): a local path
+        parent = os.path.dirname(os.path.abspath(args.json))
+        if os.path.isdir(args.json):
+            parser.error(f"--json={args.json} is a directory; give a file path")
+        if not os.path.isdir(parent):
+            parser.error(f"--json={args.json}: directory {parent} does not exist")
     if args.step_only and args.epoch:
         parser.error("--epoch runs the trainer's end-to-end program; it cannot go with --step_only")
     for name in (args.teacher, args.student):

@@ -100,11 +100,17 @@ def load_run(path: str, epoch: str = "last") -> Optional[RunResult]:
         records = metrics_log.read_metrics(epath.Path(path) / METRICS_FILE)
     except (OSError, ValueError):
         return None
-    last, best = final_and_best(records)
-    if last is None:
+    # A config.json or metrics record that is valid JSON but not an object (`[1, 2]`) is not an ltkd_jax run's.
+    if not isinstance(config, dict) or not all(isinstance(r, dict) for r in records):
         return None
-    num_epochs = config.get("num_epochs", 0)
-    last_epoch = max(int(r.get("epoch", 0)) for r in records if r.get("split") == "test")
+    try:
+        last, best = final_and_best(records)
+        if last is None:
+            return None
+        num_epochs = int(config.get("num_epochs", 0))
+        last_epoch = max(int(r.get("epoch", 0)) for r in records if r.get("split") == "test")
+    except (KeyError, TypeError, ValueError):  # a test record without accuracy, a non-numeric epoch, ...
+        return None
     return RunResult(path, config, best if epoch == "best" else last, last_epoch >= num_epochs, last_epoch)
 
 
@@ -668,8 +674,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tables = parse_tables(args.table)
     except ValueError as error:
         parser.error(str(error))
-    text, rows, report = build(args.runs_dir, tables, args.epoch, args.include_unfinished)
     out = epath.Path(args.out or epath.Path(args.runs_dir) / "report")
+    blocking = _env.file_in_the_way(out)
+    if blocking is not None:
+        where = f"--out={args.out}" if args.out else f"the default --out {out}"
+        what = "is an existing file" if blocking == out else f"lies under the file {blocking}"
+        parser.error(f"{where} {what}, not a directory; give a directory (created if missing)")
+    text, rows, report = build(args.runs_dir, tables, args.epoch, args.include_unfinished)
     out.mkdir(parents=True, exist_ok=True)
     _env.write_file(out / "tables.md", text)
     write_csv(rows, out / "results.csv")

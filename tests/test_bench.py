@@ -45,6 +45,40 @@ def test_bench_rejects_bad_arguments(capsys):
     assert "--batch_size=0 must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--num_classes=0", "--channels=0", "--image_size=0", "--num_train=0", "--steps=0",
+                                  "--windows=0", "--epoch_examples=0", "--steps=-3"])
+def test_bench_rejects_non_positive_sizes(capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(TINY + ["--epoch", flag])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag} must be >= 1 (a positive integer)" in err and "Traceback" not in err
+
+
+def test_bench_rejects_a_batch_larger_than_the_data(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(TINY + ["--batch_size=1000", "--num_train=256"])
+    assert exit_info.value.code == 2
+    assert "--batch_size=1000 is larger than --num_train=256" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(TINY + ["--batch_size=64", "--num_train=256", "--epoch", "--epoch_examples=32"])
+    assert exit_info.value.code == 2
+    assert "--batch_size=64 is larger than --epoch_examples=32" in capsys.readouterr().err
+    # --step_only times one batch and never reads num_train: no check (parse only, nothing runs).
+    assert bench.parse_args(TINY + ["--batch_size=1000", "--num_train=256", "--step_only"]).batch_size == 1000
+
+
+def test_bench_rejects_an_unwritable_json_path(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(TINY + ["--json=/nonexistent_dir/x.json"])
+    assert exit_info.value.code == 2
+    assert "--json=/nonexistent_dir/x.json: directory /nonexistent_dir does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(TINY + [f"--json={tmp_path}"])
+    assert exit_info.value.code == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
 def test_torch_reference_runs_when_installed():
     torch = pytest.importorskip("torch")
     from ltkd_jax import torch_reference

@@ -148,6 +148,37 @@ def test_unfinished_runs_and_variants(tmp_path):
     assert sorted((r["variant"], r["n"]) for r in rows) == [("", 1), ("num_epochs=10", 1)]
 
 
+def test_configs_that_are_not_objects_are_unreadable(tmp_path):
+    """A config.json (or metrics record) that is valid JSON but not an object is counted, not an AttributeError."""
+    root = str(tmp_path)
+    make_run(root, "cifar100", f"kd,{PAIR},20", 0, finished(55, 40))
+    test_record = json.dumps({"split": "test", "epoch": 1, "accuracy": 1.0})
+    for name, config, metrics in (("list_config", "[1, 2]", test_record), ("number_config", "3", test_record),
+                                  ("list_record", json.dumps({"foo": 1}), "[1]"),
+                                  ("no_accuracy", json.dumps({"foo": 1}), json.dumps({"split": "test"}))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(config)
+        (tmp_path / name / "metrics.jsonl").write_text(metrics + "\n")
+        assert report.load_run(str(tmp_path / name)) is None
+    text, rows, _ = report.build(root, ["I"])
+    assert "4 run directories unreadable or without a test record: " in text
+    assert [(r["method"], r["n"]) for r in rows] == [("kd", 1)]
+
+
+def test_cli_rejects_an_out_that_is_a_file(table_one, tmp_path, capsys):
+    existing = tmp_path / "existing.txt"
+    existing.write_text("x")
+    under = existing / "sub"
+    for out, message in ((existing, f"--out={existing} is an existing file, not a directory"),
+                         (under, f"--out={under} lies under the file {existing}, not a directory")):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main([table_one, f"--out={out}"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err.strip().splitlines()[-1] and "Traceback" not in err  # usage, then one error line
+    assert existing.read_text() == "x"
+
+
 def test_ablation_tables(tmp_path):
     root = str(tmp_path)
     for seed in (0, 1):

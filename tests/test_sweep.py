@@ -297,3 +297,62 @@ def test_bad_seeds_are_one_line(sweep, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["I", "--dry_run", "--seeds=a"])
     assert "--seeds='a' must be comma-separated integers" in capsys.readouterr().err
+
+
+def _error_of(sweep, capsys, *argv):
+    """The one error line of a refused command line (argparse's exit 2 or main's return 2), nothing planned."""
+    try:
+        code = sweep.main([*argv, "--dry_run"])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "Traceback" not in captured.err
+    return captured.err.strip().splitlines()[-1]
+
+
+def test_bad_selections_name_the_allowed_values(sweep, capsys):
+    err = _error_of(sweep, capsys, "fashion_mnist", "--methods=foo")
+    assert "--methods: foo not in table fashion_mnist; allowed: teacher, student, kd, dkd, ltkd," in err
+    assert "--gammas: 0 not in table fashion_mnist; allowed: 10, 100" in _error_of(sweep, capsys, "fashion_mnist",
+                                                                                  "--gammas=0")
+    assert "--gammas: 7 not in table I; allowed: 10, 20, 100" in _error_of(sweep, capsys, "I", "--gammas=20,7")
+    assert "--pairs: a-b not in table VI; allowed: resnet32x4-resnet8x4," in _error_of(sweep, capsys, "VI",
+                                                                                      "--pairs=a-b")
+    assert "--methods: fitnet, foo not in table V;" in _error_of(sweep, capsys, "V", "--methods=kd,fitnet,foo")
+    # Each value is in one of the tables, but no cell has both.
+    assert "--methods with --gammas select no run of table I,V" in _error_of(sweep, capsys, "I,V", "--methods=fitnet",
+                                                                             "--gammas=5")
+    assert "--gammas='abc' must be comma-separated numbers" in _error_of(sweep, capsys, "I", "--gammas=abc")
+    assert "--methods='' is empty" in _error_of(sweep, capsys, "I", "--methods=")
+    with pytest.raises(ValueError, match="--methods: foo not in table I"):
+        sweep.build_plan(["I"], methods=["foo"])
+
+
+def test_negative_seeds_and_missing_sweep_file_directory(sweep, capsys, tmp_path):
+    assert "--seeds='0,-1': seeds must be non-negative integers" in _error_of(sweep, capsys, "I", "--seeds=0,-1")
+    with pytest.raises(ValueError, match="non-negative"):
+        sweep.build_plan(["VI"], seeds=[-1])
+    err = _error_of(sweep, capsys, "fig4", "--launcher=tpu", "--sweep_file=/nonexistent/x")
+    assert "--sweep_file=/nonexistent/x: directory /nonexistent does not exist" in err
+    assert "is a directory" in _error_of(sweep, capsys, "fig4", f"--sweep_file={tmp_path}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_override_values_name_the_field(sweep, capsys):
+    err = _error_of(sweep, capsys, "fashion_mnist", "--config.batch_size=abc")
+    assert err.startswith("error: --config.batch_size='abc' is not a valid value of field batch_size (int, now 64)")
+    err = _error_of(sweep, capsys, "fashion_mnist", "--config.lr_decay_epochs=(1,")
+    assert "--config.lr_decay_epochs='(1,' is not a valid value of field lr_decay_epochs" in err
+    assert "--config.dataset='3' is not a valid value of field dataset" in _error_of(sweep, capsys, "fashion_mnist",
+                                                                                    "--config.dataset=3")
+
+
+def test_every_planned_config_passes_experiment_validate(sweep, capsys):
+    """What ltkd_jax.main would refuse at start-up is refused when planning, naming the run."""
+    err = _error_of(sweep, capsys, "fashion_mnist", "--config.student_model=nosuch")
+    assert err.startswith("error: the --config=configs/fashion_mnist_lt.py:") and "is invalid: " in err
+    assert "'nosuch'" in err
+    err = _error_of(sweep, capsys, "VI", "--seeds=0", "--config.dtype=float16")
+    assert "is invalid: " in err and "'float16'" in err
+    with pytest.raises(ValueError, match="nosuch"):
+        sweep.build_plan(["fashion_mnist"], extra_overrides=["--config.student_model=nosuch"])

@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 from etils import epath  # noqa: E402
 
 from ltkd_jax import config_lib, experiment, metrics_log, paper_results  # noqa: E402
-from ltkd_jax.data.longtail import exponential_counts  # noqa: E402
+from ltkd_jax.data import _env, longtail  # noqa: E402
 
 # Fields a sweep sets itself: not accepted as extra overrides.
 SWEEP_FIELDS = ("seed", "teacher_seed", "teachers_dir")
@@ -116,7 +116,7 @@ def resolution_scale(config) -> float:
 
 def train_images(config) -> int:
     name = config.dataset.name
-    return int(exponential_counts(FULL_CLASS_COUNTS[name], config.dataset.imbalance_factor).sum())
+    return int(longtail.exponential_counts(FULL_CLASS_COUNTS[name], config.dataset.imbalance_factor).sum())
 
 
 def run_seconds(config, device: str = "h200") -> float:
@@ -265,10 +265,6 @@ def table_entries(table: str) -> List[Tuple[str, object, str, Dict[str, float]]]
     return entries
 
 
-def _gamma_text(gamma) -> str:
-    return f"{gamma:g}" if isinstance(gamma, float) else str(gamma)
-
-
 def _build(dataset: str, arg: str):
     config = config_lib.build_config(dataset, arg)
     if config.arg_error:
@@ -323,7 +319,7 @@ class Planner:
     def add_teacher_for(self, student_config, student_workdir: str, table: str) -> Run:
         """The run that trains `student_config`'s teacher, at the path the student will look for it."""
         target = experiment.teacher_config(student_config)
-        gamma = _gamma_text(target.dataset.imbalance_factor)
+        gamma = longtail.gamma_text(target.dataset.imbalance_factor)
         arg = f"teacher,{target.teacher_model}-{target.teacher_model},{gamma}"
         base = _build(target.dataset.name, arg)
         overrides = overrides_between(base, target)
@@ -338,7 +334,7 @@ class Planner:
 
     def add(self, table: str, dataset: str, pair: str, gamma, method: str, hparams: Dict[str, float], seed: int):
         teacher, student = pair.split("-")
-        g = _gamma_text(gamma)
+        g = longtail.gamma_text(gamma)
         cell = os.path.join(self.runs_dir, f"{dataset}_gamma{g}")
         teachers_dir = os.path.join(self.runs_dir, "teachers")
         if method == "teacher":
@@ -405,7 +401,7 @@ def check_selection(tables: Sequence[str], methods=None, gammas=None, pairs=None
     names = ",".join(tables)
     for flag, given, allowed, show in (
             ("--methods", methods, [m for m, _, _ in entries], str),
-            ("--gammas", [float(g) for g in gammas or ()], [g for _, g, _ in entries], _gamma_text),
+            ("--gammas", [float(g) for g in gammas or ()], [g for _, g, _ in entries], longtail.gamma_text),
             ("--pairs", pairs, [p for _, _, p in entries], str)):
         allowed = list(dict.fromkeys(allowed))
         unknown = [show(v) for v in given or () if v not in allowed]
@@ -475,7 +471,7 @@ def summary_lines(runs: Sequence[Run], tables: Sequence[str], args) -> List[str]
         f"(teachers {t_hours:.2f} h, students {s_hours:.2f} h)",
         COST_MODEL,
         "training images per epoch: " + ", ".join(
-            f"{name} γ={_gamma_text(gamma)}: {count:,}{' (approx.)' if name == 'imagenet2012' else ''}"
+            f"{name} γ={longtail.gamma_text(gamma)}: {count:,}{' (approx.)' if name == 'imagenet2012' else ''}"
             for (name, gamma), count in sorted({(r.config.dataset.name, r.config.dataset.imbalance_factor):
                                                 train_images(r.config) for r in runs}.items())),
     ]
@@ -585,12 +581,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         check_selection(args.tables, args.method_list, args.gamma_list, args.pair_list)
     except ValueError as error:
         parser.error(str(error))
-    if args.sweep_file:  # written with open() after planning: check now
-        parent = os.path.dirname(os.path.abspath(args.sweep_file))
-        if os.path.isdir(args.sweep_file):
-            parser.error(f"--sweep_file={args.sweep_file} is a directory; give a file path")
-        if not os.path.isdir(parent):
-            parser.error(f"--sweep_file={args.sweep_file}: directory {parent} does not exist")
+    problem = args.sweep_file and _env.local_output_file_problem(args.sweep_file)  # written after planning
+    if problem:
+        parser.error(f"--sweep_file={args.sweep_file}: {problem}")
     args.extra = rest
     return args
 

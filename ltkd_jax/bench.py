@@ -37,7 +37,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ltkd_jax import device_input, losses, metrics_log, models, optim, trainer
-from ltkd_jax.data import longtail
+from ltkd_jax.data import _env, longtail
 
 # Dense peak TFLOP/s per chip (vendor figures, no sparsity): (float32, bfloat16).
 PEAK_TFLOPS = {
@@ -309,12 +309,9 @@ def parse_args(argv=None):
     if args.epoch and args.batch_size > args.epoch_examples:
         parser.error(f"--batch_size={args.batch_size} is larger than --epoch_examples={args.epoch_examples}; "
                      "an epoch needs at least one batch")
-    if args.json:  # written with open(): a local path
-        parent = os.path.dirname(os.path.abspath(args.json))
-        if os.path.isdir(args.json):
-            parser.error(f"--json={args.json} is a directory; give a file path")
-        if not os.path.isdir(parent):
-            parser.error(f"--json={args.json}: directory {parent} does not exist")
+    problem = args.json and _env.local_output_file_problem(args.json)  # written after the benchmark
+    if problem:
+        parser.error(f"--json={args.json}: {problem}")
     if args.step_only and args.epoch:
         parser.error("--epoch runs the trainer's end-to-end program; it cannot go with --step_only")
     for name in (args.teacher, args.student):

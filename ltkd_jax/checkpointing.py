@@ -120,25 +120,53 @@ def _first_line(error: Exception, limit: int = 200) -> str:
 
 class _WithoutLoopClosedTracebacks(io.TextIOBase):
     """stderr without the tracebacks that tensorstore's threads print when orbax has closed its event loop
-    after a failed read (`RuntimeError: Event loop is closed`, tens to thousands of lines after one bad file)."""
+    after a failed read (`RuntimeError: Event loop is closed`: tens to thousands of lines after one bad file).
 
-    NOISE = ("Traceback (most recent call last):", "in call_soon_threadsafe", "self._check_closed()",
-             "in _check_closed", "raise RuntimeError('Event loop is closed')", "RuntimeError: Event loop is closed")
+    A traceback is held until its exception line and dropped whole if that is the closed-loop error; other
+    tracebacks and output pass unchanged. The threads' tracebacks interleave, so stray lines of theirs that
+    arrive outside a held block are dropped too."""
+
+    LOOP_CLOSED = "RuntimeError: Event loop is closed"
+    STRAY = ("in call_soon_threadsafe", "    self._check_closed()", "in _check_closed",
+             "raise RuntimeError('Event loop is closed')", LOOP_CLOSED)
 
     def __init__(self, stream):
         super().__init__()
-        self.stream, self.pending = stream, ""
+        self.stream, self.partial, self.held = stream, "", None
 
     def write(self, text):
-        lines = (self.pending + text).split("\n")
-        self.pending = lines.pop()
-        kept = [line for line in lines if not any(noise in line for noise in self.NOISE)]
-        if kept:
-            self.stream.write("\n".join(kept) + "\n")
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        out = []
+        for line in lines:
+            if line.startswith("Traceback (most recent call last):"):
+                out += self.held or []
+                self.held = [line]
+            elif self.held is not None and line.startswith((" ", "\t")):
+                self.held.append(line)
+            elif self.held is not None:  # the exception line ends the held traceback
+                if line.strip() != self.LOOP_CLOSED:
+                    kept = [held for held in self.held if not any(s in held for s in self.STRAY)]
+                    out += (kept if len(kept) > 1 else []) + [line]  # a header alone was a cut-off stray one
+                self.held = None
+            elif not any(stray in line for stray in self.STRAY):
+                out.append(line)
+        if out:
+            self.stream.write("\n".join(out) + "\n")
         return len(text)
 
     def flush(self):
+        if self.partial and self.held is None:
+            self.stream.write(self.partial)
+            self.partial = ""
         self.stream.flush()
+
+    def release(self):
+        """Whatever is held, unfiltered, and the stream underneath."""
+        self.stream.write("".join(line + "\n" for line in self.held or []) + self.partial)
+        self.held, self.partial = None, ""
+        self.stream.flush()
+        return self.stream
 
 
 class _WithoutOrphanedReads:
@@ -153,20 +181,31 @@ class _WithoutOrphanedReads:
             self.previous(unraisable)
 
 
+def quiet_failed_reads() -> None:
+    """For a process about to exit on a CheckpointError (the CLI): the reads orbax left running go on printing
+    closed-loop tracebacks and unawaited-coroutine warnings from other threads until the exit; drop them."""
+    if not isinstance(sys.stderr, _WithoutLoopClosedTracebacks):
+        sys.stderr = _WithoutLoopClosedTracebacks(sys.stderr)
+    if not isinstance(sys.unraisablehook, _WithoutOrphanedReads):
+        sys.unraisablehook = _WithoutOrphanedReads(sys.unraisablehook)
+
+
 @contextlib.contextmanager
 def _reading(what: str, path: str):
-    """A restore: any failure becomes one CheckpointError line, and the noise its orphaned reads print (from
-    other threads, while the error propagates and up to the exit) is dropped."""
+    """A restore: any failure becomes one CheckpointError line; the closed-loop tracebacks of a failing read
+    are dropped while it runs (after it, see quiet_failed_reads)."""
     stderr = sys.stderr
-    if not isinstance(stderr, _WithoutLoopClosedTracebacks):
+    if isinstance(stderr, _WithoutLoopClosedTracebacks):
+        stderr = None  # already filtered (a failed read earlier in this process): leave it
+    else:
         sys.stderr = _WithoutLoopClosedTracebacks(stderr)
     try:
         yield
     except Exception as error:  # orbax raises many types for a damaged directory
-        if not isinstance(sys.unraisablehook, _WithoutOrphanedReads):  # the filtered stderr stays too: the
-            sys.unraisablehook = _WithoutOrphanedReads(sys.unraisablehook)  # reads go on printing
         raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
-    sys.stderr = stderr
+    finally:
+        if stderr is not None:
+            sys.stderr = sys.stderr.release() if isinstance(sys.stderr, _WithoutLoopClosedTracebacks) else stderr
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str):

@@ -58,11 +58,6 @@ def parse_arg(arg: str):
     return method, teacher, student, imbalance_factor
 
 
-def gamma_text(gamma) -> str:
-    """An imbalance factor as people write it: 100, 12.5 (the config field is a float, so any γ can be set)."""
-    return f"{float(gamma):g}"
-
-
 DEFAULT_ARGS = {
     "cifar100": "ltkd,resnet32x4-resnet8x4,100",
     "tiny_imagenet": "ltkd,resnet32x4-resnet8x4,100",

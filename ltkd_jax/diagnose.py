@@ -19,7 +19,7 @@ import numpy as np
 from etils import epath
 
 from ltkd_jax import config_lib, device_input, evaluation, experiment, models, run_report, trainer
-from ltkd_jax.data import _env
+from ltkd_jax.data import _env, longtail
 
 
 def predictions(model, variables, images: np.ndarray, augmentation, batch_size: int, temperature: float):
@@ -111,8 +111,8 @@ def _plot(result, path):
 
 def format_result(result) -> str:
     names = evaluation.group_names(len(result["uniform_share"]))
-    gamma = float(result["imbalance_factor"])
-    lines = [f"{result['model']} on {result['dataset']}-LT (γ = {gamma:g}): group-probability sums "
+    gamma = longtail.gamma_text(result["imbalance_factor"])
+    lines = [f"{result['model']} on {result['dataset']}-LT (γ = {gamma}): group-probability sums "
              f"per batch of {result['batch_size']} (T = {result['temperature']})", "",
              "| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
              "| class share (uniform prediction) | " + " | ".join(f"{v:.2f}" for v in result["uniform_share"]) + " |"]

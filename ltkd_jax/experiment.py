@@ -17,7 +17,7 @@ from etils import epath
 from ltkd_jax import config_lib, device_input, feature_kd, losses, metrics_log, run_report, trainer
 from ltkd_jax import data as data_lib
 from ltkd_jax import models
-from ltkd_jax.data import _env
+from ltkd_jax.data import _env, longtail
 
 CONFIG_FILE = "config.json"
 # Fields that may change between a run and its resumption without changing its results: how it logs, where
@@ -65,7 +65,7 @@ def validate(config) -> None:
             raise ValueError(f"unknown {role.replace('_', ' ')} {name!r}; known: {', '.join(models.MODEL_NAMES)}")
     gamma = config.dataset.imbalance_factor
     if not config.dataset.split_file and not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 1):
-        raise ValueError(f"imbalance factor {config_lib.gamma_text(gamma)} is invalid: it must be a finite number "
+        raise ValueError(f"imbalance factor {longtail.gamma_text(gamma)} is invalid: it must be a finite number "
                          ">= 1 (1 = balanced)")
     _check_numbers(config)
     trainer.check_batch_size(config.batch_size)
@@ -166,7 +166,7 @@ def teacher_workdir(config, workdir: str) -> str:
         return config.teacher_checkpoint
     root = config.teachers_dir or epath.Path(_env.absolute(workdir)).parent / "teachers"  # gs:// kept
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
-              else f"gamma{config_lib.gamma_text(config.dataset.imbalance_factor)}")
+              else f"gamma{longtail.gamma_text(config.dataset.imbalance_factor)}")
     epochs = config.teacher_num_epochs or config.num_epochs
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
     if config.dtype != "float32":
@@ -204,8 +204,8 @@ def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teac
     if jax.process_index() == 0:
         data_lib.write_split(info, workdir)
         if teacher is not None:  # the student's checkpoints hold only the student: say which teacher taught it
-            _env.write_file(epath.Path(workdir) / run_report.TEACHER_FILE, json.dumps(
-                {"checkpoint": teacher.checkpoint, "model": config.teacher_model}, indent=2) + "\n")
+            with _env.atomic_open(epath.Path(workdir) / run_report.TEACHER_FILE) as f:
+                json.dump({"checkpoint": teacher.checkpoint, "model": config.teacher_model}, f, indent=2)
     distill = config.method not in config_lib.CE_METHODS
     model_name = config.teacher_model if config.method == "teacher" else config.student_model
     trainer.run_stage(

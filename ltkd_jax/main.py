@@ -35,17 +35,20 @@ def parse_flags(argv):
                 _usage_error(f"--config file {path!r} does not exist"
                              + (f" (known: {', '.join(known)})" if known else ""))
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
+        if FLAGS.config is not None:  # `--config PATH` (no '=') loads lazily: make it fail here
+            FLAGS.config.keys()
+        return rest
     except flags.Error as error:  # a value that does not parse, or an unknown flag
         _usage_error(str(error))
-    except AttributeError as error:  # ml_collections: an unknown --config.FIELD, or no get_config() in the file
-        text = str(error).replace("\\n", " ").replace("\\", "").replace("'", "").strip('"')
-        if "get_config" in text:
-            _usage_error(f"--config file has no get_config() ({text})")
+    except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.FIELD (or group)
+        text = str(error.args[0] if error.args else error).replace("\\n", " ").replace("\\", "").replace("'", "").strip('"')
         name = text.split()[0] if text else ""
-        overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
-        field = next((o for o in overrides if name in o.split(".")[1:]), "--config.FIELD")
-        _usage_error(f"{field}: no such config field ({text})")
+        override = next((a.split("=", 1)[0] for a in argv[1:]
+                         if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")[1:]), None)
+        if override:
+            _usage_error(f"{override}: no such config field ({text})")
+        _usage_error(f"--config could not be loaded: {type(error).__name__}: {text}")
     except Exception as error:  # pylint: disable=broad-except  # a config file that does not load
         _usage_error(f"--config could not be loaded: {type(error).__name__}: {error}")
     return None
@@ -73,7 +76,15 @@ def main(argv):
                 raise ValueError("--workdir is required with --config")
             experiment.run(FLAGS.config, FLAGS.workdir)
     except known_errors as error:
+        if isinstance(error, checkpointing.CheckpointError):
+            checkpointing.quiet_failed_reads()
         sys.stderr.write(f"\nerror: {error}\n")
+        if isinstance(error, checkpointing.CheckpointError):
+            # The reads orbax left running would print again while the interpreter shuts down (past any
+            # filter); nothing is left to save (the checkpointer closed before the error got here).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)  # pylint: disable=protected-access
         sys.exit(143 if isinstance(error, trainer.Preempted) else 1)
 
 

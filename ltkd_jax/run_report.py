@@ -13,7 +13,7 @@ import numpy as np
 from etils import epath
 
 from ltkd_jax import evaluation, metrics_log
-from ltkd_jax.data import _env
+from ltkd_jax.data import _env, longtail
 
 TEACHER_FILE = "teacher.json"  # a student's record of the teacher checkpoint it was distilled from
 
@@ -38,7 +38,7 @@ def write_report(workdir: str, config, data) -> str:
     records = metrics_log.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
     last, best = final_and_best(records)
     lines = [f"# {config.method}: {config.teacher_model} → {config.student_model} on {config.dataset.name}-LT "
-             f"(γ = {float(config.dataset.imbalance_factor):g})", ""]
+             f"(γ = {longtail.gamma_text(config.dataset.imbalance_factor)})", ""]
     if last is None:
         lines.append("No evaluation yet.")
     else:
@@ -46,10 +46,11 @@ def write_report(workdir: str, config, data) -> str:
         for label, record in (("last", last), ("best", best)):
             lines.append(f"| {label} ({record['epoch']}) | "
                          + " | ".join(_cell(record.get(c)) for c in COLUMNS) + " |")
-        teacher_file = epath.Path(workdir) / TEACHER_FILE
-        if teacher_file.exists():
-            teacher = json.loads(teacher_file.read_text())
+        try:
+            teacher = json.loads((epath.Path(workdir) / TEACHER_FILE).read_text())
             lines += ["", f"Teacher: {teacher['model']}, checkpoint `{teacher['checkpoint']}`"]
+        except (OSError, ValueError, KeyError, TypeError):  # a teacher run (no file), or a file edited by hand
+            pass
         if "teacher_agreement" in last:
             lines += ["", f"Agreement with the teacher (last epoch): {last['teacher_agreement']:.2f}%"]
         group_of = np.asarray(data.group_ids)

@@ -64,19 +64,34 @@ def test_restore_errors_stay_one_line():
              '  File "/usr/lib/python3.11/asyncio/base_events.py", line 519, in _check_closed\n'
              "    raise RuntimeError('Event loop is closed')\n"
              "RuntimeError: Event loop is closed\n")
+    real = ('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    f()\n'
+            "KeyError: 'a real error'\n")
     stream.write(noise[:40])
     stream.write(noise[40:] + "error: teacher checkpoint x is unreadable or corrupted (y)\n" + noise)
-    stream.write("a warning\n")
-    assert captured.getvalue() == "error: teacher checkpoint x is unreadable or corrupted (y)\na warning\n"
+    noise_lines = noise.splitlines(keepends=True)
+    stray = "".join(noise_lines[1:3])  # pieces of another thread's traceback
+    cut_off = "".join(noise_lines[:3])  # a noise traceback that a line of other output interrupts
+    stream.write(real + stray + cut_off + "a warning\n")
+    stream.write("progress 50%")
+    stream.flush()
+    assert captured.getvalue() == ("error: teacher checkpoint x is unreadable or corrupted (y)\n" + real
+                                   + "a warning\nprogress 50%")
+    stream.write("\n" + noise[:60])
+    assert stream.release() is captured and captured.getvalue().endswith("progress 50%\n" + noise[:60])
 
 
-def test_a_good_restore_leaves_stderr_alone(tmp_path):
-    stderr, hook = sys.stderr, sys.unraisablehook
+def test_a_restore_filters_stderr_only_while_it_reads(tmp_path, monkeypatch):
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
     with checkpointing._reading("checkpoint", str(tmp_path)):  # pylint: disable=protected-access
         assert isinstance(sys.stderr, checkpointing._WithoutLoopClosedTracebacks)  # pylint: disable=protected-access
-    assert sys.stderr is stderr
+        sys.stderr.write("half a line")
+    assert sys.stderr is stderr and stderr.getvalue() == "half a line"
     with pytest.raises(checkpointing.CheckpointError, match=r"checkpoint .* is unreadable or corrupted \(OSError: bad"):
         with checkpointing._reading("checkpoint", str(tmp_path)):  # pylint: disable=protected-access
             raise OSError("bad")
-    assert sys.unraisablehook.previous is hook
-    sys.stderr, sys.unraisablehook = stderr, hook
+    assert sys.stderr is stderr  # a library caller's stderr is its own again; the CLI quiets what follows:
+    hook = sys.unraisablehook
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    checkpointing.quiet_failed_reads()
+    assert sys.stderr.stream is stderr and sys.unraisablehook.previous is hook

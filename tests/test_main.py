@@ -245,7 +245,13 @@ def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
      'error: --config.num_epoch: no such config field (num_epoch Did you mean "num_epochs"'),
     (["--config=configs/fashion_mnist_lt.py", "--config.num_epochs=abc"],
      "error: flag --config.num_epochs=abc: invalid literal for int()"),
-    (["--config=ltkd_jax/optim.py"], "error: --config file has no get_config()"),
+    (["--config=ltkd_jax/optim.py"], "error: --config could not be loaded: AttributeError: module config_config has no "
+                                     "attribute get_config"),
+    (["--config", "configs/missing.py"], "error: --config could not be loaded: OSError: Configuration is not available"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.distil.alpha=1"],
+     'error: --config.distil.alpha: no such config field (distil Did you mean "distill"'),
+    (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"],
+     "error: --config.distill.gamma: no such config field (gamma)"),
     (["--config=README.md"], "error: --config could not be loaded: SyntaxError"),
 ])
 def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):

@@ -259,3 +259,18 @@ def test_paper_tables_agree_with_each_other():
     assert paper_results.lookup("imagenet2012", 20, "fitnet", teacher="resnet34", student="resnet18") is None
     assert paper_results.fig4_value(6, 6) == (49.70, 62.54) == paper_results.table_value("I", PAIR, 20, "ltkd")
     assert paper_results.fig4_value(6, 1) == (None, 61.45)
+
+
+def test_run_dirs_are_found_once(tmp_path):
+    """Nested runs are found; a symlink (to a run, or back up the tree) and a run's own outputs are not walked."""
+    root = tmp_path / "runs"
+    first = make_run(str(root), "cifar100", f"kd,{PAIR},20", 0, finished(55, 40), name="a")
+    nested = make_run(str(root / "group"), "cifar100", f"kd,{PAIR},20", 1, finished(55, 42), name="b")
+    os.makedirs(os.path.join(first, "checkpoints", "10"))
+    with open(os.path.join(first, "checkpoints", "10", "config.json"), "w") as f:  # an orbax file of that name
+        f.write("{}")
+    with open(os.path.join(first, "checkpoints", "10", "metrics.jsonl"), "w") as f:
+        f.write("{}\n")
+    os.symlink(first, root / "link_to_a")
+    os.symlink(root, root / "group" / "up")
+    assert report.find_run_dirs(str(root)) == [first, nested]

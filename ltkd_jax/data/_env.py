@@ -53,6 +53,15 @@ def file_in_the_way(directory: str | os.PathLike) -> Optional[epath.Path]:
     return None
 
 
+def local_output_file_problem(path: str) -> Optional[str]:
+    """Why a local file could not be written at `path` (it is a directory, or its directory is missing), or
+    None: for flags whose file is written after a long run."""
+    if os.path.isdir(path):
+        return "is a directory; give a file path"
+    parent = os.path.dirname(os.path.abspath(path))
+    return None if os.path.isdir(parent) else f"directory {parent} does not exist"
+
+
 def absolute(path: str | os.PathLike) -> str:
     """``os.path.abspath`` of a local path; a URL unchanged (abspath would turn ``gs://b/x`` into
     ``<cwd>/gs:/b/x``)."""

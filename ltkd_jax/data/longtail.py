@@ -50,6 +50,13 @@ def _as_int_vector(values, what: str) -> np.ndarray:
     return arr
 
 
+def gamma_text(imbalance_factor) -> str:
+    """γ as written in directory names and reports: `100` for 100.0, `12.5`; exact (repr), so two different
+    values never share a teacher directory."""
+    gamma = float(imbalance_factor)
+    return str(int(gamma)) if gamma.is_integer() else repr(gamma)
+
+
 def exponential_counts(full_counts: Sequence[int], imbalance_factor: float) -> np.ndarray:
     """Per-class counts of the exponential long-tailed profile (LDAM-DRW's ``get_img_num_per_cls``).
 

@@ -118,7 +118,7 @@ if ((DRY_RUN)); then
     exit 0
 fi
 
-mkdir -p "$LOG_DIR"
+mkdir -p "$LOG_DIR" 2>/dev/null || die "cannot create the log directory '$LOG_DIR' (LOG_DIR, default the --workdir)"
 PIDS=()
 ALIVE=()
 TEE_PID=""

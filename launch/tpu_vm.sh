@@ -117,6 +117,19 @@ done
 if ((HAVE_ARGS)) && [[ -n $SWEEP ]]; then die "give either ARGS after -- or --sweep=FILE, not both"; fi
 if ((DETACH && DELETE)); then die "--detach with --delete would delete the VM under the running job"; fi
 if [[ -n $GIT_URL && -n $REPO ]]; then die "give either --repo (copy a checkout) or --git (clone), not both"; fi
+if [[ -z $GIT_URL && $GIT_REF != origin/HEAD ]]; then die "--git_ref needs --git (a --repo checkout is copied as it is)"; fi
+if [[ -z $GIT_URL ]] && ((!SKIP_SETUP)); then  # checked before any VM is created
+    src=${REPO:-$SCRIPT_DIR/..}
+    [[ -d $src ]] || die "REPO directory '$src' does not exist"
+    [[ -f $src/setup.cfg && -d $src/ltkd_jax ]] || die "'$src' is not an ltkd_jax checkout (no setup.cfg / ltkd_jax/)"
+    for arg in "${ARGS[@]}"; do  # the copied checkout must hold the config file the run names
+        if [[ $arg == --config=* ]]; then
+            config_file=${arg#--config=}
+            config_file=${config_file%%:*}
+            [[ $config_file == /* || -f $src/$config_file ]] || die "config file '$config_file' is not in '$src'"
+        fi
+    done
+fi
 
 # The runs: each is the ARGS text for ltkd_jax.main, as the remote shell will read it.
 RUNS=()

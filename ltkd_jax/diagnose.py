@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 import jax
@@ -18,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from ltkd_jax import config_lib, device_input, evaluation, experiment, models, run_report, trainer
+from ltkd_jax import checkpointing, config_lib, device_input, evaluation, experiment, models, run_report, trainer
 from ltkd_jax.data import _env, longtail
 
 
@@ -67,6 +69,9 @@ def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, ou
     data, _ = experiment.load_data(config)
     if data.train_images is None:
         raise ValueError(f"diagnose needs an in-memory data set; {dataset!r} streams from the host")
+    smallest = min(len(data.test_images), len(data.train_images))
+    if batch_size > smallest:
+        raise ValueError(f"batch_size={batch_size} is larger than the {smallest} images of the smaller split")
     model = models.get_model(model_name, data.num_classes)
     variables = trainer.load_teacher(model, run_dir, data.image_shape).variables
     result = {"run_dir": run_dir, "model": model_name, "dataset": dataset,
@@ -133,12 +138,25 @@ def main(argv=None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--out", default="", help="output directory (default <teacher>/diagnose)")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch_size={args.batch_size} must be >= 1")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        parser.error(f"--temperature={args.temperature} must be a finite number > 0")
+    blocking = _env.file_in_the_way(args.out) if args.out else None
+    if blocking is not None:
+        parser.error(f"--out={args.out}: {blocking} is a file, not a directory")
     try:
         if not (epath.Path(args.teacher) / experiment.CONFIG_FILE).exists():
             raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")
         result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
     except (ValueError, FileNotFoundError) as error:
+        if isinstance(error, checkpointing.CheckpointError):
+            checkpointing.quiet_failed_reads()
         print(f"diagnose: error: {error}", file=sys.stderr)
+        if isinstance(error, checkpointing.CheckpointError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)  # the reads orbax left running would print again at interpreter teardown
         return 2
     print(format_result(result))
     return 0

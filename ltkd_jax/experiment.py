@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Optional
 
 import jax
@@ -88,31 +89,38 @@ def image_shape(config):
     return (size, size, 3)
 
 
+def refuse_workdir(config, workdir: str) -> list:
+    """A one-line ValueError for a workdir that cannot hold this run: a file is in the way, or it holds a run of
+    another config (unless `overwrite`). Reads only; returns the differing fields (to be overwritten)."""
+    blocking = _env.file_in_the_way(workdir)
+    if blocking is not None:
+        raise ValueError(f"workdir {workdir} cannot be created: {blocking} is a file")
+    path = epath.Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        return []
+    stored = json.loads(path.read_text())
+    current = json.loads(config.to_json())
+    differing = sorted(k for k in set(stored) | set(current)
+                       if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
+    if differing and not config.overwrite:
+        key = differing[0]
+        raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored.get(key)!r} there, "
+                         f"{current.get(key)!r} now); use another --workdir or --config.overwrite=True")
+    return differing
+
+
 def check_workdir(config, workdir: str) -> None:
     """Refuse a workdir that holds a run of another config, unless `overwrite` (then start afresh).
 
     The workdir may be remote (`gs://...`) and shared by all processes: every process reads config.json before
     process 0 deletes or rewrites anything, and none goes on before process 0 is done."""
-    blocking = _env.file_in_the_way(workdir)
-    if blocking is not None:
-        raise ValueError(f"workdir {workdir} cannot be created: {blocking} is a file")
-    path = epath.Path(workdir) / CONFIG_FILE
-    differing = []
-    if path.exists():
-        stored = json.loads(path.read_text())
-        current = json.loads(config.to_json())
-        differing = sorted(k for k in set(stored) | set(current)
-                           if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
-        if differing and not config.overwrite:
-            key = differing[0]
-            raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored.get(key)!r} there, "
-                             f"{current.get(key)!r} now); use another --workdir or --config.overwrite=True")
+    differing = refuse_workdir(config, workdir)
     _sync("check_workdir")
     if jax.process_index() == 0:
         if differing:
             epath.Path(workdir).rmtree()
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        _env.write_file(path, config.to_json(indent=2))
+        _env.write_file(epath.Path(workdir) / CONFIG_FILE, config.to_json(indent=2))
     _sync("check_workdir_written")
 
 
@@ -224,6 +232,11 @@ def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teac
 def run(config, workdir: str, **overrides):
     """Train (or reuse) the teacher, then the student; returns the student run's metrics records."""
     validate(config)
+    refuse_workdir(config, workdir)  # before any teacher is trained for it
+    never = [epoch for epoch in config.lr_decay_epochs if epoch >= config.num_epochs]
+    if never and jax.process_index() == 0:  # e.g. --config.num_epochs shortened without the decay epochs
+        sys.stderr.write(f"warning: lr_decay_epochs {never} are not before num_epochs={config.num_epochs}: "
+                         "the learning rate never decays there\n")
     data, info = load_data(config)
     if config.method in config_lib.CE_METHODS:
         return _run_config(config, workdir, data, info, None, **overrides)

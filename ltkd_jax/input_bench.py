@@ -18,6 +18,7 @@ device`` also puts each batch on the first JAX device as the trainer's host feed
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -148,6 +149,8 @@ def parse_args(argv=None):
             parser.error(f"--{name}={getattr(args, name)} must be >= 1")
     if min(args.threads) < 1:
         parser.error(f"--threads values must be >= 1, got {min(args.threads)}")
+    if not (math.isfinite(args.step_img_per_s) and args.step_img_per_s >= 0):
+        parser.error(f"--step_img_per_s={args.step_img_per_s} must be a finite number >= 0 (0: no sizing line)")
     return args
 
 

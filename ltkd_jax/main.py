@@ -61,9 +61,17 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every checkpoint and read at INFO
     import jax  # pylint: disable=import-outside-toplevel
 
+    if (FLAGS.num_processes is not None or FLAGS.process_id is not None) and not (
+            FLAGS.distributed or FLAGS.coordinator_address):
+        _usage_error("--num_processes / --process_id need --coordinator_address (or --distributed on a cluster)")
     if FLAGS.distributed or FLAGS.coordinator_address:
-        jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                                   num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+        try:
+            jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                                       num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+        except (ValueError, RuntimeError) as error:  # no cluster to detect, a process id out of range, ...
+            _usage_error(f"jax.distributed.initialize failed: {str(error).strip().splitlines()[0]} (on a TPU VM "
+                         "or under SLURM --distributed finds the cluster; elsewhere give --coordinator_address, "
+                         "--num_processes and --process_id)")
     from ltkd_jax import checkpointing, demo, experiment, trainer  # pylint: disable=import-outside-toplevel
 
     known_errors = (ValueError, FileNotFoundError, checkpointing.CheckpointError, trainer.NonFiniteLoss,

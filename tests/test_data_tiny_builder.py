@@ -74,3 +74,16 @@ def test_tiny_imagenet_missing_zip(tmp_path):
     (tmp_path / "empty" / "README").write_text("nothing here")
     with pytest.raises(Exception, match="tiny-imagenet-200.zip"):
         prepare.prepare("tiny_imagenet", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "empty"))
+
+
+def test_prepare_names_a_missing_manual_dir_and_a_data_dir_in_the_way(tmp_path, capsys):
+    from ltkd_jax.data import prepare
+
+    for name, files in (("tiny_imagenet", "tiny-imagenet-200.zip"), ("imagenet2012", "ILSVRC2012_img_train.tar")):
+        assert prepare.main([name, f"--data_dir={tmp_path / 'tfds'}", f"--manual_dir={tmp_path / 'nowhere'}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"manual dir {tmp_path / 'nowhere'} is missing or empty; put {files}" in err
+    assert not (tmp_path / "tfds").exists()  # nothing left behind
+    (tmp_path / "afile").write_text("")
+    assert prepare.main(["fashion_mnist", f"--data_dir={tmp_path / 'afile' / 'tfds'}"]) == 2
+    assert f"cannot be created: {tmp_path / 'afile'} is a file" in capsys.readouterr().err

@@ -33,3 +33,7 @@ def test_input_bench_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         input_bench.main(["--batch_size=0"])
     assert "--batch_size=0 must be >= 1" in capsys.readouterr().err
+    for value in ("-5", "nan"):
+        with pytest.raises(SystemExit):
+            input_bench.main([f"--step_img_per_s={value}"])
+        assert f"--step_img_per_s={float(value)} must be a finite number >= 0" in capsys.readouterr().err

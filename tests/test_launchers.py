@@ -112,6 +112,13 @@ def test_local_bad_usage_is_one_line(args):
     assert_usage_error(launch(LOCAL, *args), "local.sh")
 
 
+def test_local_log_dir_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = launch(LOCAL, "2", "--", f"--workdir={tmp_path / 'afile'}")
+    assert_usage_error(result, "local.sh")
+    assert "cannot create the log directory" in result.stderr
+
+
 def test_local_bad_environment():
     assert_usage_error(launch(LOCAL, "2", "--dry_run", env={"PORT": "http"}), "local.sh")
     assert_usage_error(launch(LOCAL, "2", "--dry_run", env={"DEVICES_PER_PROCESS": "0"}), "local.sh")
@@ -343,6 +350,16 @@ def test_tpu_bad_usage_is_one_line(args, fake_gcloud):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("args", [
+    ["--repo=/does/not/exist", "--", "--workdir=gs://b/r"], ["--git_ref=v1", "--", "--workdir=gs://b/r"],
+    ["--", "--config=configs/nope.py:ltkd,resnet34-resnet18,10", "--workdir=gs://b/r"],
+])
+def test_tpu_checks_the_checkout_before_any_vm_command(args):
+    result = launch(TPU, "--dry_run", *args)
+    assert_usage_error(result, "tpu_vm.sh")
+    assert result.stdout == ""  # no `gcloud ... create` printed (or, for real, run) first
+
+
 def test_tpu_without_gcloud_is_one_line_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -464,6 +481,7 @@ def test_slurm_dry_run_one_process_per_node():
     (["--dry_run"], {}), (["--bogus", "--", "--workdir=w"], {}), (["--", "--workdir=w"], {}),
     (["--dry_run", "--gpus_per_node=0", "--", "--workdir=w"], {}),
     (["--dry_run", "--", "--workdir=w", "--process_id=1"], {}), (["--", "--workdir=w"], {"DRY_RUN": "yes"}),
+    (["--dry_run", "--", "--config=configs/cifar100_lt.py"], {}),  # every rank would stop: no --workdir
 ])
 def test_slurm_bad_usage_is_one_line(args, env):
     assert_usage_error(launch(SLURM, *args, env=env), "slurm.sbatch")

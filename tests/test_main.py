@@ -263,6 +263,38 @@ def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--num_processes=2"], "error: --num_processes / --process_id need --coordinator_address"),
+    (["--coordinator_address=localhost:1", "--num_processes=2", "--process_id=5"],
+     "error: jax.distributed.initialize failed: process_id and num_processes must be nonnegative"),
+])
+def test_cli_process_layout_mistakes_are_one_line(tmp_path, args, message):
+    out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", f"--config={ROOT}/configs/fashion_mnist_lt.py",
+                          *args, f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith(message), out.stderr[-2000:]
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_student_workdir_is_checked_before_its_teacher_trains(tmp_path, mock_dir):
+    """A workdir holding another config (or a file in the way) costs no teacher training."""
+    experiment.check_workdir(tiny_config("student", mock_dir), str(tmp_path / "runs" / "ltkd"))
+    with pytest.raises(ValueError, match=r"holds a run of another config \(distill: \{\} there"):
+        experiment.run(tiny_config("ltkd", mock_dir), str(tmp_path / "runs" / "ltkd"))
+    assert not (tmp_path / "runs" / "teachers").exists()
+
+
+def test_diagnose_checks_its_arguments_first(tmp_path, capsys):
+    from ltkd_jax import diagnose  # pylint: disable=import-outside-toplevel
+    (tmp_path / "afile").write_text("")
+    for args, message in ((["--batch_size=0"], "--batch_size=0 must be >= 1"),
+                          (["--temperature=0"], "--temperature=0.0 must be a finite number > 0"),
+                          (["--temperature=nan"], "--temperature=nan must be a finite number > 0"),
+                          ([f"--out={tmp_path / 'afile' / 'd'}"], f"{tmp_path / 'afile'} is a file, not a directory")):
+        with pytest.raises(SystemExit) as exit_info:
+            diagnose.main([f"--teacher={tmp_path}", *args])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_workdir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("")
     for workdir in (tmp_path / "afile", tmp_path / "afile" / "run"):
@@ -291,3 +323,15 @@ def test_config_files_load_and_validate(config_file):
     config = module.get_config()
     experiment.validate(config)
     assert config.arg_error == ""
+
+
+def test_decay_epochs_past_the_end_are_warned_about(tmp_path, capsys):
+    config = tiny_config("student", tmp_path / "nothing-here", num_epochs=4)  # the data set's decay: (6, 8)
+    with pytest.raises(FileNotFoundError):  # no data there: the warning came first
+        experiment.run(config, str(tmp_path / "run"))
+    assert "warning: lr_decay_epochs [6, 8] are not before num_epochs=4: the learning rate never decays" in (
+        capsys.readouterr().err)
+    config.lr_decay_epochs = (2, 3)
+    with pytest.raises(FileNotFoundError):
+        experiment.run(config, str(tmp_path / "run"))
+    assert "warning" not in capsys.readouterr().err

@@ -29,6 +29,10 @@ from ltkd_jax.data.registry import get_spec, known_names
 FASHION_MNIST_HOST = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
 
 
+MANUAL_FILES = {"tiny_imagenet": "tiny-imagenet-200.zip",
+                "imagenet2012": "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar"}
+
+
 class PrepareError(RuntimeError):
     pass
 
@@ -46,6 +50,9 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
     """Prepare ``name`` in ``data_dir`` and build its numpy caches; returns the data dir."""
     spec = get_spec(name)
     data_dir = _env.resolve_data_dir(data_dir)
+    blocking = _env.file_in_the_way(data_dir)
+    if blocking is not None:
+        raise PrepareError(f"data dir {data_dir} cannot be created: {blocking} is a file")
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir)) if manual_dir else os.path.join(
         data_dir, "downloads", "manual")
     _, tfds = _env.import_tfds()
@@ -62,6 +69,9 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
             raise PrepareError(f"fashion_mnist: no Debian files in {source_dir} and no network; install them with: "
                                f"apt-get install {fashion_mnist.APT_PACKAGE}")
     elif spec.manual:
+        if not _is_prepared(builder) and not (os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+            raise PrepareError(f"{name}: manual dir {manual_dir} is missing or empty; put {MANUAL_FILES[name]} "
+                               "there (or pass --manual_dir=DIR)")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     else:
         config = tfds.download.DownloadConfig()

@@ -1,10 +1,15 @@
-"""``python -m ltkd_jax.models``: a markdown table of every model's parameter count and forward cost.
+"""``python -m ltkd_jax.models [NAME ...]``: a markdown table of each model's parameter count and forward cost
+(every model without NAMEs).
 
 Parameters are counted abstractly (``jax.eval_shape``); GFLOPs are XLA's cost analysis of the compiled
 eval-mode forward pass for one image at the model's native resolution (CIFAR models with 100 classes,
 ImageNet models with 1000). Nothing is run on data.
 """
 from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +45,16 @@ def model_row(name: str) -> tuple[str, str, int, float]:
     return name, resolution, count_params(variables["params"]), _cost_flops(lowered) / 1e9
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ltkd_jax.models", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="models to list (default: all)")
+    names = parser.parse_args(argv).names or list(MODEL_NAMES)
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown:
+        parser.error(f"unknown model {', '.join(map(repr, unknown))}; known: {', '.join(MODEL_NAMES)}")
     print("| name | input | params | GFLOPs |")
     print("|---|---|---:|---:|")
-    for name in MODEL_NAMES:
+    for name in names:
         name, resolution, params, gflops = model_row(name)
         print(f"| {name} | {resolution} | {params:,} | {gflops:.3f} |")
     per_mac = flops_per_multiply_add()
@@ -54,7 +65,8 @@ def main() -> None:
         "not counted (so convolutional nets come out up to ~10% below 2 x their usual MAC counts). "
         "CIFAR models have 100 classes, ImageNet models 1000."
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -117,18 +117,16 @@ done
 if ((HAVE_ARGS)) && [[ -n $SWEEP ]]; then die "give either ARGS after -- or --sweep=FILE, not both"; fi
 if ((DETACH && DELETE)); then die "--detach with --delete would delete the VM under the running job"; fi
 if [[ -n $GIT_URL && -n $REPO ]]; then die "give either --repo (copy a checkout) or --git (clone), not both"; fi
-if [[ -z $GIT_URL && $GIT_REF != origin/HEAD ]]; then die "--git_ref needs --git (a --repo checkout is copied as it is)"; fi
-if [[ -z $GIT_URL ]] && ((!SKIP_SETUP)); then  # checked before any VM is created
-    src=${REPO:-$SCRIPT_DIR/..}
-    [[ -d $src ]] || die "REPO directory '$src' does not exist"
-    [[ -f $src/setup.cfg && -d $src/ltkd_jax ]] || die "'$src' is not an ltkd_jax checkout (no setup.cfg / ltkd_jax/)"
-    for arg in "${ARGS[@]}"; do  # the copied checkout must hold the config file the run names
-        if [[ $arg == --config=* ]]; then
-            config_file=${arg#--config=}
-            config_file=${config_file%%:*}
-            [[ $config_file == /* || -f $src/$config_file ]] || die "config file '$config_file' is not in '$src'"
-        fi
-    done
+if [[ -z $GIT_URL && $GIT_REF != origin/HEAD ]]; then
+    die "--git_ref / GIT_REF='$GIT_REF' needs --git (a --repo checkout is copied as it is)"
+fi
+CHECKOUT=""  # the local checkout that will be copied to the workers (checked before any VM is created)
+if [[ -z $GIT_URL ]] && ((!SKIP_SETUP)); then
+    CHECKOUT=${REPO:-$SCRIPT_DIR/..}
+    [[ -d $CHECKOUT ]] || die "REPO directory '$CHECKOUT' does not exist"
+    CHECKOUT=$(cd "$CHECKOUT" && pwd)
+    [[ -f $CHECKOUT/setup.cfg && -d $CHECKOUT/ltkd_jax ]] ||
+        die "'$CHECKOUT' is not an ltkd_jax checkout (no setup.cfg / ltkd_jax/)"
 fi
 
 # The runs: each is the ARGS text for ltkd_jax.main, as the remote shell will read it.
@@ -148,7 +146,13 @@ elif [[ -n $SWEEP ]]; then
 fi
 
 WORKDIR_RE='(^|[[:space:]])["'\'']?--workdir[=[:space:]]+["'\'']?([^"'\''[:space:]]*)'
+CONFIG_RE='(^|[[:space:]])["'\'']?--config[=[:space:]]+["'\'']?([^"'\'':[:space:]]*)'
 for run in "${RUNS[@]}"; do
+    if [[ -n $CHECKOUT && $run =~ $CONFIG_RE ]]; then  # the copied checkout must hold the run's config file
+        config_file=${BASH_REMATCH[2]}
+        [[ $config_file == /* || -f $CHECKOUT/$config_file ]] ||
+            die "config file '$config_file' is not in the checkout '$CHECKOUT' (paths are relative to it)"
+    fi
     case $run in
         *--coordinator_address* | *--num_processes* | *--process_id* | *--nodistributed*)
             die "do not pass --coordinator_address / --num_processes / --process_id: the slice provides them" ;;
@@ -248,10 +252,7 @@ setup() {
             || die "setup on the workers failed (output above); fix it, or rerun with --skip_setup"
         return
     fi
-    local src=${REPO:-$SCRIPT_DIR/..}
-    [[ -d $src ]] || die "REPO directory '$src' does not exist"
-    src=$(cd "$src" && pwd)
-    [[ -f $src/setup.cfg && -d $src/ltkd_jax ]] || die "'$src' is not an ltkd_jax checkout (no setup.cfg / ltkd_jax/)"
+    local src=$CHECKOUT  # checked at the start
     if ((DRY_RUN)); then
         ARCHIVE=/tmp/ltkd_jax_src.tar.gz
         echo "# pack the checkout (git ls-files -co --exclude-standard, or the tree without .venv/.git/workdirs/data)"

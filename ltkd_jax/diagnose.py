@@ -131,7 +131,9 @@ def format_result(result) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, exit_after_failed_read: bool = False) -> int:
+    """The command line; `exit_after_failed_read` (the `python -m` entry): after a corrupted checkpoint, exit at
+    once (the reads orbax left running would print again while the interpreter shuts down)."""
     parser = argparse.ArgumentParser(prog="python -m ltkd_jax.diagnose", description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", required=True, help="run directory of the teacher (holds config.json)")
     parser.add_argument("--batch_size", type=int, default=64)
@@ -150,17 +152,18 @@ def main(argv=None) -> int:
             raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")
         result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
     except (ValueError, FileNotFoundError) as error:
-        if isinstance(error, checkpointing.CheckpointError):
+        failed_read = exit_after_failed_read and isinstance(error, checkpointing.CheckpointError)
+        if failed_read:
             checkpointing.quiet_failed_reads()
         print(f"diagnose: error: {error}", file=sys.stderr)
-        if isinstance(error, checkpointing.CheckpointError):
+        if failed_read:
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(2)  # the reads orbax left running would print again at interpreter teardown
+            os._exit(2)  # pylint: disable=protected-access
         return 2
     print(format_result(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exit_after_failed_read=True))

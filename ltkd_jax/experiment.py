@@ -233,10 +233,13 @@ def run(config, workdir: str, **overrides):
     """Train (or reuse) the teacher, then the student; returns the student run's metrics records."""
     validate(config)
     refuse_workdir(config, workdir)  # before any teacher is trained for it
-    never = [epoch for epoch in config.lr_decay_epochs if epoch >= config.num_epochs]
-    if never and jax.process_index() == 0:  # e.g. --config.num_epochs shortened without the decay epochs
-        sys.stderr.write(f"warning: lr_decay_epochs {never} are not before num_epochs={config.num_epochs}: "
-                         "the learning rate never decays there\n")
+    trains_teacher = config.method not in config_lib.CE_METHODS and not config.teacher_checkpoint
+    teacher_epochs = config.teacher_num_epochs if trains_teacher else 0  # 0: the student's, warned about already
+    for name, epochs in (("num_epochs", config.num_epochs), ("teacher_num_epochs", teacher_epochs)):
+        never = [epoch for epoch in config.lr_decay_epochs if epoch >= epochs]
+        if epochs and never and jax.process_index() == 0:  # e.g. epochs shortened without the decay epochs
+            sys.stderr.write(f"warning: lr_decay_epochs {never} are not before {name}={epochs}: the learning "
+                             "rate never decays there\n")
     data, info = load_data(config)
     if config.method in config_lib.CE_METHODS:
         return _run_config(config, workdir, data, info, None, **overrides)

@@ -42,7 +42,8 @@ def parse_flags(argv):
     except flags.Error as error:  # a value that does not parse, or an unknown flag
         _usage_error(str(error))
     except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.FIELD (or group)
-        text = str(error.args[0] if error.args else error).replace("\\n", " ").replace("\\", "").replace("'", "").strip('"')
+        text = str(error.args[0] if error.args else error)
+        text = text.replace("\\n", " ").replace("\\", "").replace("'", "").strip('"')
         name = text.split()[0] if text else ""
         override = next((a.split("=", 1)[0] for a in argv[1:]
                          if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")[1:]), None)
@@ -64,12 +65,17 @@ def main(argv):
     if (FLAGS.num_processes is not None or FLAGS.process_id is not None) and not (
             FLAGS.distributed or FLAGS.coordinator_address):
         _usage_error("--num_processes / --process_id need --coordinator_address (or --distributed on a cluster)")
+    if FLAGS.coordinator_address:
+        host, _, port = FLAGS.coordinator_address.rpartition(":")
+        if not (host and port.isdigit()):
+            _usage_error(f"--coordinator_address={FLAGS.coordinator_address!r} must be HOST:PORT (e.g. 10.0.0.1:1234)")
     if FLAGS.distributed or FLAGS.coordinator_address:
         try:
             jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-        except (ValueError, RuntimeError) as error:  # no cluster to detect, a process id out of range, ...
-            _usage_error(f"jax.distributed.initialize failed: {str(error).strip().splitlines()[0]} (on a TPU VM "
+        except Exception as error:  # pylint: disable=broad-except  # no cluster to detect, a bad process id, ...
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            _usage_error(f"jax.distributed.initialize failed: {reason} (on a TPU VM "
                          "or under SLURM --distributed finds the cluster; elsewhere give --coordinator_address, "
                          "--num_processes and --process_id)")
     from ltkd_jax import checkpointing, demo, experiment, trainer  # pylint: disable=import-outside-toplevel

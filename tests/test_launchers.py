@@ -353,9 +353,13 @@ def test_tpu_bad_usage_is_one_line(args, fake_gcloud):
 @pytest.mark.parametrize("args", [
     ["--repo=/does/not/exist", "--", "--workdir=gs://b/r"], ["--git_ref=v1", "--", "--workdir=gs://b/r"],
     ["--", "--config=configs/nope.py:ltkd,resnet34-resnet18,10", "--workdir=gs://b/r"],
+    ["--", "--config", "configs/nope.py", "--workdir=gs://b/r"], ["--sweep=SWEEP"],
 ])
-def test_tpu_checks_the_checkout_before_any_vm_command(args):
-    result = launch(TPU, "--dry_run", *args)
+def test_tpu_checks_the_checkout_before_any_vm_command(args, tmp_path):
+    sweep = tmp_path / "sweep.txt"
+    sweep.write_text("--config=configs/imagenet_lt.py --workdir=gs://b/a\n"
+                     "--config=configs/nope.py --workdir=gs://b/r\n")  # the second run's file is missing
+    result = launch(TPU, "--dry_run", *[arg.replace("SWEEP", str(sweep)) for arg in args])
     assert_usage_error(result, "tpu_vm.sh")
     assert result.stdout == ""  # no `gcloud ... create` printed (or, for real, run) first
 
@@ -482,6 +486,7 @@ def test_slurm_dry_run_one_process_per_node():
     (["--dry_run", "--gpus_per_node=0", "--", "--workdir=w"], {}),
     (["--dry_run", "--", "--workdir=w", "--process_id=1"], {}), (["--", "--workdir=w"], {"DRY_RUN": "yes"}),
     (["--dry_run", "--", "--config=configs/cifar100_lt.py"], {}),  # every rank would stop: no --workdir
+    (["--dry_run", "--", "--config=configs/cifar100_lt.py", "--workdir"], {}),  # --distributed would be its value
 ])
 def test_slurm_bad_usage_is_one_line(args, env):
     assert_usage_error(launch(SLURM, *args, env=env), "slurm.sbatch")

@@ -265,6 +265,8 @@ def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--num_processes=2"], "error: --num_processes / --process_id need --coordinator_address"),
+    (["--coordinator_address=nohostport", "--num_processes=1", "--process_id=0"],
+     "error: --coordinator_address='nohostport' must be HOST:PORT"),
     (["--coordinator_address=localhost:1", "--num_processes=2", "--process_id=5"],
      "error: jax.distributed.initialize failed: process_id and num_processes must be nonnegative"),
 ])
@@ -335,3 +337,8 @@ def test_decay_epochs_past_the_end_are_warned_about(tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         experiment.run(config, str(tmp_path / "run"))
     assert "warning" not in capsys.readouterr().err
+    student = tiny_config("ltkd", tmp_path / "nothing-here", num_epochs=4, teacher_num_epochs=3,
+                          lr_decay_epochs=(2, 3))  # the teacher's shorter schedule misses epoch 3
+    with pytest.raises(FileNotFoundError):
+        experiment.run(student, str(tmp_path / "ltkd"))
+    assert capsys.readouterr().err.count("warning: lr_decay_epochs [3] are not before teacher_num_epochs=3") == 1

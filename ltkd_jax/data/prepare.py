@@ -23,6 +23,8 @@ import os
 import socket
 import sys
 
+from etils import epath
+
 from ltkd_jax.data import _env, fashion_mnist
 from ltkd_jax.data.registry import get_spec, known_names
 
@@ -53,8 +55,8 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
     blocking = _env.file_in_the_way(data_dir)
     if blocking is not None:
         raise PrepareError(f"data dir {data_dir} cannot be created: {blocking} is a file")
-    manual_dir = os.path.abspath(os.path.expanduser(manual_dir)) if manual_dir else os.path.join(
-        data_dir, "downloads", "manual")
+    manual_dir = _env.absolute(os.path.expanduser(manual_dir)) if manual_dir else os.fspath(
+        epath.Path(data_dir) / "downloads" / "manual")
     _, tfds = _env.import_tfds()
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
     if name == "fashion_mnist":
@@ -69,7 +71,8 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
             raise PrepareError(f"fashion_mnist: no Debian files in {source_dir} and no network; install them with: "
                                f"apt-get install {fashion_mnist.APT_PACKAGE}")
     elif spec.manual:
-        if not _is_prepared(builder) and not (os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+        manual = epath.Path(manual_dir)
+        if not _is_prepared(builder) and not (manual.is_dir() and any(manual.iterdir())):
             raise PrepareError(f"{name}: manual dir {manual_dir} is missing or empty; put {MANUAL_FILES[name]} "
                                "there (or pass --manual_dir=DIR)")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
@@ -83,7 +86,7 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
 
 def _is_prepared(builder) -> bool:
     try:
-        return os.path.exists(os.path.join(os.fspath(builder.data_dir), "dataset_info.json"))
+        return (epath.Path(builder.data_dir) / "dataset_info.json").exists()
     except Exception:  # pragma: no cover - defensive
         return False
 

@@ -56,9 +56,7 @@ if REPO_ROOT not in sys.path:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from etils import epath  # noqa: E402
-
-from ltkd_jax import config_lib, experiment, metrics_log, paper_results  # noqa: E402
+from ltkd_jax import config_lib, experiment, paper_results, report  # noqa: E402
 from ltkd_jax.data import _env, longtail  # noqa: E402
 
 # Fields a sweep sets itself: not accepted as extra overrides.
@@ -441,17 +439,10 @@ def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence
 
 
 def is_finished(run: Run) -> bool:
-    """The directory holds this run's config and a test record of its last epoch."""
-    workdir = epath.Path(run.workdir)  # local or gs://
-    try:
-        stored = json.loads((workdir / experiment.CONFIG_FILE).read_text())
-        records = metrics_log.read_metrics(os.fspath(workdir / "metrics.jsonl"))
-    except (OSError, ValueError):
-        return False
-    if comparable(stored) != comparable(json.loads(run.config.to_json())):
-        return False
-    epochs = [r.get("epoch", 0) for r in records if r.get("split") == "test"]
-    return bool(epochs) and max(epochs) >= run.config.num_epochs
+    """The directory (local or gs://) holds this run's config and a test record of its last epoch."""
+    result = report.load_run(run.workdir)
+    return (result is not None and result.finished
+            and comparable(result.config) == comparable(json.loads(run.config.to_json())))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -577,10 +568,6 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                                ("--gammas", args.gammas, args.gamma_list), ("--pairs", args.pairs, args.pair_list)):
         if text is not None and not values:
             parser.error(f"{flag}={text!r} is empty; give comma-separated values or leave the flag out")
-    try:
-        check_selection(args.tables, args.method_list, args.gamma_list, args.pair_list)
-    except ValueError as error:
-        parser.error(str(error))
     problem = args.sweep_file and _env.local_output_file_problem(args.sweep_file)  # written after planning
     if problem:
         parser.error(f"--sweep_file={args.sweep_file}: {problem}")
@@ -593,9 +580,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs_dir = args.runs_dir
     if os.path.abspath(os.getcwd()) != REPO_ROOT and not os.path.isabs(runs_dir) and "://" not in runs_dir:
         runs_dir = os.path.abspath(runs_dir)  # the commands run from the repository root
-    # Planning validates every run's config, which asks jax for the device count: answer it on the CPU, so the
-    # sweep claims no accelerator (whose memory jax would take from the runs it launches) and does not judge the
-    # batch by this host's devices (ltkd_jax.main checks it again on the machines that run it).
+    # Planning validates every run's config (device count, feature-KD shapes), which starts jax: on the CPU, so
+    # the sweep claims no accelerator (whose memory jax would take from the runs it launches) and does not judge
+    # the batch by this host's devices (ltkd_jax.main checks it again on the machines that run it).
     jax.config.update("jax_platforms", "cpu")
     try:
         runs = build_plan(args.tables, runs_dir=runs_dir, seeds=args.seed_list, teacher_seeds=args.teacher_seeds,

@@ -93,18 +93,20 @@ def synthetic_data(num_train: int, num_test: int, image_shape, num_classes: int,
 
 
 class StaticFeed:
-    """One fixed batch already on the devices: the step alone, no data work."""
+    """One fixed uint8 batch already on the devices, normalised inside the step as the host feed's batches are:
+    the step alone, no data work."""
 
     supports_scan = True
 
-    def __init__(self, batch):
-        self._batch = batch
+    def __init__(self, batch, augmentation: device_input.Augmentation):
+        self._batch, self.augmentation = batch, augmentation
 
     def inputs(self, step):
         return self._batch
 
     def batch(self, inputs, step):
-        return inputs
+        return {"image": device_input.normalize(inputs["image"], self.augmentation.mean, self.augmentation.std),
+                "label": inputs["label"]}
 
 
 def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int):
@@ -145,12 +147,10 @@ def jax_rows(args) -> List[Dict]:
         trainer.init_state(student_model, tx, image_shape, 0), replicated)
 
     device_feed = None if args.step_only else trainer.DeviceFeed(data, args.batch_size, 0, replicated)
-    fixed_batch = jax.device_put(
-        {"image": device_input.normalize(data.train_images[:args.batch_size], data.augmentation.mean,
-                                         data.augmentation.std),
-         "label": data.train_labels[:args.batch_size]}, NamedSharding(mesh, P("data")))
+    fixed_batch = jax.device_put({"image": data.train_images[:args.batch_size],
+                                  "label": data.train_labels[:args.batch_size]}, NamedSharding(mesh, P("data")))
     rows = []
-    for name, feed, dispatch in ([("jax step", StaticFeed(fixed_batch), 1)]
+    for name, feed, dispatch in ([("jax step", StaticFeed(fixed_batch, data.augmentation), 1)]
                                  + [(f"jax end-to-end{'' if k == 1 else f' x{k}'}", device_feed, k)
                                     for k in ([] if args.step_only else args.steps_per_dispatch)]):
         one, many = trainer.jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh, teacher_model)
@@ -301,6 +301,8 @@ def parse_args(argv=None):
                  "epoch_examples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}={getattr(args, name)} must be >= 1 (a positive integer)")
+    if args.num_classes < 3:
+        parser.error(f"--num_classes={args.num_classes} must be >= 3 (the head / medium / tail groups)")
     # The end-to-end rows draw each batch from the num_train device-resident images, the epoch rows from
     # epoch_examples: each must hold at least one batch (--step_only times one batch alone: num_train unused).
     if not args.step_only and args.batch_size > args.num_train:

@@ -190,6 +190,17 @@ def quiet_failed_reads() -> None:
         sys.unraisablehook = _WithoutOrphanedReads(sys.unraisablehook)
 
 
+def exit_after_failed_read(message: str, code: int) -> None:
+    """A command line's end after a CheckpointError: `message` on a quieted stderr, then exit at once. The
+    interpreter's shutdown would let the orphaned reads print again, past any filter; nothing is left to save
+    (the checkpointer closed before the error got out)."""
+    quiet_failed_reads()
+    sys.stderr.write(message)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+
+
 @contextlib.contextmanager
 def _reading(what: str, path: str):
     """A restore: any failure becomes one CheckpointError line; the closed-loop tracebacks of a failing read

@@ -92,7 +92,7 @@ def build_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = dataset
     c.dataset.data_dir = ""  # '' = tfds's default (or $TFDS_DATA_DIR)
-    c.dataset.imbalance_factor = float(imbalance_factor)
+    c.dataset.imbalance_factor = imbalance_factor  # a float: any γ can be set by override
     c.dataset.subset_seed = 0  # LDAM-DRW's selection seed: the literature's CIFAR-100-LT subset
     c.dataset.num_groups = 3
     c.dataset.split_file = ""  # ImageNet-LT: an OLTR-style 'path label' list instead of the exponential profile

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 import jax
@@ -152,14 +151,9 @@ def main(argv=None, *, exit_after_failed_read: bool = False) -> int:
             raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")
         result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
     except (ValueError, FileNotFoundError) as error:
-        failed_read = exit_after_failed_read and isinstance(error, checkpointing.CheckpointError)
-        if failed_read:
-            checkpointing.quiet_failed_reads()
+        if exit_after_failed_read and isinstance(error, checkpointing.CheckpointError):
+            checkpointing.exit_after_failed_read(f"diagnose: error: {error}\n", 2)
         print(f"diagnose: error: {error}", file=sys.stderr)
-        if failed_read:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(2)  # pylint: disable=protected-access
         return 2
     print(format_result(result))
     return 0

@@ -35,7 +35,7 @@ def imagenet_info(image_size: int = 224):
     """The parts of an ImageNet `DatasetInfo` the per-example preprocessing reads (no data needed)."""
     from ltkd_jax.data.registry import get_spec  # pylint: disable=import-outside-toplevel
     spec = get_spec("imagenet2012")
-    return types.SimpleNamespace(spec=spec, image_shape=(image_size, image_size, 3), mean=spec.mean, std=spec.std)
+    return types.SimpleNamespace(spec=spec, image_shape=(image_size, image_size, 3))
 
 
 def photo_jpegs(tf, num_images: int, seed: int = 0, quality: int = 90) -> List[bytes]:
@@ -87,11 +87,13 @@ def pipeline_rows(args) -> List[Dict]:
     put = None
     if args.to_device:
         import jax  # pylint: disable=import-outside-toplevel
+        from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=import-outside-toplevel
+        from ltkd_jax import trainer  # pylint: disable=import-outside-toplevel
 
-        device = jax.devices()[0]
+        sharding = NamedSharding(trainer.make_mesh(), PartitionSpec("data"))
 
-        def put(batch):
-            jax.block_until_ready(jax.device_put(batch["image"], device))
+        def put(batch):  # as the trainer's host feed does: image and label, split over the devices
+            jax.block_until_ready(trainer.put_process_batch(batch, ("image", "label"), sharding))
 
     rows = []
     for threads in args.threads:
@@ -155,7 +157,6 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = parse_args(argv)
     rows = pipeline_rows(args)
     print(f"ImageNet host pipeline, {args.image_size}x{args.image_size}, batch {args.batch_size}, "

@@ -91,14 +91,8 @@ def main(argv):
             experiment.run(FLAGS.config, FLAGS.workdir)
     except known_errors as error:
         if isinstance(error, checkpointing.CheckpointError):
-            checkpointing.quiet_failed_reads()
+            checkpointing.exit_after_failed_read(f"\nerror: {error}\n", 1)
         sys.stderr.write(f"\nerror: {error}\n")
-        if isinstance(error, checkpointing.CheckpointError):
-            # The reads orbax left running would print again while the interpreter shuts down (past any
-            # filter); nothing is left to save (the checkpointer closed before the error got here).
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)  # pylint: disable=protected-access
         sys.exit(143 if isinstance(error, trainer.Preempted) else 1)
 
 

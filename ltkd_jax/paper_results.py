@@ -90,6 +90,8 @@ def parse_tables(text: str) -> List[str]:
         elif item:
             raise ValueError(f"unknown table {item!r}; known: {', '.join(TABLE_NAMES)}, paper")
     return list(dict.fromkeys(tables))
+
+
 # Inter / intra check marks of the ablation rows (Table VII's "Loss" columns).
 ABLATION_COMPONENTS = {"kd": ("✓", "✓"), "ltkd_inter_biased": ("✓", "✗"), "ltkd_inter_balanced": ("✓", "✗"),
                        "ltkd_intra_uniform": ("✗", "✓"), "ltkd": ("✓", "✓")}

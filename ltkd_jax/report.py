@@ -43,7 +43,6 @@ from ltkd_jax.run_report import final_and_best
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-RUN_OUTPUT_DIRS = ("checkpoints", "best", "tensorboard")  # inside a run directory, never runs themselves
 # Fields that do not define what was trained (seeds are aggregated over; the rest is bookkeeping).
 IGNORED_FIELDS = ("seed", "teacher_seed", "teachers_dir", "teacher_checkpoint", "overwrite", "log_every_steps",
                   "arg", "arg_error", "dataset.data_dir", "checkpoint_every_epochs", "keep_checkpoints",
@@ -81,12 +80,10 @@ def find_run_dirs(root: str) -> List[str]:
         children = sorted(directory.iterdir(), key=lambda child: child.name)
         if {CONFIG_FILE, METRICS_FILE} <= {child.name for child in children}:
             found.append(os.fspath(directory))
+            return  # not into a run's own outputs (checkpoints: thousands of files on a remote store)
         for child in children:
-            # Not into a run's own outputs (thousands of files on a remote store), nor through symlinks
-            # (os.walk's rule: a link back up, or to another run, would count runs twice).
-            if child.name in RUN_OUTPUT_DIRS or (_env.is_local(child) and os.path.islink(child)):
-                continue
-            if child.is_dir():
+            # Not through symlinks (os.walk's rule: a link back up, or to another run, would count runs twice).
+            if not (_env.is_local(child) and os.path.islink(child)) and child.is_dir():
                 visit(child)
 
     visit(epath.Path(root))

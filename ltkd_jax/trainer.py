@@ -106,9 +106,6 @@ class HostFeed:
             data, batch_size, seed, sharding, prefetch)
         self._stream, self._next_step = None, None
 
-    def _to_device(self, batch, keys):
-        return {k: jax.make_array_from_process_local_data(self.sharding, batch[k]) for k in keys}
-
     def inputs(self, step: int) -> dict:
         """The batch of `step`: the next one of the stream, which (re)starts wherever a step is asked for out
         of order."""
@@ -125,7 +122,7 @@ class HostFeed:
         while True:
             for batch in build_dataset(self.data.host_info, "train", global_batch_size=self.batch_size,
                                        seed=self.seed, epoch=epoch, start_step=position):
-                queue.append(self._to_device(batch, ("image", "label")))
+                queue.append(put_process_batch(batch, ("image", "label"), self.sharding))
                 if len(queue) > self.prefetch:
                     yield queue.popleft()
             epoch, position = epoch + 1, 0
@@ -139,7 +136,7 @@ class HostFeed:
     def eval_batches(self, eval_batch_size: int, sharding):
         from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
         for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
-            yield self._to_device(batch, ("image", "label", "mask"))
+            yield put_process_batch(batch, ("image", "label", "mask"), self.sharding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +224,11 @@ def check_batch_size(batch_size: int, num_train: Optional[int] = None) -> None:
     if batch_size % devices:
         raise ValueError(f"batch_size={batch_size} is not divisible by the device count {devices}; "
                          f"use a multiple of {devices}")
+
+
+def put_process_batch(batch: dict, keys, sharding: NamedSharding) -> dict:
+    """This process's share of a global batch from the host pipeline (`keys` of it) as global arrays."""
+    return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
 
 
 def global_array(local: np.ndarray, sharding: NamedSharding, global_batch: int) -> jax.Array:

@@ -71,7 +71,7 @@ def tf_draws() -> np.ndarray:
     spec = registry.DatasetSpec(name="positions", tfds_name="none", num_classes=1, image_shape=IMAGE.shape,
                                 train_split="train", eval_split="test", mean=(0.0,) * 3, std=(1.0,) * 3,
                                 augment="pad_crop_flip", pad=PAD, in_memory=True, order_key=None)
-    info = types.SimpleNamespace(spec=spec, image_shape=IMAGE.shape, mean=spec.mean, std=spec.std)
+    info = types.SimpleNamespace(spec=spec, image_shape=IMAGE.shape)
     n = STEPS * BATCH
     records = tf.data.Dataset.from_tensor_slices({
         "image": tf.fill([n], tf.io.encode_png(IMAGE)), "label": tf.zeros(n, tf.int32),

@@ -130,3 +130,10 @@ def test_a_profiler_that_cannot_start_costs_only_the_trace(capsys, tmp_path, mon
     captured = capsys.readouterr()
     assert "| jax end-to-end | 16 |" in captured.out
     assert f"bench: warning: no profile written to {tmp_path}: CUPTI not found" in captured.err
+
+
+def test_bench_needs_three_classes_for_the_groups(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(TINY + ["--num_classes=2"])
+    assert exit_info.value.code == 2
+    assert "--num_classes=2 must be >= 3 (the head / medium / tail groups)" in capsys.readouterr().err

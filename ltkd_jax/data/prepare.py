@@ -31,8 +31,8 @@ from ltkd_jax.data.registry import get_spec, known_names
 FASHION_MNIST_HOST = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
 
 
-MANUAL_FILES = {"tiny_imagenet": "tiny-imagenet-200.zip",
-                "imagenet2012": "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar"}
+MANUAL_FILES = {"tiny_imagenet": ("tiny-imagenet-200.zip",),
+                "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
 
 
 class PrepareError(RuntimeError):
@@ -71,9 +71,9 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
             raise PrepareError(f"fashion_mnist: no Debian files in {source_dir} and no network; install them with: "
                                f"apt-get install {fashion_mnist.APT_PACKAGE}")
     elif spec.manual:
-        manual = epath.Path(manual_dir)
-        if not _is_prepared(builder) and not (manual.is_dir() and any(manual.iterdir())):
-            raise PrepareError(f"{name}: manual dir {manual_dir} is missing or empty; put {MANUAL_FILES[name]} "
+        files = MANUAL_FILES[name]
+        if not _is_prepared(builder) and not all((epath.Path(manual_dir) / f).exists() for f in files):
+            raise PrepareError(f"{name}: manual dir {manual_dir} is missing or empty; put {' and '.join(files)} "
                                "there (or pass --manual_dir=DIR)")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     else:

@@ -198,7 +198,7 @@ def apply_overrides(config, overrides: Sequence[str]):
         try:
             node[leaf] = parse_value(current, text)
         except (SyntaxError, TypeError, ValueError) as error:  # a value of another type (a locked config refuses)
-            reason = (str(error).splitlines() or [type(error).__name__])[0]
+            reason = _env.first_line(error)
             now = "a group of fields" if hasattr(current, "keys") else format_value(current)
             raise ValueError(f"--config.{path}={text!r} is not a valid value of field {path} "
                              f"({type(current).__name__}, now {now}): {reason}") from None
@@ -305,7 +305,7 @@ class Planner:
                 experiment.validate(run.config)
             except ValueError as error:
                 raise ValueError(f"the {run.config_flag} run at {run.workdir} is invalid: "
-                                 f"{(str(error).splitlines() or [''])[0]}") from None
+                                 f"{_env.first_line(error)}") from None
             registry[run.workdir] = run
             existing = run
         elif existing.args() != run.args():

@@ -186,7 +186,7 @@ def _trace(call, state, profile_dir: str, num_calls: int = 10) -> None:
                 state, metrics = call(state)
             jax.block_until_ready(metrics)
     except Exception as error:  # pylint: disable=broad-except
-        print(f"bench: warning: no profile written to {profile_dir}: {str(error).splitlines()[0]}",
+        print(f"bench: warning: no profile written to {profile_dir}: {_env.first_line(error)}",
               file=sys.stderr)
 
 

@@ -143,9 +143,9 @@ def main(argv=None, *, exit_after_failed_read: bool = False) -> int:
         parser.error(f"--batch_size={args.batch_size} must be >= 1")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         parser.error(f"--temperature={args.temperature} must be a finite number > 0")
-    blocking = _env.file_in_the_way(args.out) if args.out else None
+    blocking = _env.file_in_the_way(args.out or epath.Path(args.teacher) / "diagnose")
     if blocking is not None:
-        parser.error(f"--out={args.out}: {blocking} is a file, not a directory")
+        parser.error(f"--out={args.out or '<teacher>/diagnose'}: {blocking} is a file, not a directory")
     try:
         if not (epath.Path(args.teacher) / experiment.CONFIG_FILE).exists():
             raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")

@@ -62,6 +62,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every checkpoint and read at INFO
     import jax  # pylint: disable=import-outside-toplevel
 
+    from ltkd_jax.data import _env  # pylint: disable=import-outside-toplevel
+
     if (FLAGS.num_processes is not None or FLAGS.process_id is not None) and not (
             FLAGS.distributed or FLAGS.coordinator_address):
         _usage_error("--num_processes / --process_id need --coordinator_address (or --distributed on a cluster)")
@@ -74,7 +76,7 @@ def main(argv):
             jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
         except Exception as error:  # pylint: disable=broad-except  # no cluster to detect, a bad process id, ...
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            reason = _env.first_line(error)
             _usage_error(f"jax.distributed.initialize failed: {reason} (on a TPU VM "
                          "or under SLURM --distributed finds the cluster; elsewhere give --coordinator_address, "
                          "--num_processes and --process_id)")

@@ -295,6 +295,10 @@ def test_diagnose_checks_its_arguments_first(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             diagnose.main([f"--teacher={tmp_path}", *args])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "diagnose").write_text("")  # where the default --out goes
+    with pytest.raises(SystemExit):
+        diagnose.main([f"--teacher={tmp_path}"])
+    assert f"--out=<teacher>/diagnose: {tmp_path / 'diagnose'} is a file" in capsys.readouterr().err
 
 
 def test_workdir_that_is_a_file_is_one_line(tmp_path):

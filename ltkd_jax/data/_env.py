@@ -38,6 +38,11 @@ def cache_dir(data_dir: str | os.PathLike | None, name: str, split: str) -> str:
 # tf.io.gfile / gcsfs); these helpers hold what differs.
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message cut to one line for a one-line error (its type's name when it has none)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def is_local(path: str | os.PathLike) -> bool:
     """False for URLs (``gs://bucket/...``, any ``scheme://``), True for file-system paths."""
     return "://" not in os.fspath(path)

@@ -61,7 +61,7 @@ def stored_dataset(spec: DatasetSpec, split: str, data_dir=None, decoders=None):
     except AssertionError as err:  # tfds: "could not find data in ..."
         raise FileNotFoundError(
             f"data set {spec.name!r} split {split!r} is not prepared in {_env.resolve_data_dir(data_dir)} "
-            f"({str(err).splitlines()[0]}); run: python -m ltkd_jax.data.prepare {spec.name} "
+            f"({_env.first_line(err)}); run: python -m ltkd_jax.data.prepare {spec.name} "
             f"--data_dir={_env.resolve_data_dir(data_dir)}"
         ) from None
 

@@ -27,9 +27,10 @@ def _usage_error(message: str) -> None:
 def parse_flags(argv):
     """absl's flag parsing with one-line errors: a missing or broken config file, an unknown config field or a
     value of the wrong type would otherwise end in ml_collections' traceback."""
-    for arg in argv[1:]:
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1].split(":", 1)[0]
+    for arg, following in zip(argv[1:], argv[2:] + [None]):
+        value = arg.split("=", 1)[1] if arg.startswith("--config=") else following if arg == "--config" else None
+        if value is not None:
+            path = value.split(":", 1)[0]
             if not os.path.isfile(path):
                 known = sorted(glob.glob("configs/*.py"))
                 _usage_error(f"--config file {path!r} does not exist"

@@ -79,10 +79,15 @@ def test_tiny_imagenet_missing_zip(tmp_path):
 def test_prepare_names_a_missing_manual_dir_and_a_data_dir_in_the_way(tmp_path, capsys):
     from ltkd_jax.data import prepare
 
-    for name, files in (("tiny_imagenet", "tiny-imagenet-200.zip"), ("imagenet2012", "ILSVRC2012_img_train.tar")):
+    for name, files in (("tiny_imagenet", "tiny-imagenet-200.zip"),
+                        ("imagenet2012", "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar")):
         assert prepare.main([name, f"--data_dir={tmp_path / 'tfds'}", f"--manual_dir={tmp_path / 'nowhere'}"]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"manual dir {tmp_path / 'nowhere'} is missing or empty; put {files}" in err
+        assert err.count("\n") == 1 and f"{name}: {files} not found in manual dir {tmp_path / 'nowhere'}" in err
+    (tmp_path / "half").mkdir()  # a folder with one of the two archives names the other one only
+    (tmp_path / "half" / "ILSVRC2012_img_train.tar").write_bytes(b"")
+    assert prepare.main(["imagenet2012", f"--data_dir={tmp_path / 'tfds'}", f"--manual_dir={tmp_path / 'half'}"]) == 2
+    assert f"imagenet2012: ILSVRC2012_img_val.tar not found in manual dir {tmp_path / 'half'}" in capsys.readouterr().err
     assert not (tmp_path / "tfds").exists()  # nothing left behind
     (tmp_path / "afile").write_text("")
     assert prepare.main(["fashion_mnist", f"--data_dir={tmp_path / 'afile' / 'tfds'}"]) == 2

@@ -247,7 +247,7 @@ def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
      "error: flag --config.num_epochs=abc: invalid literal for int()"),
     (["--config=ltkd_jax/optim.py"], "error: --config could not be loaded: AttributeError: module config_config has no "
                                      "attribute get_config"),
-    (["--config", "configs/missing.py"], "error: --config could not be loaded: OSError: Configuration is not available"),
+    (["--config", "configs/missing.py"], "error: --config file 'configs/missing.py' does not exist (known: "),
     (["--config=configs/fashion_mnist_lt.py", "--config.distil.alpha=1"],
      'error: --config.distil.alpha: no such config field (distil Did you mean "distill"'),
     (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"],

@@ -72,9 +72,10 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
                                f"apt-get install {fashion_mnist.APT_PACKAGE}")
     elif spec.manual:
         files = MANUAL_FILES[name]
-        if not _is_prepared(builder) and not all((epath.Path(manual_dir) / f).exists() for f in files):
-            raise PrepareError(f"{name}: manual dir {manual_dir} is missing or empty; put {' and '.join(files)} "
-                               "there (or pass --manual_dir=DIR)")
+        missing = [f for f in files if not (epath.Path(manual_dir) / f).exists()]
+        if missing and not _is_prepared(builder):
+            raise PrepareError(f"{name}: {' and '.join(missing)} not found in manual dir {manual_dir} (put "
+                               f"{' and '.join(files)} there, or pass --manual_dir=DIR)")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     else:
         config = tfds.download.DownloadConfig()

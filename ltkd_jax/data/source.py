@@ -90,11 +90,6 @@ def _atomic_save(path: str, array: np.ndarray):
         np.save(f, array)
 
 
-def _atomic_write_text(path: str, text: str):
-    with _env.atomic_open(path, "w") as f:
-        f.write(text)
-
-
 def _load(path: str, mmap: bool = False) -> np.ndarray:
     """A .npy file; ``mmap`` memory-maps it where it is on a local disk (remote files are read whole)."""
     if mmap and _env.is_local(path):
@@ -119,11 +114,10 @@ def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
     _atomic_save(pos_p, meta.stored_positions)
     _atomic_save(labels_p, meta.labels)
     b = builder(spec, data_dir)
-    _atomic_write_text(os.fspath(d / "meta.json"), json.dumps({
-        "name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
-        "num_examples": meta.num_examples, "order_key": spec.order_key,
-        "interleave": [INTERLEAVE_CYCLE_LENGTH, INTERLEAVE_BLOCK_LENGTH],
-    }, indent=1))
+    with _env.atomic_open(d / "meta.json", "w") as f:
+        json.dump({"name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
+                   "num_examples": meta.num_examples, "order_key": spec.order_key,
+                   "interleave": [INTERLEAVE_CYCLE_LENGTH, INTERLEAVE_BLOCK_LENGTH]}, f, indent=1)
     return meta
 
 

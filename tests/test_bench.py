@@ -137,3 +137,14 @@ def test_bench_needs_three_classes_for_the_groups(capsys):
         bench.parse_args(TINY + ["--num_classes=2"])
     assert exit_info.value.code == 2
     assert "--num_classes=2 must be >= 3 (the head / medium / tail groups)" in capsys.readouterr().err
+
+
+def test_peaks_bound_the_anchor_rates():
+    """The fraction of peak must stay below 1 for rates measured on an H200 (shared/reference/
+    ANCHOR_THROUGHPUT.md, ~3.2 GFLOP per image): JAX's fp32 step ran at 24,417 img/s, i.e. on TF32 tensor
+    cores (~78 TFLOP/s, above plain fp32's 67), and its bf16 step at 85,210."""
+    for dtype, img_per_s in (("float32", 24_417), ("bfloat16", 85_210)):
+        peak = bench.device_peak(dtype, "NVIDIA H200")
+        assert peak is not None and 0.05 < img_per_s * 3.2e9 / 1e12 / peak < 1
+    assert bench.device_peak("float32", "NVIDIA H100 80GB HBM3") == bench.PEAK_TFLOPS["H100"][0]
+    assert bench.device_peak("bfloat16", "cpu") is None

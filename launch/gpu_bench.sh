@@ -9,13 +9,33 @@
 # Each part runs under its own time limit (540 s in all, so the whole script stays inside the device tool's 600 s
 # per command) and even if an earlier one failed or ran out of time; the exit status says whether all passed.
 #
-# Usage: OUT=DIR launch/gpu_bench.sh        (needs jax, flax, optax, orbax; torch for the reference; no TensorFlow)
-# Writes under DIR (6 files, none deeper than DIR): bench.log (versions and every table), one JSON per part,
-# trace_b64_fp32.tgz (open with TensorBoard's profile plugin or xprof; dropped if over 15 MB).
+# Usage: [OUT=DIR] [PYTHON=INTERPRETER] launch/gpu_bench.sh
+#
+# Needs jax, flax, optax and orbax (torch for the reference; no TensorFlow). PYTHON defaults to
+# <repo>/.venv/bin/python if present, else python3. Writes under OUT (default workdirs/gpu_bench; 6 files, none
+# deeper than OUT): bench.log (versions and every table), one JSON per part, trace_b64_fp32.tgz (open with
+# TensorBoard's profile plugin or xprof; dropped if over 15 MB).
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-bench_out}
-PY=${PYTHON:-python3}
+cd "$(dirname "$0")/.." || exit 2
+# shellcheck disable=SC2034  # both read by common.sh's die and usage
+PROG=gpu_bench.sh SCRIPT=launch/gpu_bench.sh
+# shellcheck source=common.sh disable=SC1091
+source launch/common.sh
+case ${1:-} in
+    -h|--help) usage; exit 0 ;;
+    "") ;;
+    *) die "unexpected argument '$1' (settings go in OUT and PYTHON; see --help)" ;;
+esac
+OUT=${OUT:-workdirs/gpu_bench}
+if [[ -n ${PYTHON:-} ]]; then
+    PY=$PYTHON
+elif [[ -x .venv/bin/python ]]; then
+    PY=.venv/bin/python
+else
+    PY=python3
+fi
+"$PY" -c "import jax, flax, optax, orbax.checkpoint" 2>/dev/null \
+    || die "$PY cannot import jax, flax, optax and orbax.checkpoint; set PYTHON to an interpreter that has them"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 LOG="$OUT/bench.log"

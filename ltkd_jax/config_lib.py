@@ -158,8 +158,11 @@ def _set_method_defaults(c, method, pair, imagenet):
         # CE weight 1 and DKD's warm-up: assumed.
     elif method == "fitnet":
         c.distill_weight, c.warmup_epochs = 100.0, 0
+        d.hint_layer = feature_kd.FITNET_HINT_LAYER
     elif method == "reviewkd":
         c.distill_weight = {"resnet34-resnet18": 1.0, "resnet50-mobilenet_v1": 8.0}.get(pair, 5.0)
+        d.student_preact = pair in feature_kd.STUDENT_PREACT_PAIRS  # mdistiller: pre-ReLU on ImageNet only
+        d.mid_channel = ml_collections.config_dict.placeholder(int)  # None: min(512, the student's last width)
 
 
 def _fashion_mnist_defaults(c):

@@ -42,7 +42,11 @@ def run_demo(workdir: str, data_dir: str = "", methods=METHODS, **config_overrid
         config = demo_config(method, data_dir)
         config.update_from_flattened_dict(config_overrides)
         run_dir = os.path.join(workdir, method)
-        records = experiment.run(config, run_dir)
+        try:
+            records = experiment.run(config, run_dir)
+        except experiment.WorkdirConflict as error:  # the demo has no --config to overwrite with
+            raise ValueError(f"workdir {error.workdir} holds a demo run of another config ({error.difference}), "
+                             f"from an older version; delete {workdir} or pass another --workdir") from None
         rows.append((method, run_report.final_and_best(records)[0]))
         if method != "student":
             teacher_dir = experiment.teacher_workdir(config, run_dir)

@@ -89,6 +89,15 @@ def image_shape(config):
     return (size, size, 3)
 
 
+class WorkdirConflict(ValueError):
+    """A workdir that holds a run of another config."""
+
+    def __init__(self, workdir: str, difference: str):
+        self.workdir, self.difference = workdir, difference
+        super().__init__(f"workdir {workdir} holds a run of another config ({difference}); use another --workdir "
+                         "or --config.overwrite=True")
+
+
 def refuse_workdir(config, workdir: str) -> list:
     """A one-line ValueError for a workdir that cannot hold this run: a file is in the way, or it holds a run of
     another config (unless `overwrite`). Reads only; returns the differing fields (to be overwritten)."""
@@ -104,8 +113,7 @@ def refuse_workdir(config, workdir: str) -> list:
                        if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
     if differing and not config.overwrite:
         key = differing[0]
-        raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored.get(key)!r} there, "
-                         f"{current.get(key)!r} now); use another --workdir or --config.overwrite=True")
+        raise WorkdirConflict(workdir, f"{key}: {stored.get(key)!r} there, {current.get(key)!r} now")
     return differing
 
 

@@ -156,7 +156,7 @@ PAIR_CHOICES = {
 }
 SUPPORTED_PAIRS = tuple(PAIR_CHOICES)
 # mdistiller's ImageNet ReviewKD configs set STU_PREACT True; its CIFAR default is False.
-_STUDENT_PREACT_PAIRS = ("resnet34-resnet18", "resnet50-mobilenet_v1")
+STUDENT_PREACT_PAIRS = ("resnet34-resnet18", "resnet50-mobilenet_v1")
 
 _OPTIONS = {"fitnet": ("hint_layer",), "reviewkd": ("student_preact", "mid_channel")}
 
@@ -256,7 +256,7 @@ def feature_settings(method: str, teacher_name: str, student_name: str, image_sh
 
     preact = options.get("student_preact")
     if preact is None:
-        preact = f"{teacher_name}-{student_name}" in _STUDENT_PREACT_PAIRS
+        preact = f"{teacher_name}-{student_name}" in STUDENT_PREACT_PAIRS
     key = "preact_feats" if preact else "feats"
     teacher_maps = [s for s in teacher["preact_feats"][1:]] + [(1, 1, teacher["pooled"])]
     student_maps = list(student[key]) + [(1, 1, student["pooled"])]

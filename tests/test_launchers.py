@@ -532,11 +532,14 @@ def test_slurm_in_a_job_runs_srun_from_the_submit_dir(tmp_path):
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_shellcheck_clean():
-    result = subprocess.run(["shellcheck", LOCAL, TPU, SLURM], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["shellcheck", LOCAL, TPU, SLURM, GPU_BENCH], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.parametrize("script", [LOCAL, TPU, SLURM])
+GPU_BENCH = os.path.join(ROOT, "launch", "gpu_bench.sh")
+
+
+@pytest.mark.parametrize("script", [LOCAL, TPU, SLURM, GPU_BENCH])
 def test_help_prints_usage(script):
     result = launch(script, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
@@ -566,7 +569,7 @@ def test_gpu_bench_script_runs_every_part_with_flags_the_benchmark_accepts(tmp_p
         """))
     stub.chmod(0o755)
     out = tmp_path / "out"
-    result = subprocess.run([BASH, os.path.join(ROOT, "launch", "gpu_bench.sh")], capture_output=True, text=True,
+    result = subprocess.run([BASH, GPU_BENCH], capture_output=True, text=True,
                             env=dict(os.environ, OUT=str(out), PYTHON=str(stub)), timeout=60)
     assert result.returncode == 1, result.stderr
     runs = [json.loads(line) for line in calls.read_text().splitlines()]
@@ -597,3 +600,13 @@ def test_slurm_keeps_an_exact_copy_of_the_shared_helpers():
     common = os.path.join(ROOT, "launch", "common.sh")
     for name in ("die", "quote"):
         assert _shell_function(SLURM, name) == _shell_function(common, name), name
+
+
+def test_gpu_bench_refuses_an_interpreter_without_jax_and_stray_arguments(tmp_path):
+    result = launch(GPU_BENCH, env={"PYTHON": "false", "OUT": str(tmp_path / "out")})
+    assert result.returncode == 2 and result.stderr == (
+        "gpu_bench.sh: error: false cannot import jax, flax, optax and orbax.checkpoint; set PYTHON to an "
+        "interpreter that has them\n")
+    result = launch(GPU_BENCH, "--out=x", env={"OUT": str(tmp_path / "out")})
+    assert result.returncode == 2 and "unexpected argument '--out=x'" in result.stderr
+    assert not (tmp_path / "out").exists()

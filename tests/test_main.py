@@ -98,6 +98,31 @@ def test_feature_methods_train_from_a_config(tmp_path, mock_dir, method):
     assert metadata and all("connector" in text for text in metadata)
 
 
+def test_feature_method_options_are_config_fields(tmp_path):
+    """FitNet's hint layer and ReviewKD's student_preact / mid_channel are fields with the defaults
+    feature_kd derives, and overriding them changes the connector."""
+    from ltkd_jax import feature_kd
+
+    reviewkd = config_lib.build_config("cifar100", "reviewkd,resnet32x4-resnet8x4,100")
+    assert dict(reviewkd.distill) == {"student_preact": False, "mid_channel": None}
+    assert config_lib.build_config("imagenet2012", "reviewkd,resnet34-resnet18,10").distill.student_preact is True
+    reviewkd.distill.student_preact, reviewkd.distill.mid_channel = True, 64
+    experiment.validate(reviewkd)
+    settings = feature_kd.feature_settings("reviewkd", "resnet32x4", "resnet8x4", (32, 32, 3), **reviewkd.distill)
+    assert settings.student_key == "preact_feats" and settings.mid_channel == 64
+    fitnet = config_lib.build_config("cifar100", "fitnet,resnet32x4-resnet8x4,100")
+    assert dict(fitnet.distill) == {"hint_layer": feature_kd.FITNET_HINT_LAYER}
+    fitnet.distill.hint_layer = 9
+    with pytest.raises(ValueError, match=r"hint_layer=9 is invalid for resnet32x4-resnet8x4"):
+        experiment.validate(fitnet)
+    # From the command line the overrides parse; the run then stops at the unprepared data set, not at the flags.
+    out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", "--config=configs/cifar100_lt.py:reviewkd,"
+                          "resnet32x4-resnet8x4,100", "--config.distill.student_preact=True",
+                          "--config.distill.mid_channel=64", f"--config.dataset.data_dir={tmp_path}/tfds",
+                          f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 1 and "'cifar100' split 'train' is not prepared" in out.stderr, out.stderr[-2000:]
+
+
 @pytest.mark.parametrize("family, pairs", [("cifar100", config_lib.CIFAR_PAIRS),
                                            ("tiny_imagenet", config_lib.CIFAR_PAIRS),
                                            ("imagenet2012", config_lib.IMAGENET_PAIRS)])
@@ -346,3 +371,21 @@ def test_decay_epochs_past_the_end_are_warned_about(tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         experiment.run(student, str(tmp_path / "ltkd"))
     assert capsys.readouterr().err.count("warning: lr_decay_epochs [3] are not before teacher_num_epochs=3") == 1
+
+
+def test_demo_names_a_stale_workdir_and_how_to_clear_it(tmp_path, monkeypatch):
+    """The demo has no --config to pass overwrite with: a run dir from another version of its config is
+    refused with advice that works (delete the demo's workdir or pass another)."""
+    from ltkd_jax import demo
+    from ltkd_jax.data import prepare
+
+    monkeypatch.setattr(prepare, "prepare", lambda name, data_dir=None: str(tmp_path / "tfds"))
+    stale = json.loads(demo.demo_config("student", str(tmp_path / "tfds")).to_json())
+    stale["learning_rate"] = 0.5
+    (tmp_path / "demo" / "student").mkdir(parents=True)
+    (tmp_path / "demo" / "student" / "config.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError) as error:
+        demo.run_demo(str(tmp_path / "demo"), methods=("student",))
+    assert str(error.value) == (f"workdir {tmp_path / 'demo' / 'student'} holds a demo run of another config "
+                                f"(learning_rate: 0.5 there, 0.05 now), from an older version; delete "
+                                f"{tmp_path / 'demo'} or pass another --workdir")

@@ -214,10 +214,6 @@ def overrides_between(base, target) -> List[str]:
             if flat_target[path] != flat_base[path]]
 
 
-def comparable(config_json: dict) -> dict:
-    return {k: v for k, v in config_json.items() if k not in experiment.RUNTIME_FIELDS}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The plan.
 
@@ -324,7 +320,7 @@ class Planner:
         # The seed first and always explicit, then whatever else differs from the teacher's defaults.
         overrides = [f"--config.seed={target.seed}"] + [o for o in overrides if not o.startswith("--config.seed=")]
         config = apply_overrides(base, overrides)
-        if comparable(json.loads(config.to_json())) != comparable(json.loads(target.to_json())):
+        if experiment.config_differences(json.loads(config.to_json()), target):
             raise AssertionError(f"teacher overrides {overrides} do not reproduce the teacher config")
         workdir = experiment.teacher_workdir(student_config, student_workdir)
         run = Run("teacher", target.dataset.name, arg, workdir, tuple(overrides), config, tables=[])
@@ -442,7 +438,7 @@ def is_finished(run: Run) -> bool:
     """The directory (local or gs://) holds this run's config and a test record of its last epoch."""
     result = report.load_run(run.workdir)
     return (result is not None and result.finished
-            and comparable(result.config) == comparable(json.loads(run.config.to_json())))
+            and not experiment.config_differences(result.config, run.config))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def _set_method_defaults(c, method, pair, imagenet):
     elif method == "reviewkd":
         c.distill_weight = {"resnet34-resnet18": 1.0, "resnet50-mobilenet_v1": 8.0}.get(pair, 5.0)
         d.student_preact = pair in feature_kd.STUDENT_PREACT_PAIRS  # mdistiller: pre-ReLU on ImageNet only
-        d.mid_channel = ml_collections.config_dict.placeholder(int)  # None: min(512, the student's last width)
+        d.mid_channel = 0  # 0: min(512, the student's last width), as mdistiller
 
 
 def _fashion_mnist_defaults(c):

@@ -45,8 +45,8 @@ def run_demo(workdir: str, data_dir: str = "", methods=METHODS, **config_overrid
         try:
             records = experiment.run(config, run_dir)
         except experiment.WorkdirConflict as error:  # the demo has no --config to overwrite with
-            raise ValueError(f"workdir {error.workdir} holds a demo run of another config ({error.difference}), "
-                             f"from an older version; delete {workdir} or pass another --workdir") from None
+            raise ValueError(f"workdir {error.workdir} holds a demo run of another config ({error.difference}); "
+                             f"delete {workdir} or pass another --workdir") from None
         rows.append((method, run_report.final_and_best(records)[0]))
         if method != "student":
             teacher_dir = experiment.teacher_workdir(config, run_dir)

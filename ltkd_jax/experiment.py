@@ -21,10 +21,10 @@ from ltkd_jax import models
 from ltkd_jax.data import _env, longtail
 
 CONFIG_FILE = "config.json"
-# Fields that may change between a run and its resumption without changing its results: how it logs, where
-# teachers live, and the config argument string (its resolved values -- method, models, gamma -- are fields of
-# their own and are compared).
-RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "arg_error")
+# Fields (dotted) that may change between a run and its resumption without changing its results: how it logs,
+# where teachers and the prepared data sets live, and the config argument string (its resolved values -- method,
+# models, gamma -- are fields of their own and are compared).
+RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "arg_error", "dataset.data_dir")
 
 
 # Numeric fields and what they allow (checked before anything is read or written).
@@ -33,9 +33,10 @@ POSITIVE_FIELDS = ("batch_size", "num_epochs", "learning_rate", "lr_decay_rate",
                    "log_every_steps", "steps_per_dispatch")
 NON_NEGATIVE_FIELDS = ("eval_batch_size", "momentum", "weight_decay", "ce_weight", "distill_weight", "warmup_epochs",
                        "distill.alpha", "distill.beta", "teacher_num_epochs", "seed", "teacher_seed",
-                       "dataset.subset_seed", "dataset.image_size", "lr_decay_epochs")
+                       "dataset.subset_seed", "dataset.image_size", "lr_decay_epochs", "distill.mid_channel")
 ZERO_MEANS = {"eval_batch_size": "the training batch size", "teacher_num_epochs": "the student's",
-              "dataset.image_size": "the data set's default"}
+              "dataset.image_size": "the data set's default",
+              "distill.mid_channel": "min(512, the student's last width)"}
 
 
 def _check_numbers(config) -> None:
@@ -89,6 +90,22 @@ def image_shape(config):
     return (size, size, 3)
 
 
+def config_differences(stored: dict, config) -> list:
+    """`(field, stored value, current value)` for each dotted field where a run's stored config.json and `config`
+    differ, runtime fields aside. A field the stored file lacks (written before the field existed) counts as
+    equal when `config` holds the value its stored config string builds by default."""
+    old, current = config_lib.flatten(stored), config_lib.flat_config(config)
+    defaults = {}
+    if set(current) - set(old):
+        try:
+            defaults = config_lib.flat_config(config_lib.build_config(stored["dataset"]["name"], stored["arg"]))
+        except Exception:  # pylint: disable=broad-except  # a stored file we cannot rebuild: no field is excused
+            defaults = {}
+    return [(key, old.get(key), current.get(key)) for key in sorted(set(old) | set(current))
+            if key not in RUNTIME_FIELDS and old.get(key) != current.get(key)
+            and not (key not in old and key in defaults and defaults[key] == current[key])]
+
+
 class WorkdirConflict(ValueError):
     """A workdir that holds a run of another config."""
 
@@ -107,13 +124,10 @@ def refuse_workdir(config, workdir: str) -> list:
     path = epath.Path(workdir) / CONFIG_FILE
     if not path.exists():
         return []
-    stored = json.loads(path.read_text())
-    current = json.loads(config.to_json())
-    differing = sorted(k for k in set(stored) | set(current)
-                       if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
+    differing = config_differences(json.loads(path.read_text()), config)
     if differing and not config.overwrite:
-        key = differing[0]
-        raise WorkdirConflict(workdir, f"{key}: {stored.get(key)!r} there, {current.get(key)!r} now")
+        key, stored, current = differing[0]
+        raise WorkdirConflict(workdir, f"{key}: {stored!r} there, {current!r} now")
     return differing
 
 

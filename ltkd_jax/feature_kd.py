@@ -235,7 +235,7 @@ def _convreg_kind(student_hw, teacher_hw) -> str:
 def feature_settings(method: str, teacher_name: str, student_name: str, image_shape, **options):
     """The connector settings of `method` for the pair at `image_shape` (H, W, C): a `FitNetSettings` or a
     `ReviewKDSettings`. Options: fitnet `hint_layer` (default 2); reviewkd `student_preact` (default: True
-    on ImageNet pairs, as mdistiller) and `mid_channel` (default min(512, deepest student width))."""
+    on ImageNet pairs, as mdistiller) and `mid_channel` (default, or 0: min(512, deepest student width))."""
     _check_method_and_pair(method, teacher_name, student_name)
     unknown = sorted(set(options) - set(_OPTIONS[method]))
     if unknown:
@@ -267,7 +267,8 @@ def feature_settings(method: str, teacher_name: str, student_name: str, image_sh
     student_maps = student_maps[-k:]
     in_channels = tuple(c for _, _, c in student_maps)
     mid = options.get("mid_channel")
-    mid = min(REVIEWKD_MAX_MID_CHANNEL, in_channels[-1]) if mid is None else mid
+    if mid is None or (type(mid) is int and mid == 0):  # pylint: disable=unidiomatic-typecheck  # not False
+        mid = min(REVIEWKD_MAX_MID_CHANNEL, in_channels[-1])
     if isinstance(mid, bool) or not isinstance(mid, int) or mid < 1:
         raise ValueError(f"mid_channel={mid!r} is invalid: it must be a positive int")
     return ReviewKDSettings(

@@ -27,9 +27,13 @@ def _usage_error(message: str) -> None:
 def parse_flags(argv):
     """absl's flag parsing with one-line errors: a missing or broken config file, an unknown config field or a
     value of the wrong type would otherwise end in ml_collections' traceback."""
-    for arg, following in zip(argv[1:], argv[2:] + [None]):
-        value = arg.split("=", 1)[1] if arg.startswith("--config=") else following if arg == "--config" else None
-        if value is not None:
+    args = argv[1:argv.index("--")] if "--" in argv else argv[1:]  # after '--': not flags
+    for arg, following in zip(args, args[1:] + [None]):
+        name, _, value = arg.lstrip("-").partition("=")
+        if not (arg.startswith("-") and name == "config"):
+            continue
+        value = value if "=" in arg else following  # `--config PATH`: the next word, unless it is a flag
+        if value and not value.startswith("-"):
             path = value.split(":", 1)[0]
             if not os.path.isfile(path):
                 known = sorted(glob.glob("configs/*.py"))

@@ -168,8 +168,8 @@ def group_key(config: dict) -> GroupKey:
     arg = f"{method},{config['teacher_model']}-{config['student_model']},{gamma}"
     defaults = default_config(dataset, arg)
     flat = config_lib.flatten(config)
-    differing = sorted(k for k in set(flat) | set(defaults)
-                       if k not in IGNORED_FIELDS and flat.get(k) != defaults.get(k))
+    # A field the run's config.json lacks was written before the field existed: not a variant.
+    differing = sorted(k for k in flat if k not in IGNORED_FIELDS and flat[k] != defaults.get(k))
     variant = ", ".join(f"{k}={_format_field(flat.get(k))}" for k in differing if k not in HP_FIELDS)
     distill = config.get("distill", {})
     alpha, beta = distill.get("alpha"), distill.get("beta")

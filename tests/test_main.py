@@ -104,14 +104,24 @@ def test_feature_method_options_are_config_fields(tmp_path):
     from ltkd_jax import feature_kd
 
     reviewkd = config_lib.build_config("cifar100", "reviewkd,resnet32x4-resnet8x4,100")
-    assert dict(reviewkd.distill) == {"student_preact": False, "mid_channel": None}
+    assert dict(reviewkd.distill) == {"student_preact": False, "mid_channel": 0}
+
+    def connector_settings(config):  # what the run builds from the config
+        return experiment.make_stage(config, config.student_model, distill=True).model.connector.settings
+
+    assert connector_settings(reviewkd).mid_channel == 256  # min(512, resnet8x4's last width)
     assert config_lib.build_config("imagenet2012", "reviewkd,resnet34-resnet18,10").distill.student_preact is True
     reviewkd.distill.student_preact, reviewkd.distill.mid_channel = True, 64
     experiment.validate(reviewkd)
-    settings = feature_kd.feature_settings("reviewkd", "resnet32x4", "resnet8x4", (32, 32, 3), **reviewkd.distill)
+    settings = connector_settings(reviewkd)
     assert settings.student_key == "preact_feats" and settings.mid_channel == 64
     fitnet = config_lib.build_config("cifar100", "fitnet,resnet32x4-resnet8x4,100")
     assert dict(fitnet.distill) == {"hint_layer": feature_kd.FITNET_HINT_LAYER}
+    fitnet.distill.hint_layer = 3
+    assert connector_settings(fitnet).hint_layer == 3
+    reviewkd.distill.mid_channel = -1
+    with pytest.raises(ValueError, match=r"distill.mid_channel=-1 is invalid: it must be >= 0 \(0: min\(512"):
+        experiment.validate(reviewkd)
     fitnet.distill.hint_layer = 9
     with pytest.raises(ValueError, match=r"hint_layer=9 is invalid for resnet32x4-resnet8x4"):
         experiment.validate(fitnet)
@@ -121,6 +131,25 @@ def test_feature_method_options_are_config_fields(tmp_path):
                           "--config.distill.mid_channel=64", f"--config.dataset.data_dir={tmp_path}/tfds",
                           f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 1 and "'cifar100' split 'train' is not prepared" in out.stderr, out.stderr[-2000:]
+
+
+def test_a_run_written_before_a_field_existed_still_matches_its_config():
+    """config.json files from before a field was added (here: ReviewKD's options, which older versions left out
+    of `distill`) resume, count as finished in sweeps and are no report variant while the current config holds
+    the field's default; any other value, and a field another config string brings, still differ."""
+    from ltkd_jax import report
+
+    config = config_lib.build_config("cifar100", "reviewkd,resnet32x4-resnet8x4,100")
+    stored = json.loads(config.to_json())
+    stored["distill"] = {}
+    stored["dataset"]["data_dir"] = "/elsewhere/tensorflow_datasets"  # where the data is: runtime
+    assert experiment.config_differences(stored, config) == []
+    assert report.group_key(stored).variant == "" and report.group_key(stored).default_hp
+    config.distill.mid_channel = 64
+    assert experiment.config_differences(stored, config) == [("distill.mid_channel", None, 64)]
+    student = json.loads(config_lib.build_config("cifar100", "student,resnet32x4-resnet8x4,100").to_json())
+    ltkd = config_lib.build_config("cifar100", "ltkd,resnet32x4-resnet8x4,100")
+    assert ("distill.alpha", None, 6.0) in experiment.config_differences(student, ltkd)
 
 
 @pytest.mark.parametrize("family, pairs", [("cifar100", config_lib.CIFAR_PAIRS),
@@ -273,6 +302,7 @@ def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
     (["--config=ltkd_jax/optim.py"], "error: --config could not be loaded: AttributeError: module config_config has no "
                                      "attribute get_config"),
     (["--config", "configs/missing.py"], "error: --config file 'configs/missing.py' does not exist (known: "),
+    (["-config=configs/missing.py"], "error: --config file 'configs/missing.py' does not exist (known: "),
     (["--config=configs/fashion_mnist_lt.py", "--config.distil.alpha=1"],
      'error: --config.distil.alpha: no such config field (distil Did you mean "distill"'),
     (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"],
@@ -305,7 +335,7 @@ def test_cli_process_layout_mistakes_are_one_line(tmp_path, args, message):
 def test_student_workdir_is_checked_before_its_teacher_trains(tmp_path, mock_dir):
     """A workdir holding another config (or a file in the way) costs no teacher training."""
     experiment.check_workdir(tiny_config("student", mock_dir), str(tmp_path / "runs" / "ltkd"))
-    with pytest.raises(ValueError, match=r"holds a run of another config \(distill: \{\} there"):
+    with pytest.raises(ValueError, match=r"holds a run of another config \(distill.alpha: None there, 1.0 now\)"):
         experiment.run(tiny_config("ltkd", mock_dir), str(tmp_path / "runs" / "ltkd"))
     assert not (tmp_path / "runs" / "teachers").exists()
 
@@ -387,5 +417,5 @@ def test_demo_names_a_stale_workdir_and_how_to_clear_it(tmp_path, monkeypatch):
     with pytest.raises(ValueError) as error:
         demo.run_demo(str(tmp_path / "demo"), methods=("student",))
     assert str(error.value) == (f"workdir {tmp_path / 'demo' / 'student'} holds a demo run of another config "
-                                f"(learning_rate: 0.5 there, 0.05 now), from an older version; delete "
+                                f"(learning_rate: 0.5 there, 0.05 now); delete "
                                 f"{tmp_path / 'demo'} or pass another --workdir")

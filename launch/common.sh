@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by launch/local.sh and launch/tpu_vm.sh (sourced; the caller sets PROG and SCRIPT).
+# Helpers shared by launch/local.sh, launch/tpu_vm.sh and launch/gpu_bench.sh (sourced; the caller sets PROG and
+# SCRIPT).
 # launch/slurm.sbatch keeps its own copy: sbatch runs a spooled copy of the script, away from this file.
 
 die() {

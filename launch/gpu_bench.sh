@@ -11,12 +11,16 @@
 #
 # Usage: [OUT=DIR] [PYTHON=INTERPRETER] launch/gpu_bench.sh
 #
-# Needs jax, flax, optax and orbax (torch for the reference; no TensorFlow). PYTHON defaults to
-# <repo>/.venv/bin/python if present, else python3. Writes under OUT (default workdirs/gpu_bench; 6 files, none
+# Needs jax with an accelerator, flax, optax and orbax (torch for the reference; no TensorFlow). PYTHON defaults
+# to <repo>/.venv/bin/python if present, else python3 (`make` builds .venv with CPU-only jax: on a GPU host set
+# PYTHON to an interpreter with jax[cuda12]). Writes under OUT (default <repo>/workdirs/gpu_bench; 6 files, none
 # deeper than OUT): bench.log (versions and every table), one JSON per part, trace_b64_fp32.tgz (open with
 # TensorBoard's profile plugin or xprof; dropped if over 15 MB).
 set -uo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.." || exit 2
+[[ -z ${OUT:-} || $OUT == /* ]] || OUT=$caller_dir/$OUT  # relative settings are the caller's
+[[ ${PYTHON:-} != */* || $PYTHON == /* ]] || PYTHON=$caller_dir/$PYTHON
 # shellcheck disable=SC2034  # both read by common.sh's die and usage
 PROG=gpu_bench.sh SCRIPT=launch/gpu_bench.sh
 # shellcheck source=common.sh disable=SC1091
@@ -34,8 +38,16 @@ elif [[ -x .venv/bin/python ]]; then
 else
     PY=python3
 fi
-"$PY" -c "import jax, flax, optax, orbax.checkpoint" 2>/dev/null \
-    || die "$PY cannot import jax, flax, optax and orbax.checkpoint; set PYTHON to an interpreter that has them"
+problem=$("$PY" -c '
+try:
+    import jax, flax, optax, orbax.checkpoint
+except Exception as error:
+    print("cannot import", getattr(error, "name", None) or error)
+else:
+    if jax.default_backend() == "cpu":
+        print("has a jax that sees no accelerator")
+' 2>/dev/null) || problem="does not run"
+[[ -z $problem ]] || die "$PY $problem; set PYTHON to an interpreter with jax for the accelerator, flax, optax and orbax"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 LOG="$OUT/bench.log"

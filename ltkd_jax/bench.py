@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -44,7 +45,8 @@ from ltkd_jax.data import _env, longtail
 # (the H200 anchor's fp32 step reached ~78 TFLOP/s, above the 67 of plain fp32), so the GPUs' float32 column is
 # their TF32 peak; PyTorch also convolves fp32 in TF32 by default (torch.backends.cudnn.allow_tf32).
 PEAK_TFLOPS = {
-    "H100": (494.7, 989.4), "H200": (494.7, 989.4), "A100": (156.0, 312.0), "L4": (60.0, 121.0),
+    "H100": (494.7, 989.4), "H100 PCIe": (378.0, 756.0), "H200": (494.7, 989.4), "A100": (156.0, 312.0),
+    "L4": (60.0, 121.0),
     "TPU v4": (None, 275.0), "TPU v5 lite": (None, 197.0), "TPU v5p": (None, 459.0), "TPU v6 lite": (None, 918.0),
 }
 
@@ -70,11 +72,14 @@ def make_stage(method: str, student_model, num_epochs: int) -> trainer.Stage:
 
 
 def device_peak(dtype: str, kind: Optional[str] = None) -> Optional[float]:
-    kind = kind or jax.devices()[0].device_kind
-    for name, (fp32, bf16) in PEAK_TFLOPS.items():
-        if name.lower() in kind.lower():
-            return bf16 if dtype == "bfloat16" else fp32
-    return None
+    """The peak of the most specific `PEAK_TFLOPS` name whose words are all words of the device kind ("NVIDIA
+    H100 PCIe" is "H100 PCIe", "NVIDIA L40S" is none: not an L4)."""
+    words = set(re.split(r"[^a-z0-9]+", (kind or jax.devices()[0].device_kind).lower()))
+    matches = [name for name in PEAK_TFLOPS if set(name.lower().split()) <= words]
+    if not matches:
+        return None
+    fp32, bf16 = PEAK_TFLOPS[max(matches, key=lambda name: len(name.split()))]
+    return bf16 if dtype == "bfloat16" else fp32
 
 
 def synthetic_data(num_train: int, num_test: int, image_shape, num_classes: int, seed: int = 0):

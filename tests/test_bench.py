@@ -146,5 +146,11 @@ def test_peaks_bound_the_anchor_rates():
     for dtype, img_per_s in (("float32", 24_417), ("bfloat16", 85_210)):
         peak = bench.device_peak(dtype, "NVIDIA H200")
         assert peak is not None and 0.05 < img_per_s * 3.2e9 / 1e12 / peak < 1
+        assert peak <= bench.device_peak("bfloat16", "NVIDIA H200")  # TF32 runs at half bf16's rate or less
     assert bench.device_peak("float32", "NVIDIA H100 80GB HBM3") == bench.PEAK_TFLOPS["H100"][0]
-    assert bench.device_peak("bfloat16", "cpu") is None
+    assert bench.device_peak("bfloat16", "NVIDIA H100 PCIe") == bench.PEAK_TFLOPS["H100 PCIe"][1]
+    assert bench.device_peak("bfloat16", "NVIDIA A100-SXM4-80GB") == bench.PEAK_TFLOPS["A100"][1]
+    assert bench.device_peak("bfloat16", "TPU v5 lite") == bench.PEAK_TFLOPS["TPU v5 lite"][1]
+    assert bench.device_peak("bfloat16", "TPU v5p") == bench.PEAK_TFLOPS["TPU v5p"][1]
+    for unknown in ("NVIDIA L40S", "cpu"):
+        assert bench.device_peak("bfloat16", unknown) is None

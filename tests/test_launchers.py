@@ -603,10 +603,20 @@ def test_slurm_keeps_an_exact_copy_of_the_shared_helpers():
 
 
 def test_gpu_bench_refuses_an_interpreter_without_jax_and_stray_arguments(tmp_path):
+    advice = "set PYTHON to an interpreter with jax for the accelerator, flax, optax and orbax\n"
     result = launch(GPU_BENCH, env={"PYTHON": "false", "OUT": str(tmp_path / "out")})
+    assert result.returncode == 2 and result.stderr == f"gpu_bench.sh: error: false does not run; {advice}"
+    # this machine's jax has no accelerator: benchmarking its CPU for 9 minutes would be no GPU check
+    result = launch(GPU_BENCH, env={"PYTHON": sys.executable, "OUT": str(tmp_path / "out")})
     assert result.returncode == 2 and result.stderr == (
-        "gpu_bench.sh: error: false cannot import jax, flax, optax and orbax.checkpoint; set PYTHON to an "
-        "interpreter that has them\n")
+        f"gpu_bench.sh: error: {sys.executable} has a jax that sees no accelerator; {advice}")
+    missing = tmp_path / "nojax" / "python"  # an interpreter that lacks a package, named relative to the caller
+    missing.parent.mkdir()
+    missing.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    missing.chmod(0o755)
+    result = launch(GPU_BENCH, env={"PYTHON": "nojax/python", "OUT": "out"}, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr == (
+        f"gpu_bench.sh: error: {tmp_path}/nojax/python cannot import jax; {advice}")
     result = launch(GPU_BENCH, "--out=x", env={"OUT": str(tmp_path / "out")})
     assert result.returncode == 2 and "unexpected argument '--out=x'" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -92,3 +92,26 @@ def test_prepare_names_a_missing_manual_dir_and_a_data_dir_in_the_way(tmp_path, 
     (tmp_path / "afile").write_text("")
     assert prepare.main(["fashion_mnist", f"--data_dir={tmp_path / 'afile' / 'tfds'}"]) == 2
     assert f"cannot be created: {tmp_path / 'afile'} is a file" in capsys.readouterr().err
+
+
+def test_prepare_says_at_once_that_a_download_cannot_start(tmp_path, monkeypatch):
+    """Offline, tfds's downloader retries for minutes: prepare checks the host first (a proxy counts as a way
+    out, since a direct connection may be blocked where the proxy gets through)."""
+    from ltkd_jax.data import prepare
+
+    asked = []
+    with pytest.raises(prepare.PrepareError, match=r"cifar100: not prepared in .* and www.cs.toronto.edu cannot "
+                                                   r"be reached \(no network\)"):
+        prepare.prepare("cifar100", data_dir=str(tmp_path / "tfds"),
+                        network_check=lambda host, port: asked.append((host, port)) or False)
+    assert asked == [("www.cs.toronto.edu", 443)] and not (tmp_path / "tfds").exists()
+
+    def refused(*args, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(prepare.socket, "create_connection", refused)
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert not prepare._network_reachable("www.cs.toronto.edu", 443)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert prepare._network_reachable("www.cs.toronto.edu", 443)

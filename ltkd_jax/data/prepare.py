@@ -29,6 +29,7 @@ from ltkd_jax.data import _env, fashion_mnist
 from ltkd_jax.data.registry import get_spec, known_names
 
 FASHION_MNIST_HOST = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
+DOWNLOAD_HOSTS = {"cifar100": "www.cs.toronto.edu"}  # where tfds downloads the other data sets from
 
 
 MANUAL_FILES = {"tiny_imagenet": ("tiny-imagenet-200.zip",),
@@ -40,6 +41,10 @@ class PrepareError(RuntimeError):
 
 
 def _network_reachable(host: str, port: int = 80, timeout: float = 5.0) -> bool:
+    """Whether a download can start: a proxy in the environment counts as yes (a direct connection may be
+    blocked where the proxy gets through); otherwise a TCP connection to `host`."""
+    if any(os.environ.get(name) for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")):
+        return True
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -78,6 +83,12 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
                                f"{' and '.join(files)} there, or pass --manual_dir=DIR)")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     else:
+        # Offline, tfds's downloader would retry for minutes before failing: say so at once.
+        host = DOWNLOAD_HOSTS.get(name)
+        if host and not _is_prepared(builder) and not (network_check or _network_reachable)(host, 443):
+            raise PrepareError(f"{name}: not prepared in {data_dir} and {host} cannot be reached (no "
+                               f"network); prepare it where there is one and copy {data_dir} here, or set "
+                               "HTTPS_PROXY")
         config = tfds.download.DownloadConfig()
     if not _is_prepared(builder):
         builder.download_and_prepare(download_config=config)

@@ -25,3 +25,16 @@ quote() {
     done
     printf '%s\n' "$out"
 }
+
+# The interpreter to run: $PYTHON if set, else ROOT/.venv/bin/python if executable, else python3 (printed).
+# Without ROOT, the current directory's .venv, named relative to it.
+pick_python() {
+    local venv=${1:+$1/}.venv/bin/python
+    if [[ -n ${PYTHON:-} ]]; then
+        printf '%s\n' "$PYTHON"
+    elif [[ -x $venv ]]; then
+        printf '%s\n' "$venv"
+    else
+        printf '%s\n' python3
+    fi
+}

@@ -31,23 +31,22 @@ case ${1:-} in
     *) die "unexpected argument '$1' (settings go in OUT and PYTHON; see --help)" ;;
 esac
 OUT=${OUT:-workdirs/gpu_bench}
-if [[ -n ${PYTHON:-} ]]; then
-    PY=$PYTHON
-elif [[ -x .venv/bin/python ]]; then
-    PY=.venv/bin/python
-else
-    PY=python3
-fi
-problem=$("$PY" -c '
+PY=$(pick_python)  # the repository's .venv, if any (we are in the repository root)
+# One start of jax: a problem comes back marked with '!', else the versions line that bench.log gets.
+versions=$("$PY" -c '
 try:
-    import jax, flax, optax, orbax.checkpoint
+    import jax, flax, optax, orbax.checkpoint as o
 except Exception as error:
-    print("cannot import", getattr(error, "name", None) or error)
+    print("!cannot import", getattr(error, "name", None) or error)
 else:
     if jax.default_backend() == "cpu":
-        print("has a jax that sees no accelerator")
-' 2>/dev/null) || problem="does not run"
-[[ -z $problem ]] || die "$PY $problem; set PYTHON to an interpreter with jax for the accelerator, flax, optax and orbax"
+        print("!has a jax that sees no accelerator")
+    else:
+        print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, "orbax", o.__version__,
+              jax.devices())
+' 2>/dev/null) || versions="!does not run"
+[[ $versions != '!'* ]] ||
+    die "$PY ${versions#!}; set PYTHON to an interpreter with jax for the accelerator, flax, optax and orbax"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 LOG="$OUT/bench.log"
@@ -64,8 +63,7 @@ part() {  # part NAME SECONDS ARGS...: one benchmark run within SECONDS, its tab
 }
 
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
-  "$PY" -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__,
-'optax', optax.__version__, 'orbax', o.__version__, jax.devices())" || true
+  if [[ -n $versions ]]; then printf '%s\n' "$versions"; fi
   "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda)" || true; } 2>&1 | tee "$LOG"
 
 part b64_fp32 200 --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch --profile_dir="$OUT/trace"

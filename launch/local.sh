@@ -65,13 +65,7 @@ for arg in "${ARGS[@]}"; do
 done
 
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-if [[ -n ${PYTHON:-} ]]; then
-    PY=$PYTHON
-elif [[ -x $ROOT/.venv/bin/python ]]; then
-    PY=$ROOT/.venv/bin/python
-else
-    PY=python3
-fi
+PY=$(pick_python "$ROOT")
 MODULE=${LTKD_MAIN:-ltkd_jax.main}
 LOG_DIR=${LOG_DIR:-${WORKDIR:-workdirs/demo}}
 [[ $LOG_DIR != *://* ]] || die "the logs cannot go to '$LOG_DIR'; set LOG_DIR to a local directory"

@@ -47,7 +47,7 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -172,7 +172,10 @@ def parse_value(current, text: str):
     if isinstance(current, float):
         return float(text)
     if isinstance(current, tuple):
-        value = ast.literal_eval(text)
+        try:
+            value = ast.literal_eval(text)
+        except (SyntaxError, ValueError):  # ast's own text names its internal nodes ("<ast.Name object at 0x..>")
+            raise ValueError(f"{text!r} is not a tuple such as (6,8)") from None
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
     if isinstance(current, str):
         return text
@@ -388,6 +391,12 @@ def _csv(text: Optional[str], cast=str):
     return None if not text else [cast(x.strip()) for x in text.split(",") if x.strip()]
 
 
+def selected(method: str, gamma, pair: str, methods=None, gammas=None, pairs=None) -> bool:
+    """Whether the cell (method, gamma, pair) passes the --methods / --gammas / --pairs selection (None: all)."""
+    return ((not methods or method in methods) and (not gammas or float(gamma) in [float(g) for g in gammas])
+            and (not pairs or pair in pairs))
+
+
 def check_selection(tables: Sequence[str], methods=None, gammas=None, pairs=None) -> None:
     """A one-line ValueError where --methods / --gammas / --pairs name a value no table of `tables` has, or
     together select no cell."""
@@ -402,8 +411,7 @@ def check_selection(tables: Sequence[str], methods=None, gammas=None, pairs=None
         if unknown:
             raise ValueError(f"{flag}: {', '.join(unknown)} not in table {names}; allowed: "
                              f"{', '.join(show(v) for v in allowed)}")
-    chosen = [e for e in entries if (not methods or e[0] in methods)
-              and (not gammas or e[1] in [float(g) for g in gammas]) and (not pairs or e[2] in pairs)]
+    chosen = [e for e in entries if selected(*e, methods, gammas, pairs)]
     if not chosen:
         flags_given = [f for f, v in (("--methods", methods), ("--gammas", gammas), ("--pairs", pairs)) if v]
         raise ValueError(f"{' with '.join(flags_given)} select no run of table {names}")
@@ -420,9 +428,7 @@ def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence
     for table in tables:
         dataset = paper_results.LAYOUTS[table]["dataset"]
         for pair, gamma, method, hparams in table_entries(table):
-            if methods and method not in methods or pairs and pair not in pairs:
-                continue
-            if gammas and float(gamma) not in [float(g) for g in gammas]:
+            if not selected(method, gamma, pair, methods, gammas, pairs):
                 continue
             teacher_row_seeds = planner.seeds if teacher_seeds == "paired" else [0]
             for seed in (teacher_row_seeds if method == "teacher" else planner.seeds):
@@ -445,7 +451,8 @@ def is_finished(run: Run) -> bool:
 # Output.
 
 
-def summary_lines(runs: Sequence[Run], tables: Sequence[str], args) -> List[str]:
+def summary_lines(runs: Sequence[Run], tables: Sequence[str], args, finished: Set[str]) -> List[str]:
+    """The plan's summary; `finished`: the workdirs of the runs that are already finished (see is_finished)."""
     teachers = [r for r in runs if r.kind == "teacher"]
     students = [r for r in runs if r.kind == "student"]
     device = DEVICES[args.device]
@@ -469,8 +476,8 @@ def summary_lines(runs: Sequence[Run], tables: Sequence[str], args) -> List[str]
         per_table.append(f"{table}: {len(mine)} runs, {hours:.2f} h")
     if len(tables) > 1:
         lines.append("per table (shared runs counted in each): " + "; ".join(per_table))
-    finished = sum(is_finished(r) for r in runs)
-    lines.append(f"already finished under {args.runs_dir}: {finished} of {len(runs)}")
+    count = sum(r.workdir in finished for r in runs)
+    lines.append(f"already finished under {args.runs_dir}: {count} of {len(runs)}")
     return lines
 
 
@@ -496,11 +503,12 @@ def tpu_lines(runs: Sequence[Run]) -> List[str]:
     return [shlex.join(["launch/tpu_vm.sh", "--", *run.args()]) for run in runs]
 
 
-def run_local(runs: Sequence[Run]) -> int:
+def run_local(runs: Sequence[Run], finished: Set[str]) -> int:
+    """Run the runs one after another, skipping the `finished` workdirs and the students of failed teachers."""
     failed = set()
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}]"
-        if is_finished(run):
+        if run.workdir in finished:
             print(f"# {head} finished, skipped: {run.workdir}", flush=True)
             continue
         if run.teacher_workdir in failed:
@@ -588,7 +596,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     header = ["#!/bin/bash"] if args.launcher != "local" else []
-    summary = ["# " + line for line in summary_lines(runs, args.tables, args)]  # checks every run's directory
+    finished = {run.workdir for run in runs if is_finished(run)}  # reads every run's directory, once
+    summary = ["# " + line for line in summary_lines(runs, args.tables, args, finished)]
     if args.launcher == "slurm":
         body = slurm_lines(runs, args.sbatch_args)
     elif args.launcher == "tpu":
@@ -605,7 +614,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stderr.close()
         return 0
     print("\n".join(summary), flush=True)
-    return run_local(runs)
+    return run_local(runs, finished)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ SCRIPT="${BASH_SOURCE[0]}"
 # shellcheck source=common.sh disable=SC1091
 source "$SCRIPT_DIR/common.sh"
 
-
 TPU_NAME=${TPU_NAME:-ltkd}
 ZONE=${ZONE:-us-central2-b}
 ACCELERATOR=${ACCELERATOR:-v4-32}

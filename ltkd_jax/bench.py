@@ -4,7 +4,8 @@
     python -m ltkd_jax.bench --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16 --epoch
 
 Rows (images per second, medians over timed windows; compile time of each program's first call):
-  jax step            the jitted step on a batch already on the device (the anchor's "bare step")
+  jax step            the jitted step on a uint8 batch already on the device, normalised inside the step
+                      (the anchor's "bare step")
   jax end-to-end      the trainer's real program: the batch drawn from the device-resident training set
                       (slice of the epoch's permutation, crop, flip, normalise) inside the step, as
                       `ltkd_jax.trainer` runs it (the permutation itself is drawn once per epoch, outside)
@@ -113,8 +114,7 @@ class StaticFeed:
         return self._batch
 
     def batch(self, inputs, step):
-        return {"image": device_input.normalize(inputs["image"], self.augmentation.mean, self.augmentation.std),
-                "label": inputs["label"]}
+        return device_input.normalize_batch(inputs, self.augmentation)
 
 
 def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int):

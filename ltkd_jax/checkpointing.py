@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from ltkd_jax.data._env import absolute  # local paths made absolute, gs:// URLs kept as they are
+from ltkd_jax.data._env import absolute, first_line  # absolute: local paths made so, gs:// URLs kept
 
 
 class CheckpointError(ValueError):
@@ -98,23 +98,16 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
-        path = os.fspath(directory / str(step))
-        with _reading(what, path):
-            stored = manager.item_metadata(step)
-        _check_matches(stored, abstract_variables, what, path)
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
-        with _reading(what, path):
-            variables = manager.restore(step, args=ocp.args.PyTreeRestore(
-                target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
-        return variables, path
+        variables = restore(manager, step, abstract_variables, what, args=ocp.args.PyTreeRestore(
+            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+        return variables, os.fspath(directory / str(step))
     finally:
         manager.close()
 
 
 def _first_line(error: Exception, limit: int = 200) -> str:
-    text = str(error).strip()
-    text = text.splitlines()[0] if text else ""
-    text = text.split(" See full TensorStore details")[0]  # then a dump of the storage spec
+    text = first_line(error).split(" See full TensorStore details")[0]  # then a dump of the storage spec
     return f"{type(error).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
 
 
@@ -134,6 +127,11 @@ class _WithoutLoopClosedTracebacks(io.TextIOBase):
         super().__init__()
         self.stream, self.partial, self.held = stream, "", None
 
+    def _without_strays(self):
+        """The held traceback without lines of the closed-loop tracebacks (a header alone was a cut-off one)."""
+        kept = [held for held in self.held or [] if not any(s in held for s in self.STRAY)]
+        return kept if len(kept) > 1 else []
+
     def write(self, text):
         lines = (self.partial + text).split("\n")
         self.partial = lines.pop()
@@ -146,8 +144,7 @@ class _WithoutLoopClosedTracebacks(io.TextIOBase):
                 self.held.append(line)
             elif self.held is not None:  # the exception line ends the held traceback
                 if line.strip() != self.LOOP_CLOSED:
-                    kept = [held for held in self.held if not any(s in held for s in self.STRAY)]
-                    out += (kept if len(kept) > 1 else []) + [line]  # a header alone was a cut-off stray one
+                    out += self._without_strays() + [line]
                 self.held = None
             elif not any(stray in line for stray in self.STRAY):
                 out.append(line)
@@ -161,9 +158,11 @@ class _WithoutLoopClosedTracebacks(io.TextIOBase):
             self.partial = ""
         self.stream.flush()
 
-    def release(self):
-        """Whatever is held, unfiltered, and the stream underneath."""
-        self.stream.write("".join(line + "\n" for line in self.held or []) + self.partial)
+    def release(self, failed_read: bool = False):
+        """Whatever is held, and the stream underneath. After a failed read a held traceback is most likely a
+        closed-loop one cut off by the failure: its stray lines are dropped; otherwise all is passed on."""
+        held = self._without_strays() if failed_read else self.held or []
+        self.stream.write("".join(line + "\n" for line in held) + self.partial)
         self.held, self.partial = None, ""
         self.stream.flush()
         return self.stream
@@ -210,23 +209,27 @@ def _reading(what: str, path: str):
         stderr = None  # already filtered (a failed read earlier in this process): leave it
     else:
         sys.stderr = _WithoutLoopClosedTracebacks(stderr)
+    failed = False
     try:
         yield
     except Exception as error:  # orbax raises many types for a damaged directory
+        failed = True
         raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
     finally:
         if stderr is not None:
-            sys.stderr = sys.stderr.release() if isinstance(sys.stderr, _WithoutLoopClosedTracebacks) else stderr
+            filtered = sys.stderr
+            sys.stderr = filtered.release(failed) if isinstance(filtered, _WithoutLoopClosedTracebacks) else stderr
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str):
-    """Restore `step` into the structure, shapes and shardings of `abstract_state`, or raise CheckpointError."""
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str, args=None):
+    """Restore `step` into the structure, shapes and shardings of `abstract_state` (or as `args` says, after
+    checking the stored tree against `abstract_state`), or raise CheckpointError."""
     path = os.fspath(epath.Path(manager.directory) / str(step))
     with _reading(what, path):
         stored = manager.item_metadata(step)
     _check_matches(stored, abstract_state, what, path)
     with _reading(what, path):
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        return manager.restore(step, args=args or ocp.args.StandardRestore(abstract_state))
 
 
 def _check_matches(stored, abstract_state, what: str, path: str) -> None:

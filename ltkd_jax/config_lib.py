@@ -10,10 +10,12 @@ Defaults are mdistiller's recipes; every field stays overridable from the comman
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
 import ml_collections
+from flax import traverse_util
 
 from ltkd_jax import feature_kd, losses
 
@@ -187,17 +189,18 @@ def distill_hparams(config) -> dict:
     return hparams
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{dotted path: value} of a nested dict."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def flatten(tree: dict) -> dict:
+    """{dotted path: value} of a nested dict (empty sub-dicts have no entries)."""
+    return traverse_util.flatten_dict(tree, sep=".")
 
 
 def flat_config(config) -> dict:
     """{dotted field: value} of a config, as its JSON holds it (tuples become lists)."""
     return flatten(json.loads(config.to_json()))
+
+
+@functools.lru_cache(maxsize=None)
+def default_flat_config(dataset: str, arg: str) -> dict:
+    """`flat_config` of the config `arg` builds for `dataset` with no overrides (cached, so shared: read it,
+    do not change it; reports and sweeps ask once per run directory)."""
+    return flat_config(build_config(dataset, arg))

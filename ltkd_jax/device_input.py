@@ -41,6 +41,12 @@ def normalize(images: jax.Array, mean, std) -> jax.Array:
     return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
+def normalize_batch(batch: dict, augmentation: Augmentation) -> dict:
+    """`batch` with its uint8 'image' normalised by `augmentation`'s mean / std (float32); every other entry
+    ('label', 'mask', ...) as it is."""
+    return {**batch, "image": normalize(batch["image"], augmentation.mean, augmentation.std)}
+
+
 def pad_crop_flip(images: jax.Array, key: jax.Array, *, pad: int, flip: bool) -> jax.Array:
     """Random crop of the zero-padded images back to their size, and a random horizontal flip, per image."""
     batch, height, width, channels = images.shape

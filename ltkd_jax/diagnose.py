@@ -15,7 +15,6 @@ import math
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
@@ -25,12 +24,20 @@ from ltkd_jax.data import _env, longtail
 
 def predictions(model, variables, images: np.ndarray, augmentation, batch_size: int, temperature: float):
     """Softmax(logits / T) of every image (host numpy), in eval mode, in order."""
-    apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, x, train=False) / temperature, -1))
+    def probabilities(v, image):  # uint8 batches, normalised on the device as training does
+        x = device_input.normalize(image, augmentation.mean, augmentation.std)
+        return jax.nn.softmax(model.apply(v, x, train=False) / temperature, -1)
+
+    apply = jax.jit(probabilities)
     out = []
     for batch in device_input.eval_batches(images, np.zeros(len(images), np.int32), batch_size):
-        x = device_input.normalize(jnp.asarray(batch["image"]), augmentation.mean, augmentation.std)
-        out.append(np.asarray(apply(variables, x))[batch["mask"]])
+        out.append(np.asarray(apply(variables, batch["image"]))[batch["mask"]])
     return np.concatenate(out)
+
+
+def out_dir_of(run_dir: str, out_dir: str = "") -> epath.Path:
+    """Where diagnose writes: `out_dir`, by default `<run_dir>/diagnose` (local or gs://)."""
+    return epath.Path(out_dir or epath.Path(run_dir) / "diagnose")
 
 
 def batch_group_sums(probs: np.ndarray, group_ids: np.ndarray, batch_size: int, seed: int = 0) -> np.ndarray:
@@ -85,7 +92,7 @@ def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, ou
                          "per_batch": sums.tolist()}
         if split == "test":
             result["calibration"] = calibration(probs, labels, data.group_ids)
-    out_dir = epath.Path(out_dir or epath.Path(run_dir) / "diagnose")  # local or gs://
+    out_dir = out_dir_of(run_dir, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _env.write_file(out_dir / "diagnose.json", json.dumps(result))
     _plot(result, out_dir / "group_sums.png")
@@ -143,7 +150,7 @@ def main(argv=None, *, exit_after_failed_read: bool = False) -> int:
         parser.error(f"--batch_size={args.batch_size} must be >= 1")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         parser.error(f"--temperature={args.temperature} must be a finite number > 0")
-    blocking = _env.file_in_the_way(args.out or epath.Path(args.teacher) / "diagnose")
+    blocking = _env.file_in_the_way(out_dir_of(args.teacher, args.out))
     if blocking is not None:
         parser.error(f"--out={args.out or '<teacher>/diagnose'}: {blocking} is a file, not a directory")
     try:

@@ -98,7 +98,7 @@ def config_differences(stored: dict, config) -> list:
     defaults = {}
     if set(current) - set(old):
         try:
-            defaults = config_lib.flat_config(config_lib.build_config(stored["dataset"]["name"], stored["arg"]))
+            defaults = config_lib.default_flat_config(stored["dataset"]["name"], stored["arg"])
         except Exception:  # pylint: disable=broad-except  # a stored file we cannot rebuild: no field is excused
             defaults = {}
     return [(key, old.get(key), current.get(key)) for key in sorted(set(old) | set(current))

@@ -270,7 +270,8 @@ def feature_settings(method: str, teacher_name: str, student_name: str, image_sh
     if mid is None or (type(mid) is int and mid == 0):  # pylint: disable=unidiomatic-typecheck  # not False
         mid = min(REVIEWKD_MAX_MID_CHANNEL, in_channels[-1])
     if isinstance(mid, bool) or not isinstance(mid, int) or mid < 1:
-        raise ValueError(f"mid_channel={mid!r} is invalid: it must be a positive int")
+        raise ValueError(f"mid_channel={mid!r} is invalid: it must be a positive int, or 0 for min("
+                         f"{REVIEWKD_MAX_MID_CHANNEL}, the student's last width)")
     return ReviewKDSettings(
         student_key=key, in_channels=in_channels, out_channels=tuple(c for _, _, c in teacher_maps),
         shapes=tuple((h, w) for h, w, _ in student_maps), out_shapes=tuple((h, w) for h, w, _ in teacher_maps),

@@ -13,7 +13,8 @@ TFRecords from disk (about 110 kB per image) is not what limits the pipeline.
 
 Rows: ``train`` runs `ltkd_jax.data.pipeline.augmented_batches` (the training stream's decode and augmentation,
 exactly as training runs it), ``eval`` the evaluation preprocessing (resize 256, centre crop 224); ``+ to
-device`` also puts each batch on the first JAX device as the trainer's host feed does.
+device`` also puts each batch's image and label on the JAX devices, split over them as the trainer's host feed
+does (so --batch_size must be a multiple of the device count).
 """
 from __future__ import annotations
 
@@ -138,7 +139,8 @@ def parse_args(argv=None):
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--num_images", type=int, default=512, help="distinct JPEGs cycled through")
     parser.add_argument("--num_batches", type=int, default=8, help="timed batches per row")
-    parser.add_argument("--to_device", action="store_true", help="also time putting each batch on the device")
+    parser.add_argument("--to_device", action="store_true",
+                        help="also time putting each batch on the devices, split over them as the trainer does")
     parser.add_argument("--step_img_per_s", type=float, default=0.0,
                         help="a training step's rate (img/s per accelerator) to size the host for")
     args = parser.parse_args(argv)
@@ -158,6 +160,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.to_device:  # the batch is split over the devices: check it divides before any work
+        from ltkd_jax import trainer  # pylint: disable=import-outside-toplevel
+        try:
+            trainer.check_batch_size(args.batch_size)
+        except ValueError as error:
+            print(f"input_bench: error: {error}", file=sys.stderr)
+            return 2
     rows = pipeline_rows(args)
     print(f"ImageNet host pipeline, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
           f"{args.num_images} JPEGs of {rows[0]['mean_jpeg_kb']:.0f} kB mean; {os.cpu_count()} host cores")

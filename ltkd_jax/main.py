@@ -1,12 +1,13 @@
 """Command line: `python -m ltkd_jax.main --config=configs/cifar100_lt.py:ltkd,resnet32x4-resnet8x4,100
 --workdir=DIR`. Without --config it runs the embedded demo (Fashion-MNIST-LT, CPU-sized)."""
 
-import glob
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from ltkd_jax import paper_results  # light: no JAX; the known config files
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).",
@@ -36,14 +37,10 @@ def parse_flags(argv):
         if value and not value.startswith("-"):
             path = value.split(":", 1)[0]
             if not os.path.isfile(path):
-                known = sorted(glob.glob("configs/*.py"))
-                _usage_error(f"--config file {path!r} does not exist"
-                             + (f" (known: {', '.join(known)})" if known else ""))
+                known = ", ".join(sorted(paper_results.CONFIG_FILES.values()))
+                _usage_error(f"--config file {path!r} does not exist (known: {known})")
     try:
-        rest = FLAGS(argv)
-        if FLAGS.config is not None:  # `--config PATH` (no '=') loads lazily: make it fail here
-            FLAGS.config.keys()
-        return rest
+        return FLAGS(argv)
     except flags.Error as error:  # a value that does not parse, or an unknown flag
         _usage_error(str(error))
     except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.FIELD (or group)
@@ -57,7 +54,6 @@ def parse_flags(argv):
         _usage_error(f"--config could not be loaded: {type(error).__name__}: {text}")
     except Exception as error:  # pylint: disable=broad-except  # a config file that does not load
         _usage_error(f"--config could not be loaded: {type(error).__name__}: {error}")
-    return None
 
 
 def main(argv):

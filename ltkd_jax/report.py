@@ -39,7 +39,7 @@ from etils import epath
 
 from ltkd_jax import config_lib, metrics_log, paper_results
 from ltkd_jax.data import _env
-from ltkd_jax.run_report import final_and_best
+from ltkd_jax.run_report import final_and_best, save_png
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -121,16 +121,6 @@ def _gamma(value):
     return int(value) if value == int(value) else value
 
 
-_DEFAULTS: Dict[Tuple[str, str], dict] = {}
-
-
-def default_config(dataset: str, arg: str) -> dict:
-    key = (dataset, arg)
-    if key not in _DEFAULTS:
-        _DEFAULTS[key] = config_lib.flat_config(config_lib.build_config(dataset, arg))
-    return _DEFAULTS[key]
-
-
 @dataclasses.dataclass(frozen=True)
 class GroupKey:
     dataset: str
@@ -166,7 +156,7 @@ def group_key(config: dict) -> GroupKey:
     elif method == "student":
         teacher = ""
     arg = f"{method},{config['teacher_model']}-{config['student_model']},{gamma}"
-    defaults = default_config(dataset, arg)
+    defaults = config_lib.default_flat_config(dataset, arg)
     flat = config_lib.flatten(config)
     # A field the run's config.json lacks was written before the field existed: not a variant.
     differing = sorted(k for k in flat if k not in IGNORED_FIELDS and flat[k] != defaults.get(k))
@@ -627,10 +617,10 @@ def plot_fig4(report: Report, path: str) -> Optional[str]:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    _env.write_file(path, buffer.getvalue())
+    try:
+        save_png(fig, path)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -130,13 +130,12 @@ class HostFeed:
                 yield queue.popleft()
 
     def batch(self, inputs, step):
-        return {"image": device_input.normalize(inputs["image"], self.data.augmentation.mean,
-                                                self.data.augmentation.std), "label": inputs["label"]}
+        return device_input.normalize_batch(inputs, self.data.augmentation)
 
     def eval_batches(self, eval_batch_size: int, sharding):
         from ltkd_jax.data import build_dataset  # pylint: disable=import-outside-toplevel
         for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
-            yield put_process_batch(batch, ("image", "label", "mask"), self.sharding)
+            yield put_process_batch(batch, ("image", "label", "mask"), sharding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,9 +325,10 @@ def run_stage(stage: Stage, data: ExperimentData, workdir: str, *, batch_size: i
         jit_one, jit_many = jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh,
                                                teacher.model if distilling else None, schedule)
         teacher_variables = jax.device_put(teacher.variables, replicated) if distilling else None
+
         def eval_counts(variables, batch, teacher_variables):  # uint8 batches of either feed, normalised here
-            image = device_input.normalize(batch["image"], data.augmentation.mean, data.augmentation.std)
-            return steps.eval_step(variables, {**batch, "image": image}, model=stage.model,
+            return steps.eval_step(variables, device_input.normalize_batch(batch, data.augmentation),
+                                   model=stage.model,
                                    num_classes=data.num_classes, teacher_model=teacher.model if distilling else None,
                                    teacher_variables=teacher_variables)
 

@@ -26,14 +26,38 @@ def test_bench_prints_rows_and_writes_json(tmp_path, capsys):
 
 def test_benchmarked_recipe_is_config_libs():
     """bench restates the CIFAR recipe (it runs without ml_collections); it must be the one experiments use."""
-    from ltkd_jax import config_lib  # pylint: disable=import-outside-toplevel
+    from ltkd_jax import config_lib, experiment, models  # pylint: disable=import-outside-toplevel
+    fields = ("name", "learning_rate", "ce_weight", "distill_weight", "warmup_epochs", "log_temperature")
     for method, settings in bench.METHODS.items():
         config = config_lib.build_config("cifar100", f"{method},resnet32x4-resnet8x4,100")
+        # the Stage bench times carries the same scalars as the one an experiment trains
+        ours = bench.make_stage(method, models.get_model("resnet8x4", 100), 1)
+        theirs = experiment.make_stage(config, config.student_model, distill=True)
+        assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}, method
+        assert ours.distill_loss is not None and ours.feature_loss is None, method
         assert settings["loss"] == dict(config.distill), method
         assert (settings["ce_weight"], settings["distill_weight"], settings["warmup_epochs"]) == (
             config.ce_weight, config.distill_weight, config.warmup_epochs), method
         assert bench.RECIPE == {key: config[key] for key in bench.RECIPE}, method
         assert config.batch_size == 64 and config.dtype == "float32"  # the benchmark's default row
+
+
+def test_static_feed_normalises_the_uint8_batch():
+    """The `jax step` row's feed holds a uint8 batch and normalises it inside the step, as the host feed does."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from ltkd_jax import device_input  # pylint: disable=import-outside-toplevel
+
+    augmentation = device_input.Augmentation(pad=4, flip=True, mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3))
+    rng = np.random.default_rng(0)
+    raw = {"image": jnp.asarray(rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)),
+           "label": jnp.arange(4, dtype=jnp.int32)}
+    feed = bench.StaticFeed(raw, augmentation)
+    batch = feed.batch(feed.inputs(0), 0)
+    assert sorted(batch) == ["image", "label"] and batch["image"].dtype == jnp.float32
+    np.testing.assert_array_equal(batch["image"], device_input.normalize(raw["image"], augmentation.mean,
+                                                                         augmentation.std))
+    np.testing.assert_array_equal(batch["label"], raw["label"])
 
 
 def test_bench_rejects_bad_arguments(capsys):

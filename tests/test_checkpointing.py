@@ -78,6 +78,13 @@ def test_restore_errors_stay_one_line():
                                    + "a warning\nprogress 50%")
     stream.write("\n" + noise[:60])
     assert stream.release() is captured and captured.getvalue().endswith("progress 50%\n" + noise[:60])
+    # A read that failed while another thread's closed-loop traceback was coming in: its lines are not passed on
+    # (the CLI's one error line follows); a real traceback held at that moment still is.
+    for held, passed in (("".join(noise_lines[:2]), ""), (real[:real.index("    f()")], real[:real.index("    f()")])):
+        captured = io.StringIO()
+        stream = checkpointing._WithoutLoopClosedTracebacks(captured)  # pylint: disable=protected-access
+        stream.write(held)
+        assert stream.release(failed_read=True) is captured and captured.getvalue() == passed
 
 
 def test_a_restore_filters_stderr_only_while_it_reads(tmp_path, monkeypatch):

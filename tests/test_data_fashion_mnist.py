@@ -52,9 +52,11 @@ def test_checksum_mismatch_is_one_clear_line(tmp_path):
 
 
 def test_missing_files_and_no_network(tmp_path, capsys):
+    asked = []
     with pytest.raises(prepare.PrepareError, match="apt-get install dataset-fashion-mnist"):
         prepare.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), source_dir=str(tmp_path / "none"),
-                        network_check=lambda host: False)
+                        network_check=lambda host, port: asked.append((host, port)) or False)
+    assert asked == [("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)]
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / fm.FILE_NAMES[0]).write_bytes(b"x")
@@ -82,7 +84,7 @@ def test_real_fashion_mnist(tmp_path):
         assert magic == 2049 and count == n == labels.size
         assert np.bincount(labels).tolist() == [n // 10] * 10
     data_dir = tmp_path / "tfds"
-    prepare.prepare("fashion_mnist", data_dir=str(data_dir), network_check=lambda host: False)
+    prepare.prepare("fashion_mnist", data_dir=str(data_dir), network_check=lambda host, port: False)
     assert sorted(os.listdir(data_dir / "downloads" / "manual")) == sorted(fm.FILE_NAMES)
     for split, n in (("train", 60000), ("test", 10000)):
         images, labels = data.load_arrays("fashion_mnist", split, str(data_dir))

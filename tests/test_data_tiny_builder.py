@@ -65,6 +65,10 @@ def test_tiny_imagenet_builder_from_zip(tmp_path):
     assert np.all(gray[..., 0] == gray[..., 1]) and np.all(gray[..., 1] == gray[..., 2])
     info = data.get_info("tiny_imagenet", data_dir=str(data_dir), imbalance_factor=2)
     assert info.num_train == data.exponential_counts(np.full(200, 2), 2).sum() and info.num_eval == 200
+    # once prepared, the zip is no longer needed: prepare again (caches only) without it
+    (manual / "tiny-imagenet-200.zip").unlink()
+    assert prepare.prepare("tiny_imagenet", data_dir=str(data_dir), manual_dir=str(manual)) == str(data_dir)
+    assert data.load_arrays("tiny_imagenet", "validation", str(data_dir))[0].shape == (200, 64, 64, 3)
 
 
 def test_tiny_imagenet_missing_zip(tmp_path):
@@ -105,6 +109,14 @@ def test_prepare_says_at_once_that_a_download_cannot_start(tmp_path, monkeypatch
         prepare.prepare("cifar100", data_dir=str(tmp_path / "tfds"),
                         network_check=lambda host, port: asked.append((host, port)) or False)
     assert asked == [("www.cs.toronto.edu", 443)] and not (tmp_path / "tfds").exists()
+    # a data set already prepared needs no network: only its caches are built
+    built = []
+    monkeypatch.setattr(prepare, "_is_prepared", lambda builder: True)
+    monkeypatch.setattr(prepare, "_build_caches", lambda *args: built.append(args[0]))
+    prepare.prepare("cifar100", data_dir=str(tmp_path / "tfds"),
+                    network_check=lambda host, port: asked.append((host, port)) or False)
+    assert built == ["cifar100"] and asked == [("www.cs.toronto.edu", 443)]
+    monkeypatch.undo()
 
     def refused(*args, **kwargs):
         raise OSError("connection refused")

@@ -33,7 +33,19 @@ def test_input_bench_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         input_bench.main(["--batch_size=0"])
     assert "--batch_size=0 must be >= 1" in capsys.readouterr().err
-    for value in ("-5", "nan"):
+    for value in ("-5", "nan", "inf"):
         with pytest.raises(SystemExit):
             input_bench.main([f"--step_img_per_s={value}"])
         assert f"--step_img_per_s={float(value)} must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_input_bench_to_device_needs_a_batch_the_devices_can_share(capsys, monkeypatch):
+    """--to_device splits each batch over the devices as the trainer does: a batch size the device count does not
+    divide is one error line (exit status 2), not a traceback from the device put."""
+    import jax
+    monkeypatch.setattr(jax, "device_count", lambda *args, **kwargs: 3)
+    assert input_bench.main(["--threads=1", "--batch_size=8", "--num_images=16", "--num_batches=1",
+                             "--image_size=32", "--to_device"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("input_bench: error: batch_size=8 is not divisible by the device count 3")
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = os.path.join(ROOT, "launch", "local.sh")
 TPU = os.path.join(ROOT, "launch", "tpu_vm.sh")
 SLURM = os.path.join(ROOT, "launch", "slurm.sbatch")
+GPU_BENCH = os.path.join(ROOT, "launch", "gpu_bench.sh")
 BASH = shutil.which("bash")
 
 # ARGS that must come through verbatim: a space, a quote, shell metacharacters.
@@ -487,9 +488,18 @@ def test_slurm_dry_run_one_process_per_node():
     (["--dry_run", "--", "--workdir=w", "--process_id=1"], {}), (["--", "--workdir=w"], {"DRY_RUN": "yes"}),
     (["--dry_run", "--", "--config=configs/cifar100_lt.py"], {}),  # every rank would stop: no --workdir
     (["--dry_run", "--", "--config=configs/cifar100_lt.py", "--workdir"], {}),  # --distributed would be its value
+    (["--dry_run", "--", "--workdir", "--config=configs/cifar100_lt.py"], {}),  # a flag where the value should be
 ])
 def test_slurm_bad_usage_is_one_line(args, env):
     assert_usage_error(launch(SLURM, *args, env=env), "slurm.sbatch")
+
+
+def test_slurm_dry_run_workdir_as_a_separate_argument():
+    result = launch(SLURM, "--dry_run", "--", "--config=configs/cifar100_lt.py", "--workdir", "w")
+    assert result.returncode == 0, result.stderr
+    (tokens,) = command_lines(result.stdout)
+    _, _, _, args = srun_parts(tokens)
+    assert args == ["--config=configs/cifar100_lt.py", "--workdir", "w", "--distributed"]
 
 
 def test_slurm_sbatch_directives_come_first():
@@ -534,9 +544,6 @@ def test_slurm_in_a_job_runs_srun_from_the_submit_dir(tmp_path):
 def test_shellcheck_clean():
     result = subprocess.run(["shellcheck", LOCAL, TPU, SLURM, GPU_BENCH], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
-
-
-GPU_BENCH = os.path.join(ROOT, "launch", "gpu_bench.sh")
 
 
 @pytest.mark.parametrize("script", [LOCAL, TPU, SLURM, GPU_BENCH])
@@ -587,6 +594,24 @@ def test_gpu_bench_script_runs_every_part_with_flags_the_benchmark_accepts(tmp_p
     assert (out / "trace_b64_fp32.tgz").exists() and not (out / "trace").exists()
 
 
+def test_gpu_bench_relative_out_is_the_callers_and_jax_starts_once(tmp_path):
+    """OUT=out, run from another directory than the repository: bench.log lands in that directory's out/. The
+    accelerator check's versions line is what bench.log records (jax is not started a second time for it)."""
+    stub = tmp_path / "python"
+    stub.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import sys
+        if sys.argv[1] == "-c" and "import jax" in sys.argv[2]:
+            print("jax STUB flax STUB")  # the accelerator check passed
+        """))  # the torch probe and every part pass, silently
+    stub.chmod(0o755)
+    result = launch(GPU_BENCH, env={"PYTHON": str(stub), "OUT": "out"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "out" / "bench.log").read_text()
+    assert "== b64_fp32: python -m ltkd_jax.bench" in log
+    assert log.count("jax STUB flax STUB") == 1, log
+
+
 def _shell_function(path, name):
     """The text of shell function `name` in `path` (from `name() {` to its closing `}` line)."""
     lines = open(path).read().splitlines()
@@ -607,7 +632,7 @@ def test_gpu_bench_refuses_an_interpreter_without_jax_and_stray_arguments(tmp_pa
     result = launch(GPU_BENCH, env={"PYTHON": "false", "OUT": str(tmp_path / "out")})
     assert result.returncode == 2 and result.stderr == f"gpu_bench.sh: error: false does not run; {advice}"
     # this machine's jax has no accelerator: benchmarking its CPU for 9 minutes would be no GPU check
-    result = launch(GPU_BENCH, env={"PYTHON": sys.executable, "OUT": str(tmp_path / "out")})
+    result = launch(GPU_BENCH, env={"PYTHON": sys.executable, "OUT": str(tmp_path / "out"), "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 2 and result.stderr == (
         f"gpu_bench.sh: error: {sys.executable} has a jax that sees no accelerator; {advice}")
     missing = tmp_path / "nojax" / "python"  # an interpreter that lacks a package, named relative to the caller

@@ -74,6 +74,9 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
     from ltkd_jax import diagnose
     with tfds.testing.mock_data(num_examples=320):
         result = diagnose.diagnose(teacher_dir, batch_size=16, out_dir=str(tmp_path / "diag"))
+        with pytest.raises(ValueError, match=r"batch_size=1000000 is larger than the \d+ images of the smaller"):
+            diagnose.diagnose(teacher_dir, batch_size=10**6, out_dir=str(tmp_path / "diag2"))
+    assert not (tmp_path / "diag2").exists()
     for split in ("test", "train"):
         per_batch = np.asarray(result[split]["per_batch"])
         assert per_batch.shape[1] == 3 and np.allclose(per_batch.sum(1), 16, rtol=1e-4)
@@ -308,6 +311,7 @@ def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
     (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"],
      "error: --config.distill.gamma: no such config field (gamma)"),
     (["--config=README.md"], "error: --config could not be loaded: SyntaxError"),
+    (["--config", "README.md"], "error: --config could not be loaded: SyntaxError"),
 ])
 def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
     out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", *args, f"--workdir={tmp_path}/run"],

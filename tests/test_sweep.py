@@ -269,13 +269,16 @@ def test_local_launcher_skips_finished_and_failed(sweep, capsys, monkeypatch, tm
     argv = ["fashion_mnist", f"--runs_dir={runs_dir}", "--seeds=0,1", "--gammas=100", "--methods=kd"]
     plan = sweep.build_plan(["fashion_mnist"], runs_dir=runs_dir, seeds=[0, 1], gammas=[100], methods=["kd"])
     assert [r.kind for r in plan] == ["teacher", "teacher", "student", "student"]
-    done = plan[0]  # teacher seed 0: finished
-    os.makedirs(done.workdir)
-    with open(os.path.join(done.workdir, "config.json"), "w") as f:
-        f.write(done.config.to_json(indent=2))
-    with open(os.path.join(done.workdir, "metrics.jsonl"), "w") as f:
-        f.write(json.dumps({"epoch": done.config.num_epochs, "split": "test", "accuracy": 80.0}) + "\n")
-    assert sweep.is_finished(done) and not sweep.is_finished(plan[1])
+    done, other = plan[0], plan[1]  # teacher seed 0: finished; teacher seed 1: finished with another config
+    for run, learning_rate in ((done, done.config.learning_rate), (other, 2 * other.config.learning_rate)):
+        stored = json.loads(run.config.to_json())
+        stored["learning_rate"] = learning_rate
+        os.makedirs(run.workdir)
+        with open(os.path.join(run.workdir, "config.json"), "w") as f:
+            json.dump(stored, f, indent=2)
+        with open(os.path.join(run.workdir, "metrics.jsonl"), "w") as f:
+            f.write(json.dumps({"epoch": run.config.num_epochs, "split": "test", "accuracy": 80.0}) + "\n")
+    assert sweep.is_finished(done) and not sweep.is_finished(other)
     calls = []
 
     def fake_call(command, cwd):
@@ -341,6 +344,10 @@ def test_bad_override_values_name_the_field(sweep, capsys):
     assert err.startswith("error: --config.batch_size='abc' is not a valid value of field batch_size (int, now 64)")
     err = _error_of(sweep, capsys, "fashion_mnist", "--config.lr_decay_epochs=(1,")
     assert "--config.lr_decay_epochs='(1,' is not a valid value of field lr_decay_epochs" in err
+    err = _error_of(sweep, capsys, "fashion_mnist", "--config.lr_decay_epochs=abc")
+    assert err.startswith("error: --config.lr_decay_epochs='abc' is not a valid value of field lr_decay_epochs "
+                          "(tuple, now ")
+    assert err.endswith("): 'abc' is not a tuple such as (6,8)")  # not ast's "malformed node ... <ast.Name ...>"
     assert "--config.dataset='3' is not a valid value of field dataset" in _error_of(sweep, capsys, "fashion_mnist",
                                                                                     "--config.dataset=3")
 

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from ltkd_jax import checkpointing, losses, metrics_log, optim, trainer
+from ltkd_jax import checkpointing, diagnose, losses, metrics_log, optim, trainer
 import synthetic
 
 HERE = os.path.dirname(__file__)
@@ -77,6 +77,13 @@ def test_teacher_run_logs_checkpoints_and_resumes_identically(tmp_path):
     assert records[-1]["step"] == 30
     assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["20", "30"]  # keep the last 2
     assert len(os.listdir(tmp_path / "full" / "best")) == 1
+    # The logged evaluation (uint8 batches, normalised inside the jitted step) is the model's accuracy on the
+    # normalised test set, recomputed here through diagnose's separate eval path.
+    data = synthetic.make_data()
+    probs = diagnose.predictions(synthetic.TinyNet(), full.variables, data.test_images, data.augmentation, 64, 1.0)
+    correct = probs.argmax(1) == data.test_labels
+    per_class = [100 * correct[data.test_labels == c].mean() for c in range(10)]
+    np.testing.assert_allclose(records[-1]["per_class_accuracy"], per_class, rtol=1e-5)
 
     with pytest.raises(trainer.Preempted):
         _train_teacher(str(tmp_path / "cut"), stop_after_steps=17)  # mid-epoch 2

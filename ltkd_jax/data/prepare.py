@@ -28,12 +28,12 @@ from etils import epath
 from ltkd_jax.data import _env, fashion_mnist
 from ltkd_jax.data.registry import get_spec, known_names
 
-FASHION_MNIST_HOST = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
-DOWNLOAD_HOSTS = {"cifar100": "www.cs.toronto.edu"}  # where tfds downloads the other data sets from
-
-
-MANUAL_FILES = {"tiny_imagenet": ("tiny-imagenet-200.zip",),
-                "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
+# Where tfds downloads a data set from, as (host, port): checked before a download starts, since offline
+# tfds's downloader retries for minutes before it fails. The manual-download data sets have no entry.
+DOWNLOAD_HOSTS = {
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+    "cifar100": ("www.cs.toronto.edu", 443),
+}
 
 
 class PrepareError(RuntimeError):
@@ -64,33 +64,36 @@ def prepare(name: str, *, data_dir=None, manual_dir=None, source_dir: str = fash
         epath.Path(data_dir) / "downloads" / "manual")
     _, tfds = _env.import_tfds()
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+    # A prepared data set needs no manual files, no Debian files and no network: only its caches are (re)built.
+    prepared = _is_prepared(builder)
+    reachable = network_check or _network_reachable  # called as reachable(host, port)
     if name == "fashion_mnist":
         if fashion_mnist.find_debian_files(source_dir):
             fashion_mnist.restore_files(source_dir, manual_dir)
             config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        elif _is_prepared(builder):
+        elif prepared:
             config = None
-        elif (network_check or _network_reachable)(FASHION_MNIST_HOST):
+        elif reachable(*DOWNLOAD_HOSTS[name]):
             config = tfds.download.DownloadConfig()
         else:
             raise PrepareError(f"fashion_mnist: no Debian files in {source_dir} and no network; install them with: "
                                f"apt-get install {fashion_mnist.APT_PACKAGE}")
-    elif spec.manual:
-        files = MANUAL_FILES[name]
+    elif spec.manual_files:
+        files = spec.manual_files
         missing = [f for f in files if not (epath.Path(manual_dir) / f).exists()]
-        if missing and not _is_prepared(builder):
+        if missing and not prepared:
             raise PrepareError(f"{name}: {' and '.join(missing)} not found in manual dir {manual_dir} (put "
                                f"{' and '.join(files)} there, or pass --manual_dir=DIR)")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     else:
         # Offline, tfds's downloader would retry for minutes before failing: say so at once.
-        host = DOWNLOAD_HOSTS.get(name)
-        if host and not _is_prepared(builder) and not (network_check or _network_reachable)(host, 443):
-            raise PrepareError(f"{name}: not prepared in {data_dir} and {host} cannot be reached (no "
+        address = DOWNLOAD_HOSTS.get(name)
+        if address and not prepared and not reachable(*address):
+            raise PrepareError(f"{name}: not prepared in {data_dir} and {address[0]} cannot be reached (no "
                                f"network); prepare it where there is one and copy {data_dir} here, or set "
                                "HTTPS_PROXY")
         config = tfds.download.DownloadConfig()
-    if not _is_prepared(builder):
+    if not prepared:
         builder.download_and_prepare(download_config=config)
     _build_caches(name, data_dir, arrays)
     return data_dir

@@ -34,7 +34,8 @@ class DatasetSpec:
         ``file_name`` sorts ImageNet/Tiny ImageNet as torchvision's ImageFolder lists them. fashion_mnist has
         no such feature (tfds does not keep the IDX record index), so its order is tfds's stored one:
         deterministic, but not the IDX files' order; each run saves its selection (lt_indices.npy).
-      manual: the raw files must be placed in the manual dir by hand.
+      manual_files: the raw files that must be placed in the manual dir by hand (empty where tfds downloads
+        the data set itself).
     """
 
     name: str
@@ -49,7 +50,7 @@ class DatasetSpec:
     pad: int
     in_memory: bool
     order_key: Optional[str]
-    manual: bool = False
+    manual_files: Tuple[str, ...] = ()
     default_image_size: Optional[int] = None
 
 
@@ -61,7 +62,8 @@ DATASETS = {
     "tiny_imagenet": DatasetSpec(
         name="tiny_imagenet", tfds_name="tiny_imagenet", num_classes=200, image_shape=(64, 64, 3),
         train_split="train", eval_split="validation", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        augment="pad_crop_flip", pad=8, in_memory=True, order_key="file_name", manual=True),
+        augment="pad_crop_flip", pad=8, in_memory=True, order_key="file_name",
+        manual_files=("tiny-imagenet-200.zip",)),
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist", tfds_name="fashion_mnist", num_classes=10, image_shape=(28, 28, 1),
         train_split="train", eval_split="test", mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
@@ -69,8 +71,8 @@ DATASETS = {
     "imagenet2012": DatasetSpec(
         name="imagenet2012", tfds_name="imagenet2012", num_classes=1000, image_shape=None,
         train_split="train", eval_split="validation", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        augment="random_resized_crop", pad=0, in_memory=False, order_key="file_name", manual=True,
-        default_image_size=224),
+        augment="random_resized_crop", pad=0, in_memory=False, order_key="file_name",
+        manual_files=("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"), default_image_size=224),
 }
 
 

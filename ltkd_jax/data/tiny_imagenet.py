@@ -18,7 +18,9 @@ import zipfile
 import tensorflow_datasets as tfds
 from etils import epath
 
-ZIP_NAME = "tiny-imagenet-200.zip"
+from ltkd_jax.data.registry import get_spec
+
+(ZIP_NAME,) = get_spec("tiny_imagenet").manual_files
 NUM_CLASSES = 200
 IMAGE_SHAPE = (64, 64, 3)
 

@@ -21,7 +21,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest -q tests
 
 demo: $(INSTALLED) fashion-mnist
-	$(PY) -m ltkd_jax.main --workdir=workdirs/demo
+	$(PY) -m ltkd_jax.tools.demo --workdir=workdirs/demo
 
 # The real data set this machine can have offline: Debian's copy of Fashion-MNIST (SPEC §2).
 fashion-mnist:

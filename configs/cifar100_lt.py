@@ -5,8 +5,14 @@
 The argument is `method,teacher-student,gamma`; methods: teacher, student, kd, dkd, ltkd, ltkd_inter_biased,
 ltkd_inter_balanced, ltkd_intra_uniform, fitnet, reviewkd. Override any field, e.g. `--config.seed=1`.
 """
-from ltkd_jax import config_lib
+from configs import common
 
 
 def get_config(arg=None):
-    return config_lib.build_config("cifar100", arg)
+    # mdistiller's CIFAR-100 recipe: 240 epochs, batch 64, lr 0.05 x0.1 at 150/180/210, weight decay 5e-4;
+    # DKD / LTKD / ReviewKD warm their distillation loss up over 20 epochs.
+    config = common.base("cifar100", arg or "ltkd,resnet32x4-resnet8x4,100", num_epochs=240, batch_size=64,
+                         learning_rate=0.05, lr_decay_epochs=(150, 180, 210), weight_decay=5e-4, warmup_epochs=20)
+    if config.student_model in common.LOW_LR_STUDENTS and config.method != "teacher":
+        config.learning_rate = 0.01
+    return config

@@ -5,7 +5,7 @@
 #      step in the same process, and a jax.profiler trace of the end-to-end step;
 #   2. the same pair at batch 512 bf16;
 #   3. resnet34 -> resnet18 at 224x224, batch 256, bf16 and fp32, the bare step: the rate ImageNet-LT's host
-#      pipeline must feed (compare with `python -m ltkd_jax.input_bench` on the training host).
+#      pipeline must feed (compare with `python -m ltkd_jax.tools.input_bench` on the training host).
 # Each part runs under its own time limit (540 s in all, so the whole script stays inside the device tool's 600 s
 # per command) and even if an earlier one failed or ran out of time; the exit status says whether all passed.
 #
@@ -55,8 +55,8 @@ failed=0
 part() {  # part NAME SECONDS ARGS...: one benchmark run within SECONDS, its table appended to bench.log
   local name=$1 seconds=$2
   shift 2
-  echo "== $name: python -m ltkd_jax.bench $* (limit ${seconds}s)" | tee -a "$LOG"
-  if ! timeout "$seconds" "$PY" -m ltkd_jax.bench "$@" --json="$OUT/$name.json" 2>&1 | tee -a "$LOG"; then
+  echo "== $name: python -m ltkd_jax.tools.bench $* (limit ${seconds}s)" | tee -a "$LOG"
+  if ! timeout "$seconds" "$PY" -m ltkd_jax.tools.bench "$@" --json="$OUT/$name.json" 2>&1 | tee -a "$LOG"; then
     echo "== $name FAILED" | tee -a "$LOG"
     failed=1
   fi

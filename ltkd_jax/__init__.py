@@ -1,9 +1,8 @@
 """ltkd_jax: Long-Tailed Knowledge Distillation (LTKD) in JAX/Flax.
 
-Modules:
-  losses  -- KD, DKD, LTKD and its ablations; the KL decomposition; the loss registry.
-  models  -- teachers and students of the paper (Flax linen), by name.
-  data    -- long-tailed subsets and input pipelines.
+`losses` (KD, DKD, LTKD, the registry), `distill/` (FitNet, ReviewKD), `models/`, `data/` (long-tailed subsets,
+input pipelines), `train/` (state, step, loop, checkpoints, metrics), `experiment` (one run from a config),
+`main` (the command line), `tools/` (report, sweep, diagnose, bench, demo).
 """
 
 __version__ = "0.1.0"

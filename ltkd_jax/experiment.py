@@ -15,70 +15,43 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from ltkd_jax import config_lib, device_input, feature_kd, losses, metrics_log, run_report, trainer
+from ltkd_jax import config as config_lib, distill, io, losses, models, train
 from ltkd_jax import data as data_lib
-from ltkd_jax import models
-from ltkd_jax.data import _env, longtail
+from ltkd_jax.data import device, longtail
+from ltkd_jax.tools import run_report
 
 CONFIG_FILE = "config.json"
 # Fields (dotted) that may change between a run and its resumption without changing its results: how it logs,
 # where teachers and the prepared data sets live, and the config argument string (its resolved values -- method,
 # models, gamma -- are fields of their own and are compared).
-RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "arg_error", "dataset.data_dir")
-
-
-# Numeric fields and what they allow (checked before anything is read or written).
-POSITIVE_FIELDS = ("batch_size", "num_epochs", "learning_rate", "lr_decay_rate", "teacher_learning_rate",
-                   "distill.temperature", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints",
-                   "log_every_steps", "steps_per_dispatch")
-NON_NEGATIVE_FIELDS = ("eval_batch_size", "momentum", "weight_decay", "ce_weight", "distill_weight", "warmup_epochs",
-                       "distill.alpha", "distill.beta", "teacher_num_epochs", "seed", "teacher_seed",
-                       "dataset.subset_seed", "dataset.image_size", "lr_decay_epochs", "distill.mid_channel")
-ZERO_MEANS = {"eval_batch_size": "the training batch size", "teacher_num_epochs": "the student's",
-              "dataset.image_size": "the data set's default",
-              "distill.mid_channel": "min(512, the student's last width)"}
-
-
-def _check_numbers(config) -> None:
-    flat = config_lib.flat_config(config)
-    for names, lowest, allowed in ((POSITIVE_FIELDS, None, "> 0"), (NON_NEGATIVE_FIELDS, 0, ">= 0")):
-        for name in names:
-            if name not in flat:
-                continue
-            values = flat[name] if isinstance(flat[name], (list, tuple)) else [flat[name]]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                       and (v > 0 if lowest is None else v >= lowest) for v in values):
-                zero = f" (0: {ZERO_MEANS[name]})" if name in ZERO_MEANS else ""
-                raise ValueError(f"{name}={flat[name]!r} is invalid: it must be {allowed}{zero}")
+RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "dataset.data_dir", "teacher_only")
 
 
 def validate(config) -> None:
-    """Every user mistake we can see before reading data, as one ValueError line."""
-    if config.get("arg_error"):
-        raise ValueError(config.arg_error)
-    method = config.method
-    if method not in config_lib.METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(config_lib.METHODS)}")
-    if config.dataset.name not in data_lib.known_names():
-        raise ValueError(f"unknown data set {config.dataset.name!r}; known: {', '.join(data_lib.known_names())}")
+    """Every mistake in a config that can be seen before any data is read, as one ValueError line."""
+    if config.method not in config_lib.METHODS:
+        raise ValueError(f"unknown method {config.method!r}; known: {', '.join(config_lib.METHODS)}")
+    data_lib.get_spec(config.dataset.name)  # an unknown data set names the known ones
     for role in ("teacher_model", "student_model"):
-        name = config[role]
-        if name not in models.MODEL_NAMES:
-            raise ValueError(f"unknown {role.replace('_', ' ')} {name!r}; known: {', '.join(models.MODEL_NAMES)}")
+        if config[role] not in models.MODEL_NAMES:
+            raise ValueError(f"unknown {role.replace('_', ' ')} {config[role]!r}; known: "
+                             f"{', '.join(models.MODEL_NAMES)}")
     gamma = config.dataset.imbalance_factor
     if not config.dataset.split_file and not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 1):
         raise ValueError(f"imbalance factor {longtail.gamma_text(gamma)} is invalid: it must be a finite number "
                          ">= 1 (1 = balanced)")
-    _check_numbers(config)
-    trainer.check_batch_size(config.batch_size)
-    trainer.check_batch_size(config.eval_batch_size)
+    train.check_batch_size(config.batch_size)
+    train.check_batch_size(config.eval_batch_size or config.batch_size, name="eval_batch_size")  # 0: batch_size
+    temperature = config.distill.get("temperature", 1.0)
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"distill.temperature={temperature!r} is invalid: it must be a finite number > 0")
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype {config.dtype!r} is invalid; allowed: float32, bfloat16")
-    if method in config_lib.FEATURE_METHODS:  # unsupported pair, option or image size
-        feature_kd.feature_settings(method, config.teacher_model, config.student_model, image_shape(config),
-                                    **dict(config.distill))
-    elif method not in config_lib.CE_METHODS:
-        losses.get_distill_loss(method, **config_lib.distill_hparams(config))  # bad hyper-parameters
+    if config.method in config_lib.FEATURE_METHODS:  # unsupported pair, option or image size
+        distill.feature_settings(config.method, config.teacher_model, config.student_model, image_shape(config),
+                                 **dict(config.distill))
+    elif config.method not in config_lib.CE_METHODS:
+        losses.get_distill_loss(config.method, **config_lib.distill_hparams(config))  # bad hyper-parameters
 
 
 def image_shape(config):
@@ -92,33 +65,16 @@ def image_shape(config):
 
 def config_differences(stored: dict, config) -> list:
     """`(field, stored value, current value)` for each dotted field where a run's stored config.json and `config`
-    differ, runtime fields aside. A field the stored file lacks (written before the field existed) counts as
-    equal when `config` holds the value its stored config string builds by default."""
+    differ, runtime fields aside."""
     old, current = config_lib.flatten(stored), config_lib.flat_config(config)
-    defaults = {}
-    if set(current) - set(old):
-        try:
-            defaults = config_lib.default_flat_config(stored["dataset"]["name"], stored["arg"])
-        except Exception:  # pylint: disable=broad-except  # a stored file we cannot rebuild: no field is excused
-            defaults = {}
     return [(key, old.get(key), current.get(key)) for key in sorted(set(old) | set(current))
-            if key not in RUNTIME_FIELDS and old.get(key) != current.get(key)
-            and not (key not in old and key in defaults and defaults[key] == current[key])]
-
-
-class WorkdirConflict(ValueError):
-    """A workdir that holds a run of another config."""
-
-    def __init__(self, workdir: str, difference: str):
-        self.workdir, self.difference = workdir, difference
-        super().__init__(f"workdir {workdir} holds a run of another config ({difference}); use another --workdir "
-                         "or --config.overwrite=True")
+            if key not in RUNTIME_FIELDS and old.get(key) != current.get(key)]
 
 
 def refuse_workdir(config, workdir: str) -> list:
     """A one-line ValueError for a workdir that cannot hold this run: a file is in the way, or it holds a run of
     another config (unless `overwrite`). Reads only; returns the differing fields (to be overwritten)."""
-    blocking = _env.file_in_the_way(workdir)
+    blocking = io.file_in_the_way(workdir)
     if blocking is not None:
         raise ValueError(f"workdir {workdir} cannot be created: {blocking} is a file")
     path = epath.Path(workdir) / CONFIG_FILE
@@ -127,7 +83,8 @@ def refuse_workdir(config, workdir: str) -> list:
     differing = config_differences(json.loads(path.read_text()), config)
     if differing and not config.overwrite:
         key, stored, current = differing[0]
-        raise WorkdirConflict(workdir, f"{key}: {stored!r} there, {current!r} now")
+        raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored!r} there, {current!r} "
+                         "now); use another --workdir or --config.overwrite=True")
     return differing
 
 
@@ -142,7 +99,7 @@ def check_workdir(config, workdir: str) -> None:
         if differing:
             epath.Path(workdir).rmtree()
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        _env.write_file(epath.Path(workdir) / CONFIG_FILE, config.to_json(indent=2))
+        io.write_file(epath.Path(workdir) / CONFIG_FILE, config.to_json(indent=2))
     _sync("check_workdir_written")
 
 
@@ -161,30 +118,31 @@ def load_data(config):
         image_size=d.image_size or None)
     common = dict(name=d.name, num_classes=info.num_classes, group_ids=np.asarray(info.group_ids),
                   train_counts=np.asarray(info.train_counts),
-                  augmentation=device_input.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
+                  augmentation=device.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
     if not (info.spec.in_memory and d.device_resident):  # ImageNet: stream through the host pipeline
-        return trainer.ExperimentData(host_info=info, **common), info
+        return device.ExperimentData(host_info=info, **common), info
     train_images, train_labels = data_lib.load_arrays(d.name, info.train_split, d.data_dir or None)
     test_images, test_labels = data_lib.load_arrays(d.name, info.eval_split, d.data_dir or None)
-    return trainer.ExperimentData(
+    return device.ExperimentData(
         train_images=np.asarray(train_images[info.lt_indices]),
         train_labels=np.asarray(train_labels[info.lt_indices], np.int32), test_images=np.asarray(test_images),
         test_labels=np.asarray(test_labels, np.int32), **common), info
 
 
 def teacher_config(config) -> ml_collections.ConfigDict:
-    """The config of the run that trains `config`'s teacher (same data and recipe, CE, its own lr/seed)."""
-    gamma = config.dataset.imbalance_factor
-    teacher = config_lib.build_config(config.dataset.name,
-                                      f"teacher,{config.teacher_model}-{config.teacher_model},{gamma}")
-    for key in ("dataset", "batch_size", "eval_batch_size", "lr_decay_epochs", "lr_decay_rate", "momentum",
-                "weight_decay", "dtype",
-                "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints", "log_every_steps",
-                "steps_per_dispatch"):
-        teacher[key] = config[key]
+    """The config of the run that trains `config`'s teacher: the same data and recipe with plain cross-entropy,
+    its own learning rate, epochs and seed. Nothing of the student's method is left in it, so every student of
+    that seed shares one teacher run."""
+    teacher = ml_collections.ConfigDict(config.to_dict())
+    gamma = longtail.gamma_text(config.dataset.imbalance_factor)
+    teacher.arg = f"teacher,{config.teacher_model}-{config.teacher_model},{gamma}"
+    teacher.method, teacher.student_model = "teacher", config.teacher_model
     teacher.learning_rate = config.teacher_learning_rate
     teacher.num_epochs = config.teacher_num_epochs or config.num_epochs
     teacher.seed = config.teacher_seed
+    teacher.ce_weight, teacher.distill_weight, teacher.warmup_epochs = 1.0, 1.0, 0
+    teacher.distill = ml_collections.ConfigDict()
+    teacher.teacher_checkpoint, teacher.teacher_only = "", False
     return teacher
 
 
@@ -194,7 +152,7 @@ def teacher_workdir(config, workdir: str) -> str:
     Any other difference in the teacher's recipe is caught by the workdir's config check, in one line."""
     if config.teacher_checkpoint:
         return config.teacher_checkpoint
-    root = config.teachers_dir or epath.Path(_env.absolute(workdir)).parent / "teachers"  # gs:// kept
+    root = config.teachers_dir or epath.Path(io.absolute(workdir)).parent / "teachers"  # gs:// kept
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
               else f"gamma{longtail.gamma_text(config.dataset.imbalance_factor)}")
     epochs = config.teacher_num_epochs or config.num_epochs
@@ -204,70 +162,80 @@ def teacher_workdir(config, workdir: str) -> str:
     return os.fspath(epath.Path(root) / f"{config.dataset.name}_{subset}" / name)
 
 
-def make_stage(config, model_name: str, *, distill: bool) -> trainer.Stage:
+def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
     num_classes, dtype = _num_classes(config), jnp.dtype(config.dtype)
-    name = config.method if distill else ("teacher" if config.method == "teacher" else "student")
+    name = config.method if distilled else ("teacher" if config.method == "teacher" else "student")
     stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed)
-    if distill:
+    if distilled:
         stage.update(ce_weight=config.ce_weight, distill_weight=config.distill_weight,
                      warmup_epochs=config.warmup_epochs, log_temperature=config.distill.get("temperature", 1.0))
-    if distill and config.method in config_lib.FEATURE_METHODS:
+    if distilled and config.method in config_lib.FEATURE_METHODS:
         # The student wrapped with its trainable connector (FitNet regressor / ReviewKD ABF blocks).
         args = (config.method, config.teacher_model, config.student_model)
         options = dict(config.distill)
-        stage.update(model=feature_kd.build_student(*args, num_classes, image_shape(config), dtype=dtype, **options),
-                     feature_loss=feature_kd.get_feature_loss(*args, image_shape(config), **options))
-        return trainer.Stage(**stage)
+        stage.update(model=distill.build_student(*args, num_classes, image_shape(config), dtype=dtype, **options),
+                     feature_loss=distill.get_feature_loss(*args, image_shape(config), **options))
+        return train.Stage(**stage)
     stage["model"] = models.get_model(model_name, num_classes, dtype=dtype)
-    if distill:
+    if distilled:
         stage["distill_loss"] = losses.get_distill_loss(config.method, **config_lib.distill_hparams(config))
-    return trainer.Stage(**stage)
+    return train.Stage(**stage)
 
 
 def _num_classes(config) -> int:
     return data_lib.get_spec(config.dataset.name).num_classes
 
 
-def _run_config(config, workdir: str, data, info, teacher: Optional[trainer.Teacher], **overrides):
-    trainer.check_batch_size(config.batch_size, data.num_train)  # before the workdir holds this config
+def _run_config(config, workdir: str, data, info, teacher: Optional[train.Teacher]):
+    train.check_batch_size(config.batch_size, data.num_train)  # before the workdir holds this config
     check_workdir(config, workdir)
     if jax.process_index() == 0:
         data_lib.write_split(info, workdir)
         if teacher is not None:  # the student's checkpoints hold only the student: say which teacher taught it
-            with _env.atomic_open(epath.Path(workdir) / run_report.TEACHER_FILE) as f:
+            with io.atomic_open(epath.Path(workdir) / run_report.TEACHER_FILE) as f:
                 json.dump({"checkpoint": teacher.checkpoint, "model": config.teacher_model}, f, indent=2)
-    distill = config.method not in config_lib.CE_METHODS
+    distilled = config.method not in config_lib.CE_METHODS
     model_name = config.teacher_model if config.method == "teacher" else config.student_model
-    trainer.run_stage(
-        make_stage(config, model_name, distill=distill), data, workdir, batch_size=config.batch_size,
+    train.run_stage(
+        make_stage(config, model_name, distilled=distilled), data, workdir, batch_size=config.batch_size,
         lr_decay_epochs=config.lr_decay_epochs, lr_decay_rate=config.lr_decay_rate, momentum=config.momentum,
         weight_decay=config.weight_decay, teacher=teacher, keep_checkpoints=config.keep_checkpoints,
         eval_batch_size=config.eval_batch_size,
         eval_every_epochs=config.eval_every_epochs, checkpoint_every_epochs=config.checkpoint_every_epochs,
-        log_every_steps=config.log_every_steps, steps_per_dispatch=config.steps_per_dispatch, **overrides)
+        log_every_steps=config.log_every_steps, steps_per_dispatch=config.steps_per_dispatch)
     _sync("stage_done")
     if jax.process_index() == 0:
         run_report.write_report(workdir, config, data)
-    return metrics_log.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
+    return train.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
 
 
-def run(config, workdir: str, **overrides):
-    """Train (or reuse) the teacher, then the student; returns the student run's metrics records."""
+def run(config, workdir: str):
+    """Train (or reuse) the teacher, then the student (only the teacher with `teacher_only`); returns the metrics
+    records of the last run trained."""
     validate(config)
-    refuse_workdir(config, workdir)  # before any teacher is trained for it
-    trains_teacher = config.method not in config_lib.CE_METHODS and not config.teacher_checkpoint
+    distilled = config.method not in config_lib.CE_METHODS
+    if not config.teacher_only:
+        refuse_workdir(config, workdir)  # before any teacher is trained for it
+    _warn_if_never_decayed(config, distilled and not config.teacher_checkpoint)
+    data, info = load_data(config)
+    if not distilled:
+        return _run_config(config, workdir, data, info, None)
+    teacher_dir = teacher_workdir(config, workdir)
+    records = None
+    if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
+        records = _run_config(teacher_config(config), teacher_dir, data, info, None)
+    if config.teacher_only:
+        return records
+    teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
+    teacher = train.load_teacher(teacher_model, teacher_dir, data.image_shape)
+    return _run_config(config, workdir, data, info, teacher)
+
+
+def _warn_if_never_decayed(config, trains_teacher: bool) -> None:
+    """A shortened run (--config.num_epochs=5) that keeps the recipe's decay epochs never decays: say so."""
     teacher_epochs = config.teacher_num_epochs if trains_teacher else 0  # 0: the student's, warned about already
     for name, epochs in (("num_epochs", config.num_epochs), ("teacher_num_epochs", teacher_epochs)):
         never = [epoch for epoch in config.lr_decay_epochs if epoch >= epochs]
-        if epochs and never and jax.process_index() == 0:  # e.g. epochs shortened without the decay epochs
+        if epochs and never and jax.process_index() == 0:
             sys.stderr.write(f"warning: lr_decay_epochs {never} are not before {name}={epochs}: the learning "
                              "rate never decays there\n")
-    data, info = load_data(config)
-    if config.method in config_lib.CE_METHODS:
-        return _run_config(config, workdir, data, info, None, **overrides)
-    teacher_dir = teacher_workdir(config, workdir)
-    if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
-        _run_config(teacher_config(config), teacher_dir, data, info, None)
-    teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
-    teacher = trainer.load_teacher(teacher_model, teacher_dir, data.image_shape)
-    return _run_config(config, workdir, data, info, teacher, **overrides)

@@ -1,15 +1,9 @@
 """Distillation losses: KD, DKD, LTKD (and its ablations), cross-entropy and the warm-up.
 
-Every loss is a pure function of logits, safe under `jax.jit`, with no Python loop over classes or batch.
-Conventions (SPEC §1):
-
-* `p = softmax(z / T)`; every scalar loss is a batch mean multiplied by `T**2` (mdistiller's "batchmean").
-* `group_ids` maps classes to groups: shape (C,) for one map shared by the batch, or (B, C) for one map per
-  sample (DKD's target / non-target split). Group aggregation is a masked reduction over the class axis.
-* Everything is computed in log space from the logits: group log-probabilities are log-sum-exps over each
-  group's classes, within-group log-probabilities are logits minus their group's log-sum-exp. No tiny
-  probability is ever divided by another, so values and gradients stay finite for logits of magnitude 100 at
-  T = 1 and for groups whose probability underflows to zero.
+Pure functions of logits, safe under `jax.jit`, no Python loop over classes or batch. `p = softmax(z / T)`;
+every scalar loss is a batch mean times `T**2` (mdistiller's "batchmean"). `group_ids` maps classes to groups:
+(C,) shared by the batch, or (B, C) per sample (DKD's target / non-target split). All in log space from the
+logits (group log-sum-exps), so values and gradients stay finite for logits of magnitude 100 at T = 1.
 
 The KL decomposition (paper §III-A), per sample:
     KL(p_t || p_s) = KL(P_t || P_s) + sum_k P_t,k * KL(p~_t,k || p~_s,k)
@@ -19,7 +13,6 @@ term by the batch-rebalanced `P^_t` and drops the weights `P_t,k` of the second.
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, Mapping
 
 import jax
@@ -139,7 +132,7 @@ def _kl_terms(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
 
 
 def rebalance_group_log_probs(log_group_probs: jax.Array) -> jax.Array:
-    """LTKD's rebalanced teacher group distribution, in log space (paper §III-B; SPEC §1 steps 1-2).
+    """LTKD's rebalanced teacher group distribution, in log space (paper §III-B).
 
     With `S_k = sum_b P[b, k]` over the whole (global) batch and `w_k = mean(S) / S_k`,
     `P^[b, k] = w_k P[b, k] / sum_j w_j P[b, j]`. The weights are a function of the teacher alone and carry no
@@ -195,7 +188,7 @@ def kd_loss(student_logits, teacher_logits, *, temperature: float):
 
 def ltkd_loss(student_logits, teacher_logits, group_ids, *, alpha: float, beta: float, temperature: float,
               num_groups: int = 3, rebalance: bool = True, uniform_intra: bool = True):
-    """Long-Tailed KD: `T**2 * (alpha * inter + beta * intra)`, batch means (SPEC §1).
+    """Long-Tailed KD: `T**2 * (alpha * inter + beta * intra)`, batch means.
 
     inter: `KL(P^_t || P_s)`, the teacher's group distribution rebalanced over the batch (or `KL(P_t || P_s)`
       with `rebalance=False`).
@@ -268,7 +261,7 @@ def warmup_factor(epoch, warmup_epochs):
 
 def student_objective(student_logits, teacher_logits, labels, group_ids, *, distill_loss: Callable,
                       ce_weight: float, distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0):
-    """`ce_weight * CE + warmup(epoch) * distill_weight * distill` (SPEC §1). Returns (total, parts)."""
+    """`ce_weight * CE + warmup(epoch) * distill_weight * distill`. Returns (total, parts)."""
     ce = cross_entropy(student_logits, labels)
     distill = distill_loss(student_logits, teacher_logits, labels, group_ids)
     total = ce_weight * ce + warmup_factor(epoch, warmup_epochs) * distill_weight * distill

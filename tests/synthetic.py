@@ -2,7 +2,7 @@
 import flax.linen as nn
 import numpy as np
 
-from ltkd_jax import device_input, trainer
+from ltkd_jax.data import device
 
 COUNTS = np.array([48, 32, 24, 16, 12, 10, 8, 6, 5, 4])
 GROUP_IDS = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
@@ -30,10 +30,10 @@ def make_data(seed=0, test_per_class=7):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), COUNTS).astype(np.int32)
     test_labels = np.repeat(np.arange(10), test_per_class).astype(np.int32)
-    return trainer.ExperimentData(
+    return device.ExperimentData(
         name="synthetic", num_classes=10, train_images=_images(rng, labels), train_labels=labels,
         test_images=_images(rng, test_labels), test_labels=test_labels, group_ids=GROUP_IDS, train_counts=COUNTS,
-        augmentation=device_input.Augmentation(pad=1, flip=True, mean=(0.5,), std=(0.25,)))
+        augmentation=device.Augmentation(pad=1, flip=True, mean=(0.5,), std=(0.25,)))
 
 
 RECIPE = dict(batch_size=16, lr_decay_epochs=(2,), lr_decay_rate=0.1, momentum=0.9, weight_decay=5e-4,

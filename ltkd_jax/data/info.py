@@ -9,9 +9,10 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from etils import epath
 
-from ltkd_jax.data import _env, longtail
+from ltkd_jax import io
+from ltkd_jax.data import longtail
 from ltkd_jax.data.registry import DatasetSpec, get_spec
-from ltkd_jax.data.source import split_metadata
+from ltkd_jax.data.source import load_npy, save_npy, split_metadata
 
 LT_INDICES_FILE = "lt_indices.npy"
 CLASS_GROUPS_FILE = "class_groups.json"
@@ -227,9 +228,8 @@ def write_split(info: DatasetInfo, directory) -> Dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
     idx_path = os.fspath(directory / LT_INDICES_FILE)
     json_path = os.fspath(directory / CLASS_GROUPS_FILE)
-    with _env.atomic_open(idx_path, "wb", suffix=".npy") as f:
-        np.save(f, info.lt_indices.astype(np.int64))
-    with _env.atomic_open(json_path, "w") as f:
+    save_npy(idx_path, info.lt_indices.astype(np.int64))
+    with io.atomic_open(json_path, "w") as f:
         json.dump(info.summary(), f, indent=1)
     return {"lt_indices": idx_path, "class_groups": json_path}
 
@@ -238,5 +238,4 @@ def read_split(directory) -> Tuple[np.ndarray, dict]:
     """``(lt_indices, class_groups_dict)`` as written by :func:`write_split` (e.g. to check a teacher's split)."""
     directory = epath.Path(directory)
     groups = json.loads((directory / CLASS_GROUPS_FILE).read_text())
-    with (directory / LT_INDICES_FILE).open("rb") as f:
-        return np.load(f), groups
+    return load_npy(os.fspath(directory / LT_INDICES_FILE)), groups

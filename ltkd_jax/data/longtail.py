@@ -1,18 +1,12 @@
 """Long-tailed subsets, class groups and shot buckets: pure numpy, no TensorFlow, no JAX.
 
-The conventions are those of LDAM-DRW (Cao et al., 2019), which defined CIFAR-100-LT, and of OLTR
-(Liu et al., 2019) for the many/medium/few buckets:
-
-* :func:`exponential_counts` -- per-class training counts ``floor(n_c * gamma**(-c / (C - 1)))``, computed
-  exactly as LDAM-DRW does (``int(n_c * (1 / gamma) ** (c / (C - 1.0)))`` in double precision), so the
-  totals match the literature: CIFAR-100-LT 19,573 / 15,907 / 12,608 / 10,847 for gamma = 10 / 20 / 50 / 100.
-* :func:`select_indices` -- LDAM-DRW's selection: one ``RandomState(seed)``; for every class in ascending
-  order, that class's indices in file order are shuffled with it and the first ``counts[c]`` kept.
-* :func:`class_groups` -- head/medium/tail (or any number of) groups: classes sorted by count (descending,
-  ties by label), cut into contiguous chunks with ``numpy.array_split``.
-* :func:`shot_masks` -- many (> 100), medium (20..100) and few (< 20) training images per class.
-
-Every function validates its input and raises a one-line ``ValueError`` that names the bad value.
+The conventions of LDAM-DRW (Cao et al., 2019), which defined CIFAR-100-LT, and of OLTR (Liu et al., 2019):
+:func:`exponential_counts` (``floor(n_c * gamma**(-c / (C - 1)))`` in LDAM-DRW's arithmetic, so CIFAR-100-LT
+has 19,573 / 15,907 / 12,608 / 10,847 images at gamma = 10 / 20 / 50 / 100), :func:`select_indices`
+(LDAM-DRW's selection: one ``RandomState(seed)``, classes ascending, each class's indices shuffled, the first
+``counts[c]`` kept), :func:`class_groups` (classes sorted by count, cut with ``np.array_split``) and
+:func:`shot_masks` (many > 100, medium 20..100, few < 20). Each raises a one-line ValueError naming the bad
+value. docs/data.md ("Long-tailed subsets") has the details.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ class DatasetSpec:
       augment: "pad_crop_flip" (pad zeros, random crop back to size, horizontal flip) or
         "random_resized_crop" (ImageNet: random-resized-crop + flip; eval resize + centre crop).
       pad: zero padding for "pad_crop_flip".
-      in_memory: whether the split fits in host memory (numpy fast path available).
+      in_memory: whether the splits fit in memory (numpy caches of the images, the device-resident path).
       order_key: feature whose sort order defines the canonical ("file") order of the examples, or None for
         tfds's stored order. cifar100's ``id`` ("train_00000") gives back the original CIFAR file order;
         ``file_name`` sorts ImageNet/Tiny ImageNet as torchvision's ImageFolder lists them. fashion_mnist has

@@ -1,21 +1,11 @@
 """Reading tfds splits in a fixed order, and the numpy caches built from them.
 
-Two orders matter:
-
-* *stored order*: the order in which tfds yields a split with ``shuffle_files=False`` and our fixed
-  :func:`read_config` (deterministic interleave). tf.data pipelines read in this order.
-* *canonical order*: the "file order" in which example indices are counted everywhere in this package (LT
-  index lists, ``index`` fields of batches, the numpy caches). It is the sort order of the data set's
-  ``order_key`` feature where it has one -- cifar100's ``id`` ("train_00000" ...) restores the original
-  CIFAR-100 file order, so LDAM-DRW's rule selects the literature's CIFAR-100-LT; ``file_name`` orders
-  ImageNet and Tiny ImageNet as torchvision's ImageFolder does -- and the stored order otherwise
-  (fashion_mnist, whose tfds examples carry no id).
-
-Caches (``<data_dir>/ltkd_jax/<name>/<split>/``): ``labels.npy`` (int32, canonical order),
-``stored_positions.npy`` (int64, canonical index -> stored position), ``keys.npy`` (order keys, bytes,
-sorted) and, for in-memory data sets, ``images.npy`` (uint8 NHWC, canonical order). Reading them needs numpy
-only; TensorFlow is imported only to build a missing cache. The data dir may be remote (``gs://...``): every
-cache file is read and written through ``etils.epath``.
+Examples are counted in *canonical order* everywhere (LT index lists, the ``index`` of batches, the caches):
+the sort order of the data set's ``order_key`` feature where it has one (cifar100's ``id`` gives back the
+CIFAR-100 file order; ``file_name`` sorts ImageNet / Tiny ImageNet as ImageFolder does), else tfds's *stored
+order* (the order of a read with ``shuffle_files=False`` and :func:`read_config`, which tf.data pipelines use).
+Caches live in ``<data_dir>/ltkd_jax/<name>/<split>/`` (possibly remote, through ``etils.epath``) and read with
+numpy only; TensorFlow is imported only to build a missing one. Details: docs/data.md.
 """
 from __future__ import annotations
 
@@ -27,7 +17,8 @@ from typing import Optional, Tuple
 import numpy as np
 from etils import epath
 
-from ltkd_jax.data import _env
+from ltkd_jax import io
+from ltkd_jax.data import tf_env
 from ltkd_jax.data.registry import DatasetSpec, get_spec
 
 INTERLEAVE_CYCLE_LENGTH = 16
@@ -37,7 +28,7 @@ _SCAN_BATCH = 4096
 
 def read_config():
     """The tfds ReadConfig of every read here: deterministic, no auto-cache, fixed interleave."""
-    tf, tfds = _env.import_tfds()
+    tf, tfds = tf_env.import_tfds()
     options = tf.data.Options()
     options.deterministic = True
     return tfds.ReadConfig(
@@ -49,8 +40,8 @@ def read_config():
 
 
 def builder(spec: DatasetSpec, data_dir=None):
-    _, tfds = _env.import_tfds()
-    return tfds.builder(spec.tfds_name, data_dir=_env.resolve_data_dir(data_dir))
+    _, tfds = tf_env.import_tfds()
+    return tfds.builder(spec.tfds_name, data_dir=tf_env.resolve_data_dir(data_dir))
 
 
 def stored_dataset(spec: DatasetSpec, split: str, data_dir=None, decoders=None):
@@ -59,11 +50,10 @@ def stored_dataset(spec: DatasetSpec, split: str, data_dir=None, decoders=None):
     try:
         return b.as_dataset(split=split, shuffle_files=False, read_config=read_config(), decoders=decoders)
     except AssertionError as err:  # tfds: "could not find data in ..."
-        raise FileNotFoundError(
-            f"data set {spec.name!r} split {split!r} is not prepared in {_env.resolve_data_dir(data_dir)} "
-            f"({_env.first_line(err)}); run: python -m ltkd_jax.data.prepare {spec.name} "
-            f"--data_dir={_env.resolve_data_dir(data_dir)}"
-        ) from None
+        where = tf_env.resolve_data_dir(data_dir)
+        raise FileNotFoundError(f"data set {spec.name!r} split {split!r} is not prepared in {where} "
+                                f"({io.first_line(err)}); run: python -m ltkd_jax.data.prepare {spec.name} "
+                                f"--data_dir={where}") from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -85,14 +75,15 @@ class SplitMeta:
         return inv
 
 
-def _atomic_save(path: str, array: np.ndarray):
-    with _env.atomic_open(path, "wb", suffix=".npy") as f:
+def save_npy(path, array: np.ndarray):
+    """``array`` to the .npy file ``path`` (local or remote), written under a temporary name and renamed."""
+    with io.atomic_open(path, "wb", suffix=".npy") as f:
         np.save(f, array)
 
 
-def _load(path: str, mmap: bool = False) -> np.ndarray:
+def load_npy(path, mmap: bool = False) -> np.ndarray:
     """A .npy file; ``mmap`` memory-maps it where it is on a local disk (remote files are read whole)."""
-    if mmap and _env.is_local(path):
+    if mmap and io.is_local(path):
         return np.load(path, mmap_mode="r")
     with epath.Path(path).open("rb") as f:
         return np.load(f)
@@ -101,20 +92,20 @@ def _load(path: str, mmap: bool = False) -> np.ndarray:
 def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
     """Labels (canonical order) and the canonical<->stored mapping of a split, cached as .npy files."""
     spec = get_spec(name)
-    d = epath.Path(_env.cache_dir(data_dir, name, split))
+    d = epath.Path(tf_env.cache_dir(data_dir, name, split))
     labels_p, pos_p, keys_p = (os.fspath(d / f) for f in ("labels.npy", "stored_positions.npy", "keys.npy"))
     if (epath.Path(labels_p).exists() and epath.Path(pos_p).exists()
             and (spec.order_key is None or epath.Path(keys_p).exists())):
-        keys = _load(keys_p) if spec.order_key else None
-        return SplitMeta(_load(labels_p), _load(pos_p), keys)
+        keys = load_npy(keys_p) if spec.order_key else None
+        return SplitMeta(load_npy(labels_p), load_npy(pos_p), keys)
     meta = _scan(spec, split, data_dir)
     d.mkdir(parents=True, exist_ok=True)
     if meta.keys is not None:
-        _atomic_save(keys_p, meta.keys)
-    _atomic_save(pos_p, meta.stored_positions)
-    _atomic_save(labels_p, meta.labels)
+        save_npy(keys_p, meta.keys)
+    save_npy(pos_p, meta.stored_positions)
+    save_npy(labels_p, meta.labels)
     b = builder(spec, data_dir)
-    with _env.atomic_open(d / "meta.json", "w") as f:
+    with io.atomic_open(d / "meta.json", "w") as f:
         json.dump({"name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
                    "num_examples": meta.num_examples, "order_key": spec.order_key,
                    "interleave": [INTERLEAVE_CYCLE_LENGTH, INTERLEAVE_BLOCK_LENGTH]}, f, indent=1)
@@ -122,7 +113,7 @@ def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
 
 
 def _scan(spec: DatasetSpec, split: str, data_dir) -> SplitMeta:
-    _, tfds = _env.import_tfds()
+    _, tfds = tf_env.import_tfds()
     # Images are read but not decoded. (PartialDecoding would skip more work, but tfds's mock data generates
     # different examples for a different feature set, so the scan would disagree with the pipelines in tests.)
     ds = stored_dataset(spec, split, data_dir, decoders={"image": tfds.decode.SkipDecoding()})
@@ -152,12 +143,12 @@ def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> 
     if not spec.in_memory or spec.image_shape is None:
         raise ValueError(f"load_arrays: {name!r} does not fit in memory; use the tf.data pipeline "
                          f"(in-memory data sets: cifar100, fashion_mnist, tiny_imagenet)")
-    d = _env.cache_dir(data_dir, name, split)
+    d = tf_env.cache_dir(data_dir, name, split)
     images_p = os.fspath(epath.Path(d) / "images.npy")
     meta = split_metadata(name, split, data_dir)
     if not epath.Path(images_p).exists():
         _build_images(spec, split, data_dir, meta, images_p)
-    images = _load(images_p, mmap)
+    images = load_npy(images_p, mmap)
     if images.shape[0] != meta.num_examples:
         raise ValueError(f"cache {images_p} holds {images.shape[0]} images but labels.npy {meta.num_examples}; "
                          f"delete {d} and rebuild")
@@ -167,9 +158,9 @@ def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> 
 def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path: str):
     inv = meta.canonical_of_stored()
     shape = (meta.num_examples,) + spec.image_shape
-    local = _env.is_local(path)
+    local = io.is_local(path)
     if local:  # filled in place on disk
-        tmp = _env.temporary_sibling(path, ".npy")
+        tmp = io.temporary_sibling(path, ".npy")
         out = np.lib.format.open_memmap(os.fspath(tmp), mode="w+", dtype=np.uint8, shape=shape)
     else:  # an object store cannot be memory-mapped: fill in memory, then upload
         out = np.empty(shape, np.uint8)
@@ -182,7 +173,7 @@ def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path
         raise ValueError(f"{spec.name}/{split}: read {start} images, metadata says {meta.num_examples}; "
                          f"delete {epath.Path(path).parent} and retry")
     if not local:
-        _atomic_save(path, out)
+        save_npy(path, out)
         return
     out.flush()
     del out

@@ -108,9 +108,8 @@ def feature_shapes(name: str, num_classes: int, input_shape: tuple[int, ...] | N
     input_shape = input_shape or (1, *native_resolution(name))
     images = jax.ShapeDtypeStruct(input_shape, jnp.float32)
 
-    def forward(rng, x):
-        variables = model.init(rng, x, train=False)
-        return model.apply(variables, x, train=False, return_features=True)
+    def forward(rng, x):  # one trace: init's own forward pass already returns the outputs
+        return model.init_with_output(rng, x, train=False, return_features=True)[0]
 
     return jax.eval_shape(forward, jax.random.key(0), images)
 

@@ -1,25 +1,7 @@
 """MobileNets: V2 for CIFAR (mdistiller ``cifar/mobilenetv2.py`` ``mobile_half``) and V1 for ImageNet
 (mdistiller ``imagenet/mobilenetv1.py``).
 
-mobilenet_v2 (``mobile_half``: expansion 6, width 0.5): 3x3 stride-2 stem conv-BN-ReLU (16 channels), seven
-groups of inverted-residual blocks (t, c, n, s) = (1,16,1,1) (6,24,2,1) (6,32,3,2) (6,64,4,2) (6,96,3,1)
-(6,160,3,2) (6,320,1,1) with c halved, a 1x1 conv-BN-ReLU to 1280 channels, global average pooling, linear.
-Blocks: 1x1 expand (present even when t = 1, as in the reference) -BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1
-project-BN (linear), identity added when stride 1 and widths match. Plain ReLU (not ReLU6), as mdistiller.
-Init as mdistiller: conv N(0, 2/(k*k*out)), BN 1/0, linear N(0, 0.01) with zero bias.
-Features as mdistiller: ``feats = [stem, group1, group2, group4, group6]`` (block-group outputs, zero-based;
-these are linear-bottleneck outputs, so already pre-activation), ``pooled_feat`` (N, 1280). mdistiller gives
-no ``preact_feats`` for this model; we return ``feats`` under that key too, which is what its blocks output.
-Shapes at 32x32x3:
-
-  mobilenet_v2: feats (N,16,16,16) (N,16,16,12) (N,8,8,16) (N,4,4,48) (N,2,2,160); pooled (N,1280)
-
-mobilenet_v1 (ImageNet): 3x3 stride-2 stem conv-BN-ReLU (32), then 13 depthwise-separable blocks (3x3
-depthwise-BN-ReLU, 1x1 pointwise-BN-ReLU) to 1024 channels, global average pooling, linear. No init override in
-the reference: PyTorch defaults. Features as mdistiller: ``preact_feats`` = outputs of separable blocks 3, 5, 11
-and 13 before their last ReLU, ``feats`` = ReLU of those, ``pooled_feat`` (N, 1024). Shapes at 224x224x3:
-
-  mobilenet_v1: feats (N,56,56,128) (N,28,28,256) (N,14,14,512) (N,7,7,1024); pooled (N,1024)
+Topology, initialisation and feature shapes, with their sources: docs/models.md.
 """
 from __future__ import annotations
 

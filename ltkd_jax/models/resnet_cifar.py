@@ -1,18 +1,7 @@
 """CIFAR ResNets: mdistiller's ``cifar/resnet.py`` (resnet8x4, resnet32x4, resnet32, resnet110) and
 ``cifar/resnetv2.py`` (``ResNet50``, registered here as resnet50_cifar).
 
-Topology: 3x3 stride-1 stem conv-BN-ReLU (no max-pool), then stages of post-activation blocks, the first
-stage at stride 1 and each later one at stride 2, global average pooling, one linear layer.
-Convs: kaiming-normal fan-out, no bias. Linear: PyTorch default init (mdistiller does not override it).
-
-Features (``return_features=True``), as mdistiller: ``feats = [stem, stage1, ..., stageN]`` (each after its
-ReLU), ``preact_feats`` the same with each stage's last block before its final ReLU (the stem entry is the
-post-ReLU stem in both lists), ``pooled_feat`` the (N, C) pooled vector. Shapes at 32x32x3 input, batch N:
-
-  resnet8x4 / resnet32x4:  feats (N,32,32,32) (N,32,32,64) (N,16,16,128) (N,8,8,256);  pooled (N,256)
-  resnet32 / resnet110:    feats (N,32,32,16) (N,32,32,16) (N,16,16,32)  (N,8,8,64);   pooled (N,64)
-  resnet50_cifar:          feats (N,32,32,64) (N,32,32,256) (N,16,16,512) (N,8,8,1024) (N,4,4,2048);
-                           pooled (N,2048)
+Topology, initialisation and feature shapes, with their sources: docs/models.md.
 """
 from __future__ import annotations
 

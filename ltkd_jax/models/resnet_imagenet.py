@@ -1,19 +1,6 @@
 """ImageNet ResNets (resnet18, resnet34, resnet50) with torchvision's topology.
 
-7x7 stride-2 stem conv-BN-ReLU, 3x3 stride-2 max-pool (padding 1), four stages of post-activation blocks
-(widths 64/128/256/512, strides 1/2/2/2; bottleneck stride on the 3x3 conv), global average pooling, linear.
-Init as torchvision and mdistiller's ``imagenet/resnet.py``: kaiming-normal fan-out convs, BN 1/0, PyTorch
-default linear. (mdistiller moves each block's final ReLU to the start of the next block; the function is the
-same, only where the pre-activation features are read from differs, and we expose them the same way.)
-
-Features, as mdistiller's ``imagenet/resnet.py``: ``preact_feats = [stem BN output (before ReLU and
-max-pool), stage1, ..., stage4 before the last ReLU]``, ``feats`` = ReLU of each, ``pooled_feat`` (N, C).
-Shapes at 224x224x3:
-
-  resnet18 / resnet34: feats (N,112,112,64) (N,56,56,64) (N,28,28,128) (N,14,14,256) (N,7,7,512); pooled (N,512)
-  resnet50:            feats (N,112,112,64) (N,56,56,256) (N,28,28,512) (N,14,14,1024) (N,7,7,2048);
-                       pooled (N,2048)
-At 32x32 input the spatial sizes are 16, 8, 4, 2, 1.
+Topology, initialisation and feature shapes, with their sources: docs/models.md.
 """
 from __future__ import annotations
 

@@ -1,18 +1,7 @@
 """ShuffleNet V1 for CIFAR as mdistiller's ``cifar/ShuffleNetv1.py`` (``ShuffleV1``): groups 3, stage outputs
 240/480/960 with 4/8/4 units.
 
-Stem: 1x1 conv (24 channels)-BN-ReLU at full resolution. Each stage starts with a stride-2 unit whose
-conv branch outputs ``stage_width - in_channels`` channels and is concatenated with a 3x3 stride-2 average
-pool of the input (PyTorch ``count_include_pad=True``); the other units add an identity shortcut.
-Unit branch: grouped 1x1 conv (ungrouped in the very first unit, whose input is the 24-channel stem) -BN-ReLU,
-channel shuffle, 3x3 depthwise conv-BN-ReLU (mdistiller keeps this ReLU), grouped 1x1 conv-BN; then
-concat/add and ReLU. Bottleneck width = branch output / 4. Global average pooling, linear.
-Init: mdistiller sets none, so PyTorch defaults throughout (kaiming-uniform(a=sqrt 5) convs, default linear).
-
-Features: ``feats = [stem, stage1, stage2, stage3]`` after ReLU, ``preact_feats`` the same before each stage's
-last ReLU (stem post-ReLU in both), ``pooled_feat`` (N, 960). Shapes at 32x32x3:
-
-  shufflenet_v1: feats (N,32,32,24) (N,16,16,240) (N,8,8,480) (N,4,4,960); pooled (N,960)
+Topology, initialisation and feature shapes, with their sources: docs/models.md.
 """
 from __future__ import annotations
 

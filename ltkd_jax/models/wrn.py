@@ -1,18 +1,6 @@
 """Wide ResNets (Zagoruyko & Komodakis 2016) as mdistiller's ``cifar/wrn.py``: wrn_40_2, wrn_40_1.
 
-Pre-activation blocks: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut. When the block keeps its width the
-shortcut is the raw input; otherwise it is a strided 1x1 conv applied to the *pre-activated* input
-BN-ReLU(x), as in the reference. Stem: a bare 3x3 conv (16 channels). Three stages of (depth-4)/6 blocks, widths
-16k/32k/64k, strides 1/2/2; a final BN-ReLU, global average pooling, linear. No dropout (mdistiller's
-dropRate is 0). Init: conv kaiming-normal fan-out, BN 1/0, linear PyTorch-default weight with zero bias.
-
-Features, as mdistiller: ``feats = [stem conv, stage1, stage2, stage3]`` (block sums, no BN/ReLU);
-``preact_feats = [stem conv, BN1(stage1), BN1(stage2), final BN(stage3)]`` where BN1(stage k) is the first
-batch norm of the next stage's first block applied to that stage's output (before its ReLU);
-``pooled_feat`` (N, 64k). Shapes at 32x32x3:
-
-  wrn_40_2: feats (N,32,32,16) (N,32,32,32) (N,16,16,64) (N,8,8,128); pooled (N,128)
-  wrn_40_1: feats (N,32,32,16) (N,32,32,16) (N,16,16,32) (N,8,8,64);  pooled (N,64)
+Topology, initialisation and feature shapes, with their sources: docs/models.md.
 """
 from __future__ import annotations
 

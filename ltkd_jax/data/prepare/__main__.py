@@ -1,0 +1,5 @@
+import sys
+
+from ltkd_jax.data.prepare import main
+
+sys.exit(main())

@@ -1,0 +1,359 @@
+"""Throughput of the distillation training step: `python -m ltkd_jax.tools.bench`.
+
+    python -m ltkd_jax.tools.bench --teacher=resnet32x4 --student=resnet8x4 --batch_size=64 --dtype=float32
+    python -m ltkd_jax.tools.bench --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16 --epoch
+
+Rows (images/s, medians over timed windows, and each program's compile time): `jax step` (the jitted step on a
+uint8 batch already on the device), `jax end-to-end [xK]` (the trainer's program: the batch drawn from the
+device-resident set inside the step, K steps per dispatch), `jax 2 epochs` / `jax trainer loop` (--epoch:
+`train.run_stage` for two CIFAR-100-LT-sized epochs, and its logged steady-state rate), `torch reference`
+(mdistiller's eager fp32 step, when PyTorch is importable). TFLOP/s from XLA's cost analysis; the fraction of
+peak uses the dense peak of the compute dtype (TF32 for float32 on GPUs). docs/benchmarks.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from ltkd_jax.data import device
+from ltkd_jax import losses, models, train
+from ltkd_jax import io
+from ltkd_jax.data import longtail
+
+# Dense peak TFLOP/s per chip (vendor figures, no sparsity) for (float32, bfloat16) inputs. At JAX's default
+# precision, float32 convolutions and matrix products run on the tensor cores in TF32 on Ampere and later GPUs
+# (the H200 anchor's fp32 step reached ~78 TFLOP/s, above the 67 of plain fp32), so the GPUs' float32 column is
+# their TF32 peak; PyTorch also convolves fp32 in TF32 by default (torch.backends.cudnn.allow_tf32).
+PEAK_TFLOPS = {
+    "H100": (494.7, 989.4), "H100 PCIe": (378.0, 756.0), "H200": (494.7, 989.4), "A100": (156.0, 312.0),
+    "L4": (60.0, 121.0),
+    "TPU v4": (None, 275.0), "TPU v5 lite": (None, 197.0), "TPU v5p": (None, 459.0), "TPU v6 lite": (None, 918.0),
+}
+
+# The CIFAR recipe of each benchmarked method as config_lib builds it for resnet32x4 -> resnet8x4, restated
+# because the benchmark runs where ml_collections is not installed (tests/test_bench.py pins the two together).
+RECIPE = dict(learning_rate=0.05, lr_decay_epochs=(150, 180, 210), lr_decay_rate=0.1, momentum=0.9,
+              weight_decay=5e-4)
+METHODS = {
+    "kd": dict(loss=dict(temperature=4.0), ce_weight=0.1, distill_weight=0.9, warmup_epochs=0),
+    "dkd": dict(loss=dict(alpha=1.0, beta=8.0, temperature=4.0), ce_weight=1.0, distill_weight=1.0,
+                warmup_epochs=20),
+    "ltkd": dict(loss=dict(alpha=6.0, beta=6.0, temperature=4.0), ce_weight=1.0, distill_weight=1.0,
+                 warmup_epochs=20),
+}
+
+
+def make_stage(method: str, student_model, num_epochs: int) -> train.Stage:
+    settings = METHODS[method]
+    return train.Stage(method, student_model, RECIPE["learning_rate"], num_epochs, 0,
+                         distill_loss=losses.get_distill_loss(method, **settings["loss"]),
+                         ce_weight=settings["ce_weight"], distill_weight=settings["distill_weight"],
+                         warmup_epochs=settings["warmup_epochs"], log_temperature=settings["loss"]["temperature"])
+
+
+def device_peak(dtype: str, kind: Optional[str] = None) -> Optional[float]:
+    """The peak of the most specific `PEAK_TFLOPS` name whose words are all words of the device kind ("NVIDIA
+    H100 PCIe" is "H100 PCIe", "NVIDIA L40S" is none: not an L4)."""
+    words = set(re.split(r"[^a-z0-9]+", (kind or jax.devices()[0].device_kind).lower()))
+    matches = [name for name in PEAK_TFLOPS if set(name.lower().split()) <= words]
+    if not matches:
+        return None
+    fp32, bf16 = PEAK_TFLOPS[max(matches, key=lambda name: len(name.split()))]
+    return bf16 if dtype == "bfloat16" else fp32
+
+
+def synthetic_data(num_train: int, num_test: int, image_shape, num_classes: int, seed: int = 0):
+    """Random uint8 images with long-tailed labels: what the device-resident feed holds for CIFAR-100-LT."""
+    rng = np.random.default_rng(seed)
+    # CIFAR-100-LT's gamma = 100 profile (10,847 images for 100 classes), repeated or cut to num_train.
+    counts = longtail.exponential_counts(np.full(num_classes, 500), 100)
+    labels = np.resize(np.repeat(np.arange(num_classes), counts), num_train).astype(np.int32)
+    train_counts = np.bincount(labels, minlength=num_classes)
+    return device.ExperimentData(
+        name="synthetic", num_classes=num_classes, group_ids=longtail.class_groups(train_counts),
+        train_counts=train_counts,
+        augmentation=device.Augmentation(pad=4, flip=True, mean=(0.5,) * image_shape[-1],
+                                               std=(0.25,) * image_shape[-1]),
+        train_images=rng.integers(0, 256, (len(labels),) + tuple(image_shape), dtype=np.uint8),
+        train_labels=labels,
+        test_images=rng.integers(0, 256, (num_test,) + tuple(image_shape), dtype=np.uint8),
+        test_labels=rng.integers(0, num_classes, num_test).astype(np.int32))
+
+
+class StaticFeed:
+    """One fixed uint8 batch already on the devices, normalised inside the step as the host feed's batches are:
+    the step alone, no data work."""
+
+    supports_scan = True
+
+    def __init__(self, batch, augmentation: device.Augmentation):
+        self._batch, self.augmentation = batch, augmentation
+
+    def inputs(self, step):
+        return self._batch
+
+    def batch(self, inputs, step):
+        return device.normalize_batch(inputs, self.augmentation)
+
+
+def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int):
+    """(first-call seconds, i.e. compile + one step; median seconds per step; final state)."""
+    start = time.perf_counter()
+    state, metrics = call(state)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    state, metrics = call(state)  # one warm call
+    jax.block_until_ready(metrics)
+    calls = max(1, steps // num_steps_per_call)
+    times = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(calls):
+            state, metrics = call(state)
+        jax.block_until_ready(metrics)
+        times.append((time.perf_counter() - start) / (calls * num_steps_per_call))
+    return compile_s, float(np.median(times)), state
+
+
+def jax_rows(args) -> List[Dict]:
+    image_shape = (args.image_size, args.image_size, args.channels)
+    dtype = jnp.dtype(args.dtype)
+    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
+    student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
+    data = synthetic_data(args.batch_size if args.step_only else args.num_train, 256, image_shape, args.num_classes)
+    mesh = train.make_mesh()
+    replicated = NamedSharding(mesh, P())
+    steps_per_epoch = data.num_train // args.batch_size
+    tx = train.sgd(train.step_decay_schedule(RECIPE["learning_rate"], steps_per_epoch, RECIPE["lr_decay_epochs"],
+                                             RECIPE["lr_decay_rate"]),
+                   momentum=RECIPE["momentum"], weight_decay=RECIPE["weight_decay"])
+    stage = make_stage(args.method, student_model, 1)
+    teacher_variables = jax.device_put(
+        teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
+    fresh_state = lambda: jax.device_put(  # noqa: E731
+        train.init_state(student_model, tx, image_shape, 0), replicated)
+
+    device_feed = None if args.step_only else device.DeviceFeed(data, args.batch_size, 0, replicated)
+    fixed_batch = jax.device_put({"image": data.train_images[:args.batch_size],
+                                  "label": data.train_labels[:args.batch_size]}, NamedSharding(mesh, P("data")))
+    rows = []
+    for name, feed, dispatch in ([("jax step", StaticFeed(fixed_batch, data.augmentation), 1)]
+                                 + [(f"jax end-to-end{'' if k == 1 else f' x{k}'}", device_feed, k)
+                                    for k in ([] if args.step_only else args.steps_per_dispatch)]):
+        one, many = train.jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh, teacher_model)
+        inputs = feed.inputs(0)
+        if dispatch == 1:
+            call = lambda state, one=one, inputs=inputs: one(state, teacher_variables, inputs)  # noqa: E731
+        else:
+            call = lambda state, many=many, inputs=inputs, k=dispatch: many(  # noqa: E731
+                state, teacher_variables, inputs, k)
+        compile_s, seconds, state = _time_program(call, fresh_state(), dispatch, args.steps, args.windows)
+        if args.profile_dir and name == ("jax step" if args.step_only else "jax end-to-end"):
+            _trace(call, state, args.profile_dir)
+        row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
+               "ms_per_step": seconds * 1e3, "compile_s": compile_s, "steps_per_dispatch": dispatch}
+        if dispatch == 1:
+            flops = _flops(one.lower(train.abstract_state(student_model, tx, image_shape, replicated),
+                                     teacher_variables, inputs))
+            if flops:
+                row["tflops"] = flops / seconds / 1e12
+                peak = device_peak(args.dtype)
+                if peak:
+                    row["fraction_of_peak"] = row["tflops"] / peak
+        rows.append(row)
+    return rows
+
+
+def _trace(call, state, profile_dir: str, num_calls: int = 10) -> None:
+    """A `jax.profiler` trace of `num_calls` warm calls (TensorBoard's profile plugin or xprof read it). A
+    profiler that cannot start (no CUPTI, say) costs the trace, not the measurements: one warning line."""
+    try:
+        with jax.profiler.trace(profile_dir):
+            for _ in range(num_calls):
+                state, metrics = call(state)
+            jax.block_until_ready(metrics)
+    except Exception as error:  # pylint: disable=broad-except
+        print(f"bench: warning: no profile written to {profile_dir}: {io.first_line(error)}",
+              file=sys.stderr)
+
+
+def _flops(lowered) -> Optional[float]:
+    """FLOPs of one call from XLA's cost analysis of the lowered program (no second compile: it agrees with
+    the compiled program's to 0.3% for the CIFAR pair on XLA:CPU); the compiled program's where that fails."""
+    try:
+        analysis = lowered.cost_analysis()
+    except Exception:  # pylint: disable=broad-except
+        analysis = None
+    if not analysis:
+        analysis = lowered.compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def epoch_rows(args, dispatch: int) -> List[Dict]:
+    """Two CIFAR-100-LT-sized epochs through `train.run_stage` with `dispatch` steps per dispatch (teacher
+    forward included): their wall time (compiles, evaluation and checkpoints included), and the rate the trainer
+    logged in the second epoch, once everything is compiled."""
+    image_shape = (args.image_size, args.image_size, args.channels)
+    dtype = jnp.dtype(args.dtype)
+    data = synthetic_data(args.epoch_examples, 10_000, image_shape, args.num_classes)
+    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
+    teacher = train.Teacher(teacher_model, teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape),
+                                                                train=False), "random")
+    stage = make_stage(args.method, models.get_model(args.student, args.num_classes, dtype=dtype), 2)
+    steps_per_epoch = data.num_train // args.batch_size
+    # About 8 windows per epoch, each a whole number of dispatches.
+    log_every = dispatch * max(1, round(steps_per_epoch / 8 / dispatch))
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        train.run_stage(stage, data, workdir, batch_size=args.batch_size, lr_decay_epochs=RECIPE["lr_decay_epochs"],
+                          lr_decay_rate=RECIPE["lr_decay_rate"], momentum=RECIPE["momentum"],
+                          weight_decay=RECIPE["weight_decay"], teacher=teacher, eval_batch_size=1024,
+                          log_every_steps=log_every, steps_per_dispatch=dispatch)
+        seconds = time.perf_counter() - start
+        logged = [r for r in train.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+                  if r["split"] == "train" and r["epoch"] == 2]
+    images = 2 * steps_per_epoch * args.batch_size
+    per_dispatch = "" if dispatch == 1 else f" x{dispatch}"
+    rows = [{"name": f"jax 2 epochs{per_dispatch} ({images:,} images, eval + checkpoint each, compile included)",
+             "batch": args.batch_size, "dtype": args.dtype, "img_per_s": images / seconds, "seconds": seconds}]
+    rate = float(np.median([r["images_per_sec"] for r in logged]))
+    rows.append({"name": f"jax trainer loop{per_dispatch} (logged img/s, median of epoch 2)", "batch": args.batch_size,
+                 "dtype": args.dtype, "img_per_s": rate, "ms_per_step": args.batch_size / rate * 1e3,
+                 "input_wait_fraction": float(np.median([r["input_wait_fraction"] for r in logged]))})
+    return rows
+
+
+def torch_row(args) -> Optional[Dict]:
+    """mdistiller's KD step in PyTorch, fp32 eager, on the same shapes (CIFAR ResNet pairs only)."""
+    try:
+        import torch  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    from ltkd_jax.tools import torch_reference  # pylint: disable=import-outside-toplevel
+    if not (torch_reference.supports(args.teacher) and torch_reference.supports(args.student)):
+        return None
+    seconds = torch_reference.time_kd_step(args.teacher, args.student, batch_size=args.batch_size,
+                                           image_size=args.image_size, channels=args.channels,
+                                           num_classes=args.num_classes, steps=args.steps, windows=args.windows)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"name": f"torch reference (fp32 eager, {device})", "batch": args.batch_size, "dtype": "float32",
+            "img_per_s": args.batch_size / seconds, "ms_per_step": seconds * 1e3}
+
+
+def format_table(rows: List[Dict]) -> str:
+    lines = ["| variant | batch | dtype | img/s | ms/step | compile s | TFLOP/s | of peak |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        def cell(key, fmt):
+            return fmt.format(r[key]) if r.get(key) is not None else "–"
+        lines.append(f"| {r['name']} | {r['batch']} | {r['dtype']} | {r['img_per_s']:,.0f} | "
+                     f"{cell('ms_per_step', '{:.2f}')} | {cell('compile_s', '{:.1f}')} | {cell('tflops', '{:.2f}')} | "
+                     f"{cell('fraction_of_peak', '{:.1%}')} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ltkd_jax.tools.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="resnet32x4")
+    parser.add_argument("--student", default="resnet8x4")
+    parser.add_argument("--method", default="kd", choices=tuple(METHODS))
+    parser.add_argument("--batch_size", type=int, default=64, help="global batch")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--num_train", type=int, default=10_847, help="device-resident training set size")
+    parser.add_argument("--steps", type=int, default=60, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--steps_per_dispatch", default="1", help="comma list, e.g. 1,16")
+    parser.add_argument("--epoch", action="store_true", help="also time two epochs through the trainer")
+    parser.add_argument("--epoch_examples", type=int, default=10_847)
+    parser.add_argument("--step_only", action="store_true",
+                        help="only the bare step (e.g. an ImageNet pair, whose data streams from the host)")
+    parser.add_argument("--profile_dir", default="",
+                        help="write a jax.profiler trace of the end-to-end step (--step_only: the bare step) here")
+    parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        args.steps_per_dispatch = sorted({int(k) for k in args.steps_per_dispatch.split(",")})
+    except ValueError:
+        parser.error(f"--steps_per_dispatch={args.steps_per_dispatch!r} must be a comma list of integers")
+    if min(args.steps_per_dispatch) < 1:
+        parser.error("--steps_per_dispatch values must be >= 1")
+    for name in ("batch_size", "image_size", "channels", "num_classes", "num_train", "steps", "windows",
+                 "epoch_examples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)} must be >= 1 (a positive integer)")
+    if args.num_classes < 3:
+        parser.error(f"--num_classes={args.num_classes} must be >= 3 (the head / medium / tail groups)")
+    # The end-to-end rows draw each batch from the num_train device-resident images, the epoch rows from
+    # epoch_examples: each must hold at least one batch (--step_only times one batch alone: num_train unused).
+    if not args.step_only and args.batch_size > args.num_train:
+        parser.error(f"--batch_size={args.batch_size} is larger than --num_train={args.num_train}; the end-to-end "
+                     "rows need at least one batch of training images (or use --step_only)")
+    if args.epoch and args.batch_size > args.epoch_examples:
+        parser.error(f"--batch_size={args.batch_size} is larger than --epoch_examples={args.epoch_examples}; "
+                     "an epoch needs at least one batch")
+    problem = args.json and io.local_output_file_problem(args.json)  # written after the benchmark
+    if problem:
+        parser.error(f"--json={args.json}: {problem}")
+    if args.step_only and args.epoch:
+        parser.error("--epoch runs the trainer's end-to-end program; it cannot go with --step_only")
+    for name in (args.teacher, args.student):
+        if name not in models.MODEL_NAMES:
+            parser.error(f"unknown model {name!r}; known: {', '.join(models.MODEL_NAMES)}")
+    return args
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = parse_args(argv)
+    try:
+        train.check_batch_size(args.batch_size)
+    except ValueError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    device = jax.devices()[0]
+    header = (f"{args.teacher} -> {args.student} ({args.method}), {args.image_size}x{args.image_size}x"
+              f"{args.channels}, {args.num_classes} classes; {jax.device_count()} x {device.device_kind} "
+              f"({device.platform}); jax {jax.__version__}")
+    print(header, flush=True)
+    rows = jax_rows(args)
+    if args.epoch:  # through the trainer with the fastest steps-per-dispatch just measured
+        fastest = max((r for r in rows if r["name"].startswith("jax end-to-end")), key=lambda r: r["img_per_s"])
+        rows += epoch_rows(args, dispatch=fastest["steps_per_dispatch"])
+    reference = None if args.no_torch else torch_row(args)
+    if reference:
+        rows.append(reference)
+    print(format_table(rows))
+    if reference and not args.step_only:
+        best = max(r["img_per_s"] for r in rows if r["name"].startswith("jax end-to-end"))
+        print(f"\nend-to-end JAX / PyTorch reference: {best / reference['img_per_s']:.2f}x")
+        for r in rows:
+            if r["name"].startswith("jax trainer loop"):
+                print(f"trainer loop / PyTorch reference: {r['img_per_s'] / reference['img_per_s']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": header, "device_kind": device.device_kind, "jax": jax.__version__, "rows": rows},
+                      f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

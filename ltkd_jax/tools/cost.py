@@ -1,0 +1,70 @@
+"""The sweep's cost model: estimated device seconds of a run from its config, scaled from measured anchors by
+the models' forward GFLOPs, with training images per epoch from the config's long-tailed profile."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ltkd_jax import config as config_lib
+from ltkd_jax.data import longtail
+
+# Forward GFLOPs per image (XLA cost analysis, `python -m ltkd_jax.tools.models_table`): CIFAR-style models at
+# 32×32 with 100 classes, ImageNet models at 224×224 with 1000 classes. Other resolutions scale with the pixel
+# count (TinyImageNet 64×64: ×4; Fashion-MNIST 28×28: ×0.766; ImageNet `image_size`: (size/224)²).
+GFLOPS = {
+    "resnet8x4": 0.328, "resnet32x4": 1.980, "resnet32": 0.129, "resnet110": 0.486, "vgg8": 0.149,
+    "vgg13": 0.460, "wrn_40_1": 0.153, "wrn_40_2": 0.598, "shufflenet_v1": 0.086, "mobilenet_v2": 0.014,
+    "resnet50_cifar": 2.472, "demo_resnet_teacher": 0.0253, "demo_resnet_student": 0.00145,
+    "resnet18": 3.375, "resnet34": 6.778, "resnet50": 7.997, "mobilenet_v1": 1.156,
+}
+# A training step costs 3 forwards of the trained network (forward + backward) plus one teacher forward when
+# distilling; evaluation (every `eval_every_epochs`, whole test set) one forward of the trained network plus the
+# teacher's (the eval step also measures agreement with the teacher). FitNet/ReviewKD connectors are ignored.
+DEVICES = {
+    # Anchor (measured): one H200, JAX fp32, batch 64, resnet32x4 → resnet8x4 distillation at
+    # 24,417 img/s = 24,417 × (1.980 + 3 × 0.328) GFLOP/s ≈ 72 TFLOP/s of XLA-counted work. Assumed to hold for
+    # every model (bigger ImageNet convolutions would run faster, a host input pipeline may run slower), with a
+    # floor of 1 ms per batch-64 step for the small networks (at most 64k img/s training, 256k img/s eval).
+    "h200": dict(label="one NVIDIA H200 (fp32, batch 64)", gflop_per_s=24_417 * (1.980 + 3 * 0.328),
+                 max_train_ips=64_000, max_eval_ips=256_000),
+    # Anchor (measured, our Fashion-MNIST pilot): the 2-core CPU trained the demo teacher at 763 img/s on 28×28.
+    "cpu2": dict(label="the 2-core CPU", gflop_per_s=763 * 3 * 0.0253 * (28 * 28) / (32 * 32),
+                 max_train_ips=math.inf, max_eval_ips=math.inf),
+}
+FULL_CLASS_COUNTS = {
+    "cifar100": np.full(100, 500), "tiny_imagenet": np.full(200, 500), "fashion_mnist": np.full(10, 6000),
+    # Approximation: ImageNet's real per-class counts range over 732-1300 (1,281,167 in all); the exponential
+    # profile is applied here to a flat 1,281 per class.
+    "imagenet2012": np.full(1000, 1281),
+}
+EVAL_IMAGES = {"cifar100": 10_000, "tiny_imagenet": 10_000, "imagenet2012": 50_000, "fashion_mnist": 10_000}
+PIXEL_SCALE = {"tiny_imagenet": 4.0, "fashion_mnist": (28 * 28) / (32 * 32)}
+COST_MODEL = (
+    "cost model: images/s scaled from the anchor by the models' forward GFLOPs (train step = 3 × trained net "
+    "+ 1 × teacher forward; eval every epoch on the full test set), training images per epoch from the "
+    "exponential LT profile (ImageNet-LT approximated on a flat 1,281 images per class)")
+
+
+def resolution_scale(config) -> float:
+    if config.dataset.name == "imagenet2012":
+        return ((config.dataset.image_size or 224) / 224) ** 2
+    return PIXEL_SCALE.get(config.dataset.name, 1.0)
+
+
+def train_images(config) -> int:
+    counts = FULL_CLASS_COUNTS[config.dataset.name]
+    return int(longtail.exponential_counts(counts, config.dataset.imbalance_factor).sum())
+
+
+def run_seconds(config, device: str = "h200") -> float:
+    """Estimated device seconds of one run (the config trained) on `device`."""
+    spec = DEVICES[device]
+    teacher = GFLOPS[config.teacher_model] if config.method not in config_lib.CE_METHODS else 0.0
+    trained = GFLOPS[config.teacher_model if config.method == "teacher" else config.student_model]
+    scale = resolution_scale(config)
+    train_ips = min(spec["gflop_per_s"] / ((3 * trained + teacher) * scale), spec["max_train_ips"])
+    eval_ips = min(spec["gflop_per_s"] / ((trained + teacher) * scale), spec["max_eval_ips"])
+    evals = math.ceil(config.num_epochs / config.eval_every_epochs)
+    return (config.num_epochs * train_images(config) / train_ips
+            + evals * EVAL_IMAGES[config.dataset.name] / eval_ips)

@@ -1,0 +1,156 @@
+"""Orbax checkpoints of a TrainState: the last few, the best, atomic writes, one-line errors.
+
+Every process calls save and restore (orbax coordinates them; the primary process writes replicated
+arrays). Orbax writes each checkpoint into a temporary directory and renames it when complete, so a killed run
+never leaves a half-written checkpoint that a restore would pick up. Run directories may be local or on an
+object store (``gs://bucket/...``, shared by the hosts of a pod): orbax reads and writes both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from ltkd_jax.io import absolute, first_line  # absolute: local paths made so, gs:// URLs kept
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, or not the configured architecture."""
+
+
+def _manager(directory: str, **options) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        absolute(directory),
+        # One process: asynchronous. save() returns once the arrays are copied to the host and the files are
+        # written in the background (a sync save of a CIFAR student blocked ~0.1 s, a fifth of an epoch at GPU
+        # speed); the next save, a restore and close() wait for it; orbax's rename-when-complete still holds.
+        # Several processes: synchronous. Orbax 0.12.8's asynchronous finalize left one of two CPU processes
+        # waiting at exit in tests/test_multiprocess.py; the epochs of data sets one trains on pods are long.
+        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=jax.process_count() == 1,
+                                             **options),
+        item_handlers=ocp.StandardCheckpointHandler())
+
+
+class Checkpointer:
+    """`<dir>/checkpoints` keeps the last `keep` steps; `<dir>/best` the one with the best test accuracy."""
+
+    def __init__(self, directory: str, keep: int = 2):
+        self.directory = directory
+        self.latest = _manager(epath.Path(directory) / "checkpoints", max_to_keep=keep)
+        self.best = _manager(epath.Path(directory) / "best", max_to_keep=1, best_fn=lambda m: m["accuracy"],
+                             best_mode="max", keep_checkpoints_without_metrics=False)
+        best_step = self.best.best_step()
+        metrics = self.best.metrics(best_step) if best_step is not None else None
+        self.best_accuracy = float(metrics["accuracy"]) if metrics else -np.inf
+
+    def save(self, step: int, state, accuracy: Optional[float] = None) -> None:
+        """Save `step` to the last-N set, and to `best` when `accuracy` beats every earlier one (only then:
+        an epoch that does not improve writes one checkpoint, not two)."""
+        if step not in (self.latest.all_steps() or ()):
+            self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
+        if accuracy is not None and accuracy > self.best_accuracy and step not in (self.best.all_steps() or ()):
+            self.best.save(step, args=ocp.args.StandardSave(state), metrics={"accuracy": float(accuracy)},
+                           force=True)
+            self.best_accuracy = float(accuracy)
+
+    def restore_latest(self, abstract_state, what: str = "checkpoint"):
+        self.latest.wait_until_finished()
+        step = self.latest.latest_step()
+        if step is None:
+            return None
+        return restore(self.latest, step, abstract_state, what)
+
+    def close(self):
+        """Wait for the writes in flight (an error of a background write surfaces here) and release both."""
+        try:
+            self.latest.close()
+        finally:
+            self.best.close()
+
+
+def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):
+    """`(variables, checkpoint path)`: only the model variables {params, batch_stats} of the last checkpoint of
+    a run directory (a teacher), and the path of the step they came from.
+
+    The optimiser state is not read, so a teacher trained with any optimiser settings loads.
+    """
+    directory = epath.Path(absolute(run_dir)) / "checkpoints"
+    if not directory.is_dir():
+        raise CheckpointError(f"{what} {run_dir} has no checkpoints/ directory")
+    manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{what} {run_dir} holds no saved step")
+        target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
+        variables = restore(manager, step, abstract_variables, what, args=ocp.args.PyTreeRestore(
+            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+        return variables, os.fspath(directory / str(step))
+    finally:
+        manager.close()
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    text = first_line(error).split(" See full TensorStore details")[0]  # then a dump of the storage spec
+    return f"{type(error).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
+
+
+@contextlib.contextmanager
+def _reading(what: str, path: str):
+    """A restore: any failure becomes one CheckpointError line."""
+    try:
+        yield
+    except Exception as error:  # orbax raises many types for a damaged directory
+        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({_first_line(error)})") from None
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str, args=None):
+    """Restore `step` into the structure, shapes and shardings of `abstract_state` (or as `args` says, after
+    checking the stored tree against `abstract_state`), or raise CheckpointError."""
+    path = os.fspath(epath.Path(manager.directory) / str(step))
+    with _reading(what, path):
+        stored = manager.item_metadata(step)
+    _check_matches(stored, abstract_state, what, path)
+    with _reading(what, path):
+        return manager.restore(step, args=args or ocp.args.StandardRestore(abstract_state))
+
+
+def _check_matches(stored, abstract_state, what: str, path: str) -> None:
+    """Same model variables (names and shapes), or a one-line error naming the first difference.
+
+    The optimiser state mirrors the parameters, so comparing `params` and `batch_stats` decides it.
+    """
+    stored = getattr(stored, "tree", stored)
+    if stored is None:
+        raise CheckpointError(f"{what} {path} has no readable metadata")
+
+    def shapes(tree):
+        flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+        return {jax.tree_util.keystr(key): tuple(leaf.shape) for key, leaf in flat}
+
+    if isinstance(abstract_state, dict):
+        abstract_state = type("Variables", (), {"params": abstract_state["params"],
+                                                "batch_stats": abstract_state.get("batch_stats", {})})
+    want = shapes({"params": abstract_state.params, "batch_stats": abstract_state.batch_stats})
+    try:
+        have = shapes({"params": stored["params"], "batch_stats": stored.get("batch_stats", {})})
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{what} {path} holds no model variables (params / batch_stats)") from None
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing or extra:
+        name = (missing or extra)[0]
+        kind = "lacks" if missing else "has an unexpected"
+        raise CheckpointError(f"{what} {path} does not match the configured architecture: it {kind} variable "
+                              f"{name} ({len(missing)} missing, {len(extra)} unexpected)")
+    for name, shape in want.items():
+        if have[name] != shape:
+            raise CheckpointError(f"{what} {path} does not match the configured architecture: {name} has shape "
+                                  f"{have[name]}, expected {shape}")

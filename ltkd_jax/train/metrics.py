@@ -1,0 +1,172 @@
+"""Accuracy summaries from per-class counts (host, numpy), and the run outputs process 0 writes: metrics.jsonl,
+TensorBoard events, a terminal progress line. The run directory may be local or on an object store."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+import jax
+import numpy as np
+from etils import epath
+
+from ltkd_jax import io
+from ltkd_jax.data import tf_env
+from ltkd_jax.data.longtail import shot_masks
+
+GROUP_NAMES = ("head", "medium", "tail")
+
+
+def group_names(num_groups: int):
+    return GROUP_NAMES if num_groups == 3 else tuple(f"group{k}" for k in range(num_groups))
+
+
+def summarize(counts: Dict[str, np.ndarray], group_ids: np.ndarray, train_counts: np.ndarray) -> Dict:
+    """Overall, per-group, per-shot and per-class accuracy (percent) from summed eval counts.
+
+    Group and shot accuracies are over the test examples of those classes (on a balanced test set this is the
+    mean of their per-class accuracies). A shot bucket with no class is left out.
+    """
+    examples = np.asarray(counts["examples"], np.float64)
+    correct = np.asarray(counts["correct"], np.float64)
+    group_ids = np.asarray(group_ids)
+    num_groups = int(group_ids.max()) + 1
+
+    def accuracy(select: Optional[np.ndarray] = None):
+        n = examples[select].sum() if select is not None else examples.sum()
+        c = correct[select].sum() if select is not None else correct.sum()
+        return float(100.0 * c / n) if n else float("nan")
+
+    summary = {"accuracy": accuracy(), "loss": float(counts["loss_sum"]) / max(examples.sum(), 1.0)}
+    for k, name in enumerate(group_names(num_groups)):
+        summary[f"accuracy_{name}"] = accuracy(group_ids == k)
+    for name, select in shot_masks(train_counts).items():  # many / medium / few (> 100, 20-100, < 20 images)
+        if select.any():
+            key = "medium_shot" if name == "medium" else name  # "medium" is also a group name
+            summary[f"accuracy_{key}"] = accuracy(select)
+    summary["per_class_accuracy"] = [float(x) for x in 100.0 * correct / np.maximum(examples, 1)]
+    if "agree" in counts:
+        summary["teacher_agreement"] = float(100.0 * np.sum(counts["agree"]) / examples.sum())
+    return summary
+
+
+def _jsonable(value):
+    if isinstance(value, (np.ndarray, jax.Array)):
+        value = np.asarray(value).tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class MetricsLog:
+    """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors scalars to TensorBoard.
+
+    Object stores (a `gs://` workdir) cannot append to a file: there the lines are kept in memory (seeded from
+    the existing file, so a resumed run keeps its history) and the whole file is rewritten on every write."""
+
+    def __init__(self, workdir: str):
+        self.enabled = jax.process_index() == 0
+        self.path = os.fspath(epath.Path(workdir) / "metrics.jsonl")
+        self._tb = None
+        self._lines = None  # remote workdirs only: every line of the file
+        if self.enabled:
+            epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+            if not io.is_local(self.path):
+                path = epath.Path(self.path)
+                text = path.read_text() if path.exists() else ""
+                self._lines = [line + "\n" for line in text.splitlines() if line.strip()]
+            self._tb = _tensorboard_writer(os.fspath(epath.Path(workdir) / "tensorboard"))
+
+    def write(self, record: Dict) -> None:
+        if not self.enabled:
+            return
+        record = {key: _jsonable(value) for key, value in record.items()}
+        line = json.dumps(record) + "\n"
+        if self._lines is None:
+            with epath.Path(self.path).open("a") as f:
+                f.write(line)
+        else:
+            self._lines.append(line)
+            io.write_file(self.path, "".join(self._lines))
+        if self._tb is not None:
+            self._tb(record)
+
+    def read(self):
+        return read_metrics(self.path)
+
+
+def read_metrics(path: str):
+    path = epath.Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _tensorboard_writer(logdir: str):
+    """Scalar TensorBoard events through tensorboard's own TF-free event writer; None where tensorboard is not
+    installed (metrics.jsonl is always written)."""
+    try:
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=import-outside-toplevel
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    try:  # tensorboard's file layer imports TensorFlow when present: keep it off the accelerators
+        tf_env.hide_accelerators_from_tf()
+    except ImportError:
+        pass
+    writer = EventFileWriter(logdir)
+
+    def write(record):
+        split, step = record.get("split", "train"), int(record.get("step", 0))
+        values = []
+        for key, value in record.items():
+            if key in ("step", "split") or isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                values.append(summary_pb2.Summary.Value(tag=f"{split}/{key}", simple_value=float(value)))
+            elif key.startswith("teacher_group_sums") and isinstance(value, list):
+                values += [summary_pb2.Summary.Value(tag=f"{split}/{key}/group{k}", simple_value=float(v))
+                           for k, v in enumerate(value)]
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
+                                         summary=summary_pb2.Summary(value=values)))
+        writer.flush()
+
+    return write
+
+
+class Progress:
+    """One self-overwriting terminal line: stage, epoch, step, loss, images/s (process 0)."""
+
+    def __init__(self, name: str, total_steps: int, batch_size: int):
+        self.enabled = jax.process_index() == 0
+        self.name, self.total_steps, self.batch_size = name, total_steps, batch_size
+        self._last_time, self._last_step = time.time(), None
+        self.images_per_sec: Optional[float] = None
+
+    def update(self, step: int, epoch: int, loss: float) -> None:
+        now = time.time()
+        if self._last_step is not None and now > self._last_time:
+            self.images_per_sec = (step - self._last_step) * self.batch_size / (now - self._last_time)
+        self._last_time, self._last_step = now, step
+        if self.enabled:
+            rate = f"{self.images_per_sec:,.0f} img/s" if self.images_per_sec else "compiling"
+            sys.stderr.write(f"\r[{self.name}] epoch {epoch} step {step}/{self.total_steps} loss {loss:.4f} "
+                             f"{rate}   ")
+            sys.stderr.flush()
+
+    def restart_clock(self) -> None:
+        """Start the next rate window now (after evaluation or a checkpoint: the rate is training's alone)."""
+        self._last_time = time.time()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()

@@ -1,0 +1,132 @@
+"""Pure training and evaluation steps, and the optimiser; `jax.jit` is applied where they are called (loop.py).
+
+The teacher is frozen during distillation: its variables are an argument of the step (not a constant baked
+into the program), it runs with eval-mode batch norm, and no gradient reaches it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ltkd_jax import losses
+from ltkd_jax.train.state import TrainState
+
+
+def step_decay_schedule(base_learning_rate: float, steps_per_epoch: int, decay_epochs: Sequence[int],
+                        decay_rate: float) -> optax.Schedule:
+    """`base * rate**(number of decay epochs already completed)`.
+
+    mdistiller decays when its 1-based epoch exceeds a stage: at epoch 151 for stage 150, i.e. after
+    `150 * steps_per_epoch` steps. This is the one place epochs become steps.
+    """
+    boundaries = {int(epoch) * steps_per_epoch: decay_rate for epoch in sorted(decay_epochs)}
+    return optax.piecewise_constant_schedule(base_learning_rate, boundaries)
+
+
+def sgd(learning_rate: optax.ScalarOrSchedule, *, momentum: float, weight_decay: float) -> optax.GradientTransformation:
+    """torch.train.SGD(momentum, weight_decay), no Nesterov, no dampening.
+
+    PyTorch adds `weight_decay * param` to the gradient of every parameter before the momentum buffer
+    (`buf = momentum * buf + grad`, `param -= lr * buf`); optax's `trace` is that buffer.
+    """
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.trace(decay=momentum, nesterov=False),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def _accuracy(logits, labels):
+    """Top-1 accuracy in percent."""
+    return 100.0 * jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def _class_counts(logits, labels):
+    """Per-class example and correct counts (C,), so the host can report head/medium/tail train accuracy."""
+    one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return {"class_count": jnp.sum(one_hot, 0), "class_correct": jnp.sum(one_hot * correct[:, None], 0)}
+
+
+def train_step(state: TrainState, teacher_variables, batch, *, model: nn.Module, tx: optax.GradientTransformation,
+               steps_per_epoch: int, teacher_model: Optional[nn.Module] = None,
+               distill_loss: Optional[Callable] = None, feature_loss: Optional[Callable] = None,
+               group_ids: Optional[np.ndarray] = None, num_groups: int = 3, ce_weight: float = 1.0,
+               distill_weight: float = 1.0, warmup_epochs: float = 0, log_temperature: float = 1.0):
+    """One SGD step: `ce_weight * CE + warmup(epoch) * distill_weight * distill`.
+
+    * Neither loss given: plain cross-entropy (teachers, the CE student).
+    * `distill_loss(student_logits, teacher_logits, labels, group_ids)`: logit distillation (KD, DKD, LTKD).
+    * `feature_loss(hints, teacher_features)`: feature distillation (FitNet, ReviewKD). `model` is then a
+      student wrapper whose `apply(..., with_hints=True)` returns `(logits, hints)`, its connector modules
+      trained with it; the teacher is applied with `return_features=True`.
+
+    Returns the new state and metrics: scalars, per-class counts, and for logit distillation the teacher's
+    batch group-probability sums before and after rebalancing at the loss's temperature (the paper's Fig. 3).
+    """
+    images, labels = batch["image"], batch["label"]
+    epoch = state.step // steps_per_epoch + 1  # 1-based, as mdistiller's warm-up counts
+    distilling = distill_loss is not None or feature_loss is not None
+    if distilling:
+        teacher_out = teacher_model.apply(teacher_variables, images, train=False,
+                                          **({"return_features": True} if feature_loss else {}))
+        teacher_out = jax.lax.stop_gradient(teacher_out)
+        teacher_logits, teacher_features = teacher_out if feature_loss else (teacher_out, None)
+
+    def loss_fn(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        if feature_loss is not None:
+            (logits, hints), updates = model.apply(variables, images, train=True, with_hints=True,
+                                                   mutable=["batch_stats"])
+        else:
+            logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
+        if not distilling:
+            ce = losses.cross_entropy(logits, labels)
+            return ce, (logits, updates, {"ce": ce})
+        if feature_loss is not None:
+            loss_of_batch = lambda *_: feature_loss(hints, teacher_features)  # noqa: E731
+        else:
+            loss_of_batch = distill_loss
+        total, parts = losses.student_objective(
+            logits, teacher_logits, labels, group_ids, distill_loss=loss_of_batch, ce_weight=ce_weight,
+            distill_weight=distill_weight, epoch=epoch, warmup_epochs=warmup_epochs)
+        return total, (logits, updates, parts)
+
+    (loss, (logits, updates, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
+                              batch_stats=updates["batch_stats"], opt_state=opt_state)
+    metrics = {**parts, "loss": loss, "accuracy": _accuracy(logits, labels), **_class_counts(logits, labels)}
+    if distilling:
+        metrics["teacher_accuracy"] = _accuracy(teacher_logits, labels)
+        if group_ids is not None:
+            before, after = losses.teacher_group_sums(teacher_logits, group_ids, num_groups=num_groups,
+                                                      temperature=log_temperature)
+            metrics["teacher_group_sums"] = before
+            metrics["teacher_group_sums_rebalanced"] = after
+    return new_state, metrics
+
+
+def eval_step(variables, batch, *, model: nn.Module, num_classes: int, teacher_model: Optional[nn.Module] = None,
+              teacher_variables=None):
+    """Per-class counts of one (padded, masked) batch; the host adds them up over the test set."""
+    logits = model.apply(variables, batch["image"], train=False)
+    labels, mask = batch["label"], batch["mask"]
+    predictions = jnp.argmax(logits, -1)
+    one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * mask[:, None]
+    log_probs = jax.nn.log_softmax(logits, -1)
+    counts = {
+        "examples": jnp.sum(one_hot, 0),
+        "correct": jnp.sum(one_hot * (predictions == labels)[:, None], 0),
+        "loss_sum": -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0] * mask),
+    }
+    if teacher_model is not None:
+        teacher_predictions = jnp.argmax(teacher_model.apply(teacher_variables, batch["image"], train=False), -1)
+        counts["agree"] = jnp.sum(one_hot * (predictions == teacher_predictions)[:, None], 0)
+    return counts

@@ -1,0 +1,410 @@
+"""The whole job from a config: teacher -> student on tfds mock data, the workdir, bad input, the CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ltkd_jax.data import host
+from ltkd_jax.data import device
+from ltkd_jax import config as config_lib, experiment, train
+from ltkd_jax.tools import paper_results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAIR = "demo_resnet_teacher-demo_resnet_student"
+
+
+def tiny_config(method, data_dir, **overrides):
+    config = config_lib.build_config("fashion_mnist", f"{method},{PAIR},4")
+    config.dataset.data_dir = str(data_dir)
+    config.num_epochs = 1
+    config.batch_size = 16
+    config.log_every_steps = 2
+    config.eval_batch_size = 64
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def mock_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
+    with tfds.testing.mock_data(num_examples=320):
+        config = tiny_config("ltkd", mock_dir)
+        records = experiment.run(config, str(tmp_path / "runs" / "ltkd"))
+    run_dir = tmp_path / "runs" / "ltkd"
+    teacher_dir = experiment.teacher_workdir(config, str(run_dir))
+    assert teacher_dir.startswith(str(tmp_path / "runs" / "teachers"))
+    # The split written beside the run: the LT subset (gamma 4) and its groups.
+    indices = np.load(run_dir / "lt_indices.npy")
+    groups = json.loads((run_dir / "class_groups.json").read_text())
+    counts = np.asarray(groups["train_counts"])
+    full = np.asarray(groups["full_train_counts"])
+    assert counts.tolist() == np.floor(full * 4.0 ** (-np.arange(10) / 9) + 1e-9).astype(int).tolist()
+    assert len(indices) == counts.sum()
+    assert [len(g) for g in groups["groups"]] == [4, 3, 3]
+    test = [r for r in records if r["split"] == "test"]
+    steps_per_epoch = int(counts.sum()) // 16
+    assert test[-1]["step"] == steps_per_epoch and test[-1]["epoch"] == 1
+    assert "teacher_agreement" in test[-1]
+    train_records = [r for r in records if r["split"] == "train"]
+    assert all("teacher_group_sums_rebalanced" in r for r in train_records)
+    report = (run_dir / "report.md").read_text()
+    assert "| last (1) |" in report and "| best (1) |" in report
+    assert (run_dir / "per_class_accuracy.png").exists() and (run_dir / "teacher_group_sums.png").exists()
+    assert (run_dir / "config.json").exists() and os.path.isdir(os.path.join(teacher_dir, "checkpoints"))
+    teacher_records = train.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))
+    assert [r["split"] for r in teacher_records].count("test") == 1
+    # The student records the exact teacher checkpoint it learned from (its own checkpoints hold only itself).
+    teacher_step = teacher_records[-1]["step"]
+    assert json.loads((run_dir / "teacher.json").read_text()) == {
+        "checkpoint": os.path.join(teacher_dir, "checkpoints", str(teacher_step)), "model": config.teacher_model}
+    assert f"checkpoint `{os.path.join(teacher_dir, 'checkpoints', str(teacher_step))}`" in report
+
+    # A second student reuses the teacher (its metrics do not grow) and the finished run resumes as a no-op.
+    with tfds.testing.mock_data(num_examples=320):
+        experiment.run(tiny_config("dkd", mock_dir), str(tmp_path / "runs" / "dkd"))
+        again = experiment.run(tiny_config("ltkd", mock_dir), str(run_dir))
+    assert len(train.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))) == len(teacher_records)
+    assert again == records
+
+    # Teacher-bias diagnostics on the same teacher: per-batch group sums add up to the batch size.
+    from ltkd_jax.tools import diagnose
+    with tfds.testing.mock_data(num_examples=320):
+        result = diagnose.diagnose(teacher_dir, batch_size=16, out_dir=str(tmp_path / "diag"))
+        with pytest.raises(ValueError, match=r"batch_size=1000000 is larger than the \d+ images of the smaller"):
+            diagnose.diagnose(teacher_dir, batch_size=10**6, out_dir=str(tmp_path / "diag2"))
+    assert not (tmp_path / "diag2").exists()
+    for split in ("test", "train"):
+        per_batch = np.asarray(result[split]["per_batch"])
+        assert per_batch.shape[1] == 3 and np.allclose(per_batch.sum(1), 16, rtol=1e-4)
+    assert set(result["calibration"]) == {"head", "medium", "tail"}
+    assert (tmp_path / "diag" / "group_sums.png").exists()
+    assert "| balanced test |" in diagnose.format_result(result)
+    assert diagnose.main(["--teacher", str(tmp_path / "nowhere")]) == 1
+
+
+@pytest.mark.parametrize("method", ["fitnet", "reviewkd"])
+def test_feature_methods_train_from_a_config(tmp_path, mock_dir, method):
+    with tfds.testing.mock_data(num_examples=320):
+        records = experiment.run(tiny_config(method, mock_dir), str(tmp_path / "runs" / method))
+    train_records = [r for r in records if r["split"] == "train"]
+    assert all(np.isfinite(r["distill"]) and r["distill"] >= 0 for r in train_records)
+    assert any(r["distill"] > 0 for r in train_records)  # the feature loss is really in the objective
+    assert [r["split"] for r in records].count("test") == 1
+    # The connector is trained and checkpointed with the student (its parameters are in the checkpoint's tree).
+    ckpt = tmp_path / "runs" / method / "checkpoints"
+    assert os.listdir(ckpt)
+    metadata = [p.read_text() for p in ckpt.glob("*/default/_METADATA")]
+    assert metadata and all("connector" in text for text in metadata)
+
+
+def test_feature_method_options_are_config_fields(tmp_path):
+    """FitNet's hint layer and ReviewKD's student_preact / mid_channel are fields with the defaults
+    distill derives, and overriding them changes the connector."""
+    from ltkd_jax import distill
+
+    reviewkd = config_lib.build_config("cifar100", "reviewkd,resnet32x4-resnet8x4,100")
+    assert dict(reviewkd.distill) == {"student_preact": False, "mid_channel": 0}
+
+    def connector_settings(config):  # what the run builds from the config
+        return experiment.make_stage(config, config.student_model, distilled=True).model.connector.settings
+
+    assert connector_settings(reviewkd).mid_channel == 256  # min(512, resnet8x4's last width)
+    assert config_lib.build_config("imagenet2012", "reviewkd,resnet34-resnet18,10").distill.student_preact is True
+    reviewkd.distill.student_preact, reviewkd.distill.mid_channel = True, 64
+    experiment.validate(reviewkd)
+    settings = connector_settings(reviewkd)
+    assert settings.student_key == "preact_feats" and settings.mid_channel == 64
+    fitnet = config_lib.build_config("cifar100", "fitnet,resnet32x4-resnet8x4,100")
+    assert dict(fitnet.distill) == {"hint_layer": distill.FITNET_HINT_LAYER}
+    fitnet.distill.hint_layer = 3
+    assert connector_settings(fitnet).hint_layer == 3
+    reviewkd.distill.mid_channel = -1
+    with pytest.raises(ValueError, match=r"mid_channel=-1 is invalid: it must be a positive int, or 0 for min\(512"):
+        experiment.validate(reviewkd)
+    fitnet.distill.hint_layer = 9
+    with pytest.raises(ValueError, match=r"hint_layer=9 is invalid for resnet32x4-resnet8x4"):
+        experiment.validate(fitnet)
+    # From the command line the overrides parse; the run then stops at the unprepared data set, not at the flags.
+    out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", "--config=configs/cifar100_lt.py:reviewkd,"
+                          "resnet32x4-resnet8x4,100", "--config.distill.student_preact=True",
+                          "--config.distill.mid_channel=64", f"--config.dataset.data_dir={tmp_path}/tfds",
+                          f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 1 and "'cifar100' split 'train' is not prepared" in out.stderr, out.stderr[-2000:]
+
+
+CIFAR_PAIRS = paper_results.HOMOGENEOUS + paper_results.HETEROGENEOUS
+
+
+@pytest.mark.parametrize("family, pairs", [("cifar100", CIFAR_PAIRS), ("tiny_imagenet", CIFAR_PAIRS),
+                                           ("imagenet2012", paper_results.IMAGENET)])
+def test_every_paper_pair_validates_for_every_method(family, pairs):
+    for pair in pairs:
+        for method in config_lib.METHODS:
+            if family == "imagenet2012" and method == "fitnet":
+                continue  # Table V has no FitNet row; still supported, checked below
+            experiment.validate(config_lib.build_config(family, f"{method},{pair},10"))
+    experiment.validate(config_lib.build_config("imagenet2012", f"fitnet,{pairs[0]},10"))
+
+
+def test_host_pipeline_feed_trains_too(tmp_path, mock_dir):
+    """The streaming path ImageNet uses (here the tf.data host pipeline), with per-process batch assembly."""
+    with tfds.testing.mock_data(num_examples=320):
+        records = experiment.run(tiny_config("student", mock_dir, **{"dataset.device_resident": False}),
+                                 str(tmp_path / "run"))
+    test = [r for r in records if r["split"] == "test"]
+    assert len(test) == 1 and 0 <= test[0]["accuracy"] <= 100
+    assert sum(1 for r in records if r["split"] == "train") >= 3
+
+
+def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
+    """The host pipeline ships uint8; the step normalises. Evaluation batches of both feeds are the same uint8
+    arrays, and a host training batch inside the step is (x / 255 - mean) / std of the shipped pixels."""
+    import jax  # pylint: disable=import-outside-toplevel
+    from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+    from ltkd_jax import train  # pylint: disable=import-outside-toplevel
+
+    with tfds.testing.mock_data(num_examples=320):
+        host_data, info = experiment.load_data(tiny_config("student", mock_dir, **{"dataset.device_resident": False}))
+        device_data, _ = experiment.load_data(tiny_config("student", mock_dir))
+        mesh = train.make_mesh()
+        sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+        host_feed = host.HostFeed(host_data, 16, 0, sharding)
+        device_feed = device.DeviceFeed(device_data, 16, 0, replicated)
+        host_eval = list(host_feed.eval_batches(64, sharding))
+        device_eval = list(device_feed.eval_batches(64, sharding))
+        assert len(host_eval) == len(device_eval) == -(-info.num_eval // 64)
+        for a, b in zip(host_eval, device_eval, strict=True):
+            assert a["image"].dtype == np.uint8  # normalised inside the jitted evaluation, as in training
+            for key in ("image", "label", "mask"):
+                np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+        shipped = host_feed.inputs(0)
+        assert shipped["image"].dtype == np.uint8
+        second = host_feed.inputs(1)
+        assert not np.array_equal(np.asarray(second["label"]), np.asarray(shipped["label"])) or not np.array_equal(
+            np.asarray(second["image"]), np.asarray(shipped["image"]))
+        again = host_feed.inputs(0)  # asked out of order: the stream restarts there
+        np.testing.assert_array_equal(np.asarray(again["image"]), np.asarray(shipped["image"]))
+        stepped = jax.jit(lambda inputs: host_feed.batch(inputs, 0))(shipped)
+        mean, std = np.float32(info.mean), np.float32(info.std)
+        np.testing.assert_allclose(np.asarray(stepped["image"]),
+                                   (np.asarray(shipped["image"]) / np.float32(255.0) - mean) / std, rtol=1e-6,
+                                   atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(stepped["label"]), np.asarray(shipped["label"]))
+
+
+def test_workdir_of_another_config_is_refused(tmp_path, mock_dir):
+    with tfds.testing.mock_data(num_examples=320):
+        experiment.run(tiny_config("student", mock_dir), str(tmp_path / "run"))
+        with pytest.raises(ValueError, match=r"holds a run of another config \(learning_rate: 0.05 there, 0.1 now\)"):
+            experiment.run(tiny_config("student", mock_dir, learning_rate=0.1), str(tmp_path / "run"))
+        records = experiment.run(tiny_config("student", mock_dir, learning_rate=0.1, overwrite=True),
+                                 str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["learning_rate"] == 0.1
+    assert [r["split"] for r in records].count("test") == 1
+
+
+def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
+    """A run started with another spelling of the same argument is the same run; a changed setting is not."""
+    config = tiny_config("student", tmp_path / "tfds")
+    experiment.check_workdir(config, str(tmp_path / "run"))
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    stored.update(arg="student,demo_resnet_teacher-demo_resnet_student,4.0")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    experiment.check_workdir(config, str(tmp_path / "run"))  # accepted
+    config.batch_size = 32
+    with pytest.raises(ValueError, match=r"another config \(batch_size: 16 there, 32 now\)"):
+        experiment.check_workdir(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("arg, overrides, message", [
+    ("ltdk,demo_resnet_teacher-demo_resnet_student,4", {}, "unknown method 'ltdk'; known: teacher"),
+    ("ltkd,demo_resnet_teacher-resnet9,4", {}, "unknown student model 'resnet9'; known:"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,0.5", {},
+     "imbalance factor '0.5' is invalid: it must be a finite number >= 1"),
+    ("ltkd,demo_resnet_teacher,4", {}, "pair 'demo_resnet_teacher' must be 'teacher-student'"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student", {}, "must be 'method,teacher-student,gamma'"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dataset.name": "cifar10"},
+     "unknown data set 'cifar10'; known: cifar100, fashion_mnist"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dtype": "float16"}, "dtype 'float16' is invalid"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"dataset.imbalance_factor": 0},
+     "imbalance factor 0 is invalid"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,inf", {}, "imbalance factor 'inf' is invalid: it must be a finite"),
+    ("student,demo_resnet_teacher-demo_resnet_student,4", {"batch_size": 0},
+     "batch_size=0 is invalid: it must be a positive multiple of the device count"),
+    ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"distill.temperature": 0.0},
+     r"distill.temperature=0.0 is invalid: it must be a finite number > 0"),
+])
+def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message):
+    with pytest.raises(ValueError, match=message):  # from the config file itself, or from validate
+        config = config_lib.build_config("fashion_mnist", arg)
+        config.dataset.data_dir = str(tmp_path / "nothing-here")
+        config.update_from_flattened_dict(overrides)
+        experiment.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_any_imbalance_factor_can_be_set_by_override(tmp_path):
+    """The field is a float whatever the config argument's γ looked like; names and reports print it as written."""
+    config = config_lib.build_config("fashion_mnist", f"ltkd,{PAIR},100")
+    config.update_from_flattened_dict({"dataset.imbalance_factor": 12.5})
+    experiment.validate(config)
+    assert "fashion_mnist_gamma12.5" in experiment.teacher_workdir(config, str(tmp_path / "ltkd"))
+    hundred = config_lib.build_config("fashion_mnist", f"ltkd,{PAIR},100")
+    assert "fashion_mnist_gamma100/" in experiment.teacher_workdir(hundred, str(tmp_path / "ltkd"))
+
+
+def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
+    """Refused before config.json is written, so the corrected command can use the same workdir."""
+    with tfds.testing.mock_data(num_examples=320):
+        with pytest.raises(ValueError, match=r"batch_size=4096 is larger than the \d+ training examples"):
+            experiment.run(tiny_config("student", mock_dir, batch_size=4096), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/nosuch.py"], "error: Configuration is not available"),
+    (["--config", "configs/missing.py"], "error: Configuration is not available"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.batch_size=8", "--config.num_epoch=1"],
+     'error: no such config field: num_epoch; Did you mean "num_epochs" instead of "num_epoch"?'),
+    (["--config=configs/fashion_mnist_lt.py", "--config.num_epochs=abc"],
+     "error: flag --config.num_epochs=abc: invalid literal for int()"),
+    (["--config=ltkd_jax/io.py"], "error: module 'config_config' has no attribute 'get_config'"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.distil.alpha=1"], "error: no such config field: distil"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"], "error: no such config field: gamma"),
+    (["--config=configs/fashion_mnist_lt.py:ltdk,resnet32x4-resnet8x4,100"],
+     "error: flag --config=configs/fashion_mnist_lt.py:ltdk,resnet32x4-resnet8x4,100: Error whilst parsing config "
+     "file: unknown method 'ltdk'; known: teacher, student"),
+    (["--config=README.md"], "error: unterminated string literal"),
+    (["--config=configs/fashion_mnist_lt.py"], "error: flag --workdir=None: Flag --workdir must have a value"),
+])
+def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
+    workdir = [] if "Flag --workdir" in message else [f"--workdir={tmp_path}/run"]
+    out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", *args, *workdir],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [out.stderr.strip().splitlines()[0]]  # one line
+    assert out.stderr.startswith(message), out.stderr
+    assert "configs/nosuch.py" not in args[0] or "No such file or directory: 'configs/nosuch.py'" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_process_layout_mistakes_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", f"--config={ROOT}/configs/fashion_mnist_lt.py",
+                          "--coordinator_address=localhost:1", "--num_processes=2", "--process_id=5",
+                          f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("error: "), out.stderr[-2000:]
+    assert "process_id" in out.stderr and not (tmp_path / "run").exists()
+
+
+def test_student_workdir_is_checked_before_its_teacher_trains(tmp_path, mock_dir):
+    """A workdir holding another config (or a file in the way) costs no teacher training."""
+    experiment.check_workdir(tiny_config("student", mock_dir), str(tmp_path / "runs" / "ltkd"))
+    with pytest.raises(ValueError, match=r"holds a run of another config \(distill.alpha: None there, 1.0 now\)"):
+        experiment.run(tiny_config("ltkd", mock_dir), str(tmp_path / "runs" / "ltkd"))
+    assert not (tmp_path / "runs" / "teachers").exists()
+
+
+def test_diagnose_checks_its_arguments_first(tmp_path, capsys):
+    from ltkd_jax.tools import diagnose  # pylint: disable=import-outside-toplevel
+    (tmp_path / "afile").write_text("")
+    for args, message in ((["--batch_size=0"], "--batch_size=0 must be >= 1"),
+                          (["--temperature=0"], "--temperature=0.0 must be a finite number > 0"),
+                          (["--temperature=nan"], "--temperature=nan must be a finite number > 0"),
+                          ([f"--out={tmp_path / 'afile' / 'd'}"], f"{tmp_path / 'afile'} is a file, not a directory")):
+        with pytest.raises(SystemExit) as exit_info:
+            diagnose.main([f"--teacher={tmp_path}", *args])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "diagnose").write_text("")  # where the default --out goes
+    with pytest.raises(SystemExit):
+        diagnose.main([f"--teacher={tmp_path}"])
+    assert f"--out=<teacher>/diagnose: {tmp_path / 'diagnose'} is a file" in capsys.readouterr().err
+
+
+def test_workdir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for workdir in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        with pytest.raises(ValueError, match=f"workdir {workdir} cannot be created: {tmp_path / 'afile'} is a file"):
+            experiment.check_workdir(tiny_config("student", tmp_path), str(workdir))
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "ltkd_jax.main", f"--config={ROOT}/configs/cifar100_lt.py:ltdk,resnet32x4-resnet8x4,100",
+         f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].endswith(
+        "Error whilst parsing config file: unknown method 'ltdk'; known: " + ", ".join(config_lib.METHODS))
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("config_file", ["cifar100_lt.py", "tiny_imagenet_lt.py", "imagenet_lt.py",
+                                         "fashion_mnist_lt.py"])
+def test_config_files_load_and_validate(config_file):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, "configs", config_file))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    experiment.validate(config)
+
+
+def test_decay_epochs_past_the_end_are_warned_about(tmp_path, capsys):
+    config = tiny_config("student", tmp_path / "nothing-here", num_epochs=4)  # the data set's decay: (6, 8)
+    with pytest.raises(FileNotFoundError):  # no data there: the warning came first
+        experiment.run(config, str(tmp_path / "run"))
+    assert "warning: lr_decay_epochs [6, 8] are not before num_epochs=4: the learning rate never decays" in (
+        capsys.readouterr().err)
+    config.lr_decay_epochs = (2, 3)
+    with pytest.raises(FileNotFoundError):
+        experiment.run(config, str(tmp_path / "run"))
+    assert "warning" not in capsys.readouterr().err
+    student = tiny_config("ltkd", tmp_path / "nothing-here", num_epochs=4, teacher_num_epochs=3,
+                          lr_decay_epochs=(2, 3))  # the teacher's shorter schedule misses epoch 3
+    with pytest.raises(FileNotFoundError):
+        experiment.run(student, str(tmp_path / "ltkd"))
+    assert capsys.readouterr().err.count("warning: lr_decay_epochs [3] are not before teacher_num_epochs=3") == 1
+
+
+def test_demo_refuses_a_stale_workdir(tmp_path, monkeypatch):
+    """A demo run dir from another version of its config is refused in one line naming the differing field."""
+    from ltkd_jax.tools import demo
+    from ltkd_jax.data import prepare
+
+    monkeypatch.setattr(prepare, "prepare", lambda name, data_dir=None: str(tmp_path / "tfds"))
+    stale = json.loads(demo.demo_config("student", str(tmp_path / "tfds")).to_json())
+    stale["learning_rate"] = 0.5
+    (tmp_path / "demo" / "student").mkdir(parents=True)
+    (tmp_path / "demo" / "student" / "config.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError) as error:
+        demo.run_demo(str(tmp_path / "demo"), methods=("student",))
+    assert str(error.value).startswith(f"workdir {tmp_path / 'demo' / 'student'} holds a run of another config "
+                                       f"(learning_rate: 0.5 there, 0.05 now); use another --workdir")
+
+
+def test_config_names_match_the_registries_and_import_no_jax():
+    """config.py lists the methods as plain strings (it loads while flags parse, before JAX starts)."""
+    from ltkd_jax import distill, losses  # pylint: disable=import-outside-toplevel
+    assert config_lib.LOGIT_METHODS == tuple(sorted(losses.DISTILL_LOSSES))
+    assert config_lib.FEATURE_METHODS == tuple(distill.FEATURE_METHODS)
+    code = "import sys, ltkd_jax.config, configs.common; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_teacher_config_is_the_recipe_with_cross_entropy_only():
+    """Every student of one seed shares the teacher run: its config has nothing of the student's method."""
+    kd = config_lib.build_config("cifar100", "kd,resnet32x4-shufflenet_v1,100")
+    ltkd = config_lib.build_config("cifar100", "ltkd,resnet32x4-shufflenet_v1,100")
+    teacher = experiment.teacher_config(kd)
+    assert experiment.config_differences(json.loads(teacher.to_json()), experiment.teacher_config(ltkd)) == []
+    assert (teacher.method, teacher.student_model, teacher.learning_rate) == ("teacher", "resnet32x4", 0.05)
+    assert (teacher.ce_weight, teacher.distill_weight, teacher.warmup_epochs, dict(teacher.distill)) == (1, 1, 0, {})
+    assert kd.learning_rate == 0.01  # the ShuffleNet student's own rate (mdistiller) does not reach the teacher

@@ -163,7 +163,7 @@ def teacher_workdir(config, workdir: str) -> str:
 
 
 def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
-    num_classes, dtype = _num_classes(config), jnp.dtype(config.dtype)
+    num_classes, dtype = data_lib.get_spec(config.dataset.name).num_classes, jnp.dtype(config.dtype)
     name = config.method if distilled else ("teacher" if config.method == "teacher" else "student")
     stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed)
     if distilled:
@@ -180,10 +180,6 @@ def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
     if distilled:
         stage["distill_loss"] = losses.get_distill_loss(config.method, **config_lib.distill_hparams(config))
     return train.Stage(**stage)
-
-
-def _num_classes(config) -> int:
-    return data_lib.get_spec(config.dataset.name).num_classes
 
 
 def _run_config(config, workdir: str, data, info, teacher: Optional[train.Teacher]):

@@ -47,6 +47,15 @@ def _unknown_field(error: Exception):
     return f"no such config field: {chain[-1].args[0]}" + (f"; {hint}" if hint else "")
 
 
+def _initialize_distributed(jax) -> None:
+    """A cluster that cannot be joined (no coordinator at the address, a time-out) is the user's setting."""
+    try:
+        jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                                   num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    except RuntimeError as error:
+        raise ValueError(f"jax.distributed.initialize failed: {error_line(error)}") from error
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -58,10 +67,9 @@ def main(argv):
 
     try:
         if FLAGS.distributed or FLAGS.coordinator_address:
-            jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                                       num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+            _initialize_distributed(jax)
         experiment.run(FLAGS.config, FLAGS.workdir)
-    except (ValueError, OSError, FloatingPointError, RuntimeError, train.Preempted) as error:
+    except (ValueError, OSError, FloatingPointError, train.Preempted) as error:  # a bug's error keeps its traceback
         sys.stderr.write(f"error: {error_line(error)}\n")
         sys.exit(143 if isinstance(error, train.Preempted) else 1)
 

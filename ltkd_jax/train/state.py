@@ -53,12 +53,12 @@ def make_mesh() -> Mesh:
 
 def check_batch_size(batch_size: int, num_train: Optional[int] = None, name: str = "batch_size") -> None:
     """A global batch the devices can share (and, given `num_train`, that the training set fills once)."""
-    if num_train is not None and batch_size > num_train:
-        raise ValueError(f"{name}={batch_size} is larger than the {num_train} training examples")
     devices = jax.device_count()
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"{name}={batch_size!r} is invalid: it must be a positive multiple of the device "
                          f"count {devices}")
+    if num_train is not None and batch_size > num_train:
+        raise ValueError(f"{name}={batch_size} is larger than the {num_train} training examples")
     if batch_size % devices:
         raise ValueError(f"{name}={batch_size} is not divisible by the device count {devices}; "
                          f"use a multiple of {devices}")

@@ -25,6 +25,9 @@ def base(dataset: str, arg: str, *, num_epochs: int, batch_size: int, learning_r
     c = ml_collections.ConfigDict()
     c.arg, c.method, c.teacher_model, c.student_model = arg, method, teacher, student
     c.teacher_only = False  # train (or reuse) this config's teacher, then stop (the sweep's teacher jobs)
+    # Students trained with this one in one program, sharing its teacher's forward pass, e.g.
+    # "student,kd,dkd,ltkd:distill.alpha=2:distill.beta=8"; each in <workdir>/<member> ("" = this run alone).
+    c.population = ""
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = dataset

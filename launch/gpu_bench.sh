@@ -4,7 +4,9 @@
 #      CIFAR-100-LT-sized epochs through the trainer (and its logged steady-state rate), PyTorch's fp32 reference
 #      step in the same process, and a jax.profiler trace of the end-to-end step;
 #   2. the same pair at batch 512 bf16;
-#   3. resnet34 -> resnet18 at 224x224, batch 256, bf16 and fp32, the bare step: the rate ImageNet-LT's host
+#   3. populations (issue 18): N = 1, 3, 9 resnet8x4 students of one resnet32x4 teacher in one vmapped program
+#      against N solo programs, img/s per student, at batch 64 fp32 and bf16;
+#   4. resnet34 -> resnet18 at 224x224, batch 256, bf16 and fp32, the bare step: the rate ImageNet-LT's host
 #      pipeline must feed (compare with `python -m ltkd_jax.tools.input_bench` on the training host).
 # Each part runs under its own time limit (540 s in all, so the whole script stays inside the device tool's 600 s
 # per command) and even if an earlier one failed or ran out of time; the exit status says whether all passed.
@@ -66,11 +68,13 @@ part() {  # part NAME SECONDS ARGS...: one benchmark run within SECONDS, its tab
   if [[ -n $versions ]]; then printf '%s\n' "$versions"; fi
   "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda)" || true; } 2>&1 | tee "$LOG"
 
-part b64_fp32 200 --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch --profile_dir="$OUT/trace"
-part b512_bf16 140 --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16
-part imagenet_r34_r18_b256_bf16 100 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
+part b64_fp32 170 --batch_size=64 --dtype=float32 --steps_per_dispatch=1,16 --epoch --profile_dir="$OUT/trace"
+part b512_bf16 100 --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16
+part population_b64_fp32 70 --batch_size=64 --dtype=float32 --population=1,3,9
+part population_b64_bf16 60 --batch_size=64 --dtype=bfloat16 --population=1,3,9
+part imagenet_r34_r18_b256_bf16 70 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
   --batch_size=256 --dtype=bfloat16 --step_only --steps=30
-part imagenet_r34_r18_b256_fp32 100 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
+part imagenet_r34_r18_b256_fp32 70 --teacher=resnet34 --student=resnet18 --image_size=224 --num_classes=1000 \
   --batch_size=256 --dtype=float32 --step_only --steps=30
 
 if [ -d "$OUT/trace" ]; then

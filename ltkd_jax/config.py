@@ -8,6 +8,7 @@ The recipes live in `configs/` (`configs/common.py` and one file per data set).
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import math
@@ -70,3 +71,68 @@ def flatten(tree: dict) -> dict:
 def flat_config(config) -> dict:
     """{dotted field: value} of a config, as its JSON holds it (tuples become lists)."""
     return flatten(json.loads(config.to_json()))
+
+
+# What the members of a population may set differently (with every `distill.*` field): the rest -- data, teacher,
+# seed, batch, recipe -- is the population's, so that one teacher and one stream of batches serve them all.
+MEMBER_FIELDS = ("arg", "method", "student_model", "learning_rate", "ce_weight", "distill_weight", "warmup_epochs")
+
+
+def population_members(config) -> list:
+    """`[(name, member config)]` of `config.population`, e.g. `"student,kd,dkd,ltkd:distill.alpha=2:distill.beta=8"`:
+    each member is `method[:field=value...]`, built by the data set's config file for the population's pair and γ
+    (so it has its method's defaults), then given the fields the population's config sets on top of what its
+    own argument builds (where the member has them), then its own `field=value`s. A one-line ValueError names a
+    member that cannot join."""
+    base = flatten(build_config(config.dataset.name, config.arg).to_dict())
+    common = {key: value for key, value in flatten(config.to_dict()).items()
+              if base.get(key) != value and key not in ("arg", "method", "population")}
+    _, teacher, student, _ = parse_arg(config.arg)
+    gamma = config.arg.split(",")[2].strip()
+    members, population = [], flatten(config.to_dict())
+    for spec in (s.strip() for s in config.population.split(",")):
+        method, *assignments = spec.split(":")
+        if method not in METHODS or method == "teacher":
+            raise ValueError(f"population member {spec!r}: unknown method {method!r}; known: "
+                             f"{', '.join(m for m in METHODS if m != 'teacher')}")
+        own = dict(_assignment(spec, text) for text in assignments)
+        member = build_config(config.dataset.name, f"{method},{teacher}-{own.get('student_model', student)},{gamma}")
+        fields = flatten(member.to_dict())
+        member.lock()  # a member's field=value names a field its method has
+        try:
+            member.update_from_flattened_dict({k: v for k, v in common.items() if k in fields and k not in own})
+            member.update_from_flattened_dict(own)
+        except (AttributeError, KeyError, TypeError) as error:
+            raise ValueError(f"population member {spec!r}: {str(error).splitlines()[0]}") from None
+        member.population = ""
+        for key, value in flatten(member.to_dict()).items():
+            if key not in MEMBER_FIELDS + ("population",) and not key.startswith("distill.") \
+                    and population.get(key) != value:
+                raise ValueError(f"population member {spec!r} has {key}={value!r} where the population has "
+                                 f"{population.get(key)!r}; members differ only in {', '.join(MEMBER_FIELDS)} "
+                                 "and distill.*")
+        members.append((member_name(spec), member))
+    names = [name for name, _ in members]
+    if len(set(names)) != len(names):
+        raise ValueError(f"population {config.population!r} names a member twice")
+    return members
+
+
+def _assignment(spec: str, text: str):
+    field, equals, value = text.partition("=")
+    if not equals or not field:
+        raise ValueError(f"population member {spec!r}: {text!r} must be field=value")
+    try:
+        return field, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return field, value  # a bare word: a string
+
+
+def member_name(spec: str) -> str:
+    """A member's run directory: `ltkd:distill.alpha=2.0:learning_rate=0.1` -> `ltkd_alpha2_learning_rate0.1`."""
+    method, *assignments = spec.split(":")
+    parts = [method]
+    for field, value in (_assignment(spec, text) for text in assignments):
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(field.rsplit(".", 1)[-1] + text)
+    return "_".join(parts)

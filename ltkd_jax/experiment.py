@@ -182,49 +182,59 @@ def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
     return train.Stage(**stage)
 
 
-def _run_config(config, workdir: str, data, info, teacher: Optional[train.Teacher]):
+def _run_configs(configs, workdirs, data, info, teacher: Optional[train.Teacher]):
+    """Train the runs of `configs` (one, or a population's members) together; returns each one's records."""
+    config = configs[0]  # data, batch, seed and recipe are the population's (config.population_members)
     train.check_batch_size(config.batch_size, data.num_train)  # before the workdir holds this config
-    check_workdir(config, workdir)
-    if jax.process_index() == 0:
-        data_lib.write_split(info, workdir)
-        if teacher is not None:  # the student's checkpoints hold only the student: say which teacher taught it
-            with io.atomic_open(epath.Path(workdir) / run_report.TEACHER_FILE) as f:
-                json.dump({"checkpoint": teacher.checkpoint, "model": config.teacher_model}, f, indent=2)
-    distilled = config.method not in config_lib.CE_METHODS
-    model_name = config.teacher_model if config.method == "teacher" else config.student_model
-    train.run_stage(
-        make_stage(config, model_name, distilled=distilled), data, workdir, batch_size=config.batch_size,
-        lr_decay_epochs=config.lr_decay_epochs, lr_decay_rate=config.lr_decay_rate, momentum=config.momentum,
-        weight_decay=config.weight_decay, teacher=teacher, keep_checkpoints=config.keep_checkpoints,
-        eval_batch_size=config.eval_batch_size,
+    for member, workdir in zip(configs, workdirs):
+        check_workdir(member, workdir)
+        if jax.process_index() == 0:
+            data_lib.write_split(info, workdir)
+            if teacher is not None and member.method not in config_lib.CE_METHODS:  # the checkpoints hold
+                with io.atomic_open(epath.Path(workdir) / run_report.TEACHER_FILE) as f:  # only the student
+                    json.dump({"checkpoint": teacher.checkpoint, "model": member.teacher_model}, f, indent=2)
+    stages = [make_stage(member, member.teacher_model if member.method == "teacher" else member.student_model,
+                         distilled=member.method not in config_lib.CE_METHODS) for member in configs]
+    train.run_population(
+        stages, data, workdirs, batch_size=config.batch_size, lr_decay_epochs=config.lr_decay_epochs,
+        lr_decay_rate=config.lr_decay_rate, momentum=config.momentum, weight_decay=config.weight_decay,
+        teacher=teacher, keep_checkpoints=config.keep_checkpoints, eval_batch_size=config.eval_batch_size,
         eval_every_epochs=config.eval_every_epochs, checkpoint_every_epochs=config.checkpoint_every_epochs,
         log_every_steps=config.log_every_steps, steps_per_dispatch=config.steps_per_dispatch)
     _sync("stage_done")
     if jax.process_index() == 0:
-        run_report.write_report(workdir, config, data)
-    return train.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl"))
+        for member, workdir in zip(configs, workdirs):
+            run_report.write_report(workdir, member, data)
+    return [train.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl")) for workdir in workdirs]
 
 
 def run(config, workdir: str):
     """Train (or reuse) the teacher, then the student (only the teacher with `teacher_only`); returns the metrics
-    records of the last run trained."""
+    records of the last run trained. With `config.population`, its members train together, each in
+    `<workdir>/<member>`, and the result is `{member: records}`."""
     validate(config)
-    distilled = config.method not in config_lib.CE_METHODS
+    members = config_lib.population_members(config) if config.population else [("", config)]
+    configs = [member for _, member in members]
+    workdirs = [os.fspath(epath.Path(workdir) / name) if name else workdir for name, _ in members]
+    for member in configs[1 if not config.population else 0:]:
+        validate(member)
+    distilled = [member for member in configs if member.method not in config_lib.CE_METHODS]
     if not config.teacher_only:
-        refuse_workdir(config, workdir)  # before any teacher is trained for it
-    _warn_if_never_decayed(config, distilled and not config.teacher_checkpoint)
+        for member, member_workdir in zip(configs, workdirs):
+            refuse_workdir(member, member_workdir)  # before any teacher is trained for it
+    _warn_if_never_decayed(config, bool(distilled) and not config.teacher_checkpoint)
     data, info = load_data(config)
-    if not distilled:
-        return _run_config(config, workdir, data, info, None)
-    teacher_dir = teacher_workdir(config, workdir)
-    records = None
-    if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
-        records = _run_config(teacher_config(config), teacher_dir, data, info, None)
-    if config.teacher_only:
-        return records
-    teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
-    teacher = train.load_teacher(teacher_model, teacher_dir, data.image_shape)
-    return _run_config(config, workdir, data, info, teacher)
+    teacher, records = None, None
+    if distilled:
+        teacher_dir = teacher_workdir(distilled[0], workdir)  # a population's: where a solo run there looks
+        if not config.teacher_checkpoint:  # train it, resume it, or (already finished) just reload it
+            records = _run_configs([teacher_config(distilled[0])], [teacher_dir], data, info, None)[0]
+        if config.teacher_only:
+            return records
+        teacher_model = models.get_model(config.teacher_model, data.num_classes, dtype=jnp.dtype(config.dtype))
+        teacher = train.load_teacher(teacher_model, teacher_dir, data.image_shape)
+    results = _run_configs(configs, workdirs, data, info, teacher)
+    return dict(zip([name for name, _ in members], results)) if config.population else results[0]
 
 
 def _warn_if_never_decayed(config, trains_teacher: bool) -> None:

@@ -68,6 +68,8 @@ def main(argv):
     try:
         if FLAGS.distributed or FLAGS.coordinator_address:
             _initialize_distributed(jax)
+        else:  # one process: every core of a CPU host
+            train.use_every_cpu_core(FLAGS.config.batch_size, FLAGS.config.eval_batch_size or FLAGS.config.batch_size)
         experiment.run(FLAGS.config, FLAGS.workdir)
     except (ValueError, OSError, FloatingPointError, train.Preempted) as error:  # a bug's error keeps its traceback
         sys.stderr.write(f"error: {error_line(error)}\n")

@@ -29,6 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ltkd_jax.data import device
 from ltkd_jax import losses, models, train
+from ltkd_jax.train import population as train_population
 from ltkd_jax import io
 from ltkd_jax.data import longtail
 
@@ -142,8 +143,7 @@ def jax_rows(args) -> List[Dict]:
     stage = make_stage(args.method, student_model, 1)
     teacher_variables = jax.device_put(
         teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
-    fresh_state = lambda: jax.device_put(  # noqa: E731
-        train.init_state(student_model, tx, image_shape, 0), replicated)
+    fresh_state = lambda: (jax.device_put(train.init_state(student_model, tx, image_shape, 0), replicated),)  # noqa: E731
 
     device_feed = None if args.step_only else device.DeviceFeed(data, args.batch_size, 0, replicated)
     fixed_batch = jax.device_put({"image": data.train_images[:args.batch_size],
@@ -152,7 +152,7 @@ def jax_rows(args) -> List[Dict]:
     for name, feed, dispatch in ([("jax step", StaticFeed(fixed_batch, data.augmentation), 1)]
                                  + [(f"jax end-to-end{'' if k == 1 else f' x{k}'}", device_feed, k)
                                     for k in ([] if args.step_only else args.steps_per_dispatch)]):
-        one, many = train.jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh, teacher_model)
+        one, many, _ = train.jitted_train_steps([stage], data, feed, [tx], steps_per_epoch, mesh, teacher_model)
         inputs = feed.inputs(0)
         if dispatch == 1:
             call = lambda state, one=one, inputs=inputs: one(state, teacher_variables, inputs)  # noqa: E731
@@ -165,7 +165,7 @@ def jax_rows(args) -> List[Dict]:
         row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
                "ms_per_step": seconds * 1e3, "compile_s": compile_s, "steps_per_dispatch": dispatch}
         if dispatch == 1:
-            flops = _flops(one.lower(train.abstract_state(student_model, tx, image_shape, replicated),
+            flops = _flops(one.lower((train.abstract_state(student_model, tx, image_shape, replicated),),
                                      teacher_variables, inputs))
             if flops:
                 row["tflops"] = flops / seconds / 1e12
@@ -173,6 +173,48 @@ def jax_rows(args) -> List[Dict]:
                 if peak:
                     row["fraction_of_peak"] = row["tflops"] / peak
         rows.append(row)
+    return rows
+
+
+def population_rows(args) -> List[Dict]:
+    """Populations of each size N in `args.population` (kd, dkd, ltkd, kd, ...; one teacher forward per batch)
+    against N solo programs, end to end: img/s per student (each sees the whole batch); ms/step is that of N
+    solo steps or of one population step. `--vmap`: auto (the trainer's default: vmapped on accelerators, one
+    member after another on the CPU), on or off."""
+    image_shape, dtype = (args.image_size, args.image_size, args.channels), jnp.dtype(args.dtype)
+    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
+    student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
+    data = synthetic_data(args.num_train, 256, image_shape, args.num_classes)
+    mesh = train.make_mesh()
+    replicated = NamedSharding(mesh, P())
+    steps_per_epoch = data.num_train // args.batch_size
+    tx = train.sgd(RECIPE["learning_rate"], momentum=RECIPE["momentum"], weight_decay=RECIPE["weight_decay"])
+    teacher_variables = jax.device_put(
+        teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
+    feed = device.DeviceFeed(data, args.batch_size, 0, replicated)
+    inputs = feed.inputs(0)
+    batched = {"auto": jax.default_backend() != "cpu", "on": True, "off": False}[args.vmap]
+
+    def seconds_per_step(members, batched):
+        one, _, unit_list = train.jitted_train_steps(members, data, feed, [tx] * len(members), steps_per_epoch, mesh,
+                                                     teacher_model, batched=batched)
+        states = [jax.device_put(train.init_state(student_model, tx, image_shape, 0), replicated) for _ in members]
+        carry = jax.jit(train_population.unit_states, static_argnums=1, out_shardings=replicated)(states, unit_list)
+        compile_s, seconds, _ = _time_program(lambda c: one(c, teacher_variables, inputs), carry, 1, args.steps,
+                                              args.windows)
+        return compile_s, seconds
+
+    solo_stages = [make_stage(method, student_model, 1) for method in METHODS]
+    solo = float(np.mean([seconds_per_step([stage], False)[1] for stage in solo_stages]))  # one step, mean method
+    rows = [{"name": "jax solo program (per student, mean of kd/dkd/ltkd)", "batch": args.batch_size,
+             "dtype": args.dtype, "img_per_s": args.batch_size / solo, "ms_per_step": solo * 1e3}]
+    for size in args.population:
+        stages = [make_stage(tuple(METHODS)[i % len(METHODS)], student_model, 1) for i in range(size)]
+        compile_s, seconds = seconds_per_step(stages, batched and size > 1)
+        how = "vmapped" if batched and size > 1 else "one after another"
+        rows.append({"name": f"jax population of {size}, {how} (per student: {size * solo / seconds:.2f}x solo)",
+                     "batch": args.batch_size, "dtype": args.dtype, "img_per_s": size * args.batch_size / seconds,
+                     "ms_per_step": seconds * 1e3, "compile_s": compile_s})
     return rows
 
 
@@ -281,6 +323,10 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=60, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--steps_per_dispatch", default="1", help="comma list, e.g. 1,16")
+    parser.add_argument("--population", default="", help="comma list of population sizes N: img/s per student "
+                        "of N students trained in one program against N solo programs (only these rows)")
+    parser.add_argument("--vmap", choices=("auto", "on", "off"), default="auto",
+                        help="--population: vmap members of one architecture (auto: on accelerators only)")
     parser.add_argument("--epoch", action="store_true", help="also time two epochs through the trainer")
     parser.add_argument("--epoch_examples", type=int, default=10_847)
     parser.add_argument("--step_only", action="store_true",
@@ -294,6 +340,12 @@ def parse_args(argv=None):
         args.steps_per_dispatch = sorted({int(k) for k in args.steps_per_dispatch.split(",")})
     except ValueError:
         parser.error(f"--steps_per_dispatch={args.steps_per_dispatch!r} must be a comma list of integers")
+    try:
+        args.population = sorted({int(n) for n in args.population.split(",")}) if args.population else []
+    except ValueError:
+        parser.error(f"--population={args.population!r} must be a comma list of integers")
+    if args.population and min(args.population) < 1:
+        parser.error("--population sizes must be >= 1")
     if min(args.steps_per_dispatch) < 1:
         parser.error("--steps_per_dispatch values must be >= 1")
     for name in ("batch_size", "image_size", "channels", "num_classes", "num_train", "steps", "windows",
@@ -334,6 +386,10 @@ def main(argv=None) -> int:
               f"{args.channels}, {args.num_classes} classes; {jax.device_count()} x {device.device_kind} "
               f"({device.platform}); jax {jax.__version__}")
     print(header, flush=True)
+    if args.population:
+        rows = population_rows(args)
+        print(format_table(rows))
+        return _write_json(args, header, device, rows)
     rows = jax_rows(args)
     if args.epoch:  # through the trainer with the fastest steps-per-dispatch just measured
         fastest = max((r for r in rows if r["name"].startswith("jax end-to-end")), key=lambda r: r["img_per_s"])
@@ -348,6 +404,10 @@ def main(argv=None) -> int:
         for r in rows:
             if r["name"].startswith("jax trainer loop"):
                 print(f"trainer loop / PyTorch reference: {r['img_per_s'] / reference['img_per_s']:.2f}x")
+    return _write_json(args, header, device, rows)
+
+
+def _write_json(args, header, device, rows) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "device_kind": device.device_kind, "jax": jax.__version__, "rows": rows},

@@ -59,12 +59,28 @@ def train_images(config) -> int:
 
 def run_seconds(config, device: str = "h200") -> float:
     """Estimated device seconds of one run (the config trained) on `device`."""
-    spec = DEVICES[device]
-    teacher = GFLOPS[config.teacher_model] if config.method not in config_lib.CE_METHODS else 0.0
-    trained = GFLOPS[config.teacher_model if config.method == "teacher" else config.student_model]
-    scale = resolution_scale(config)
-    train_ips = min(spec["gflop_per_s"] / ((3 * trained + teacher) * scale), spec["max_train_ips"])
-    eval_ips = min(spec["gflop_per_s"] / ((trained + teacher) * scale), spec["max_eval_ips"])
-    evals = math.ceil(config.num_epochs / config.eval_every_epochs)
-    return (config.num_epochs * train_images(config) / train_ips
-            + evals * EVAL_IMAGES[config.dataset.name] / eval_ips)
+    return population_seconds([config], device)
+
+
+def population_seconds(configs, device: str = "h200") -> float:
+    """Estimated device seconds of the runs of `configs` trained as one population (one data set, seed and
+    batch): one teacher forward per training batch for all of them, each member's own training and evaluation
+    work; the per-step floor (`max_train_ips`) is paid per member (assumed)."""
+    spec, first = DEVICES[device], configs[0]
+    scale = resolution_scale(first)
+
+    def teacher_gflops(config):
+        return GFLOPS[config.teacher_model] if config.method not in config_lib.CE_METHODS else 0.0
+
+    def trained_gflops(config):
+        return GFLOPS[config.teacher_model if config.method == "teacher" else config.student_model]
+
+    step_gflops = max(map(teacher_gflops, configs)) + sum(3 * trained_gflops(config) for config in configs)
+    seconds_per_image = max(step_gflops * scale / spec["gflop_per_s"], len(configs) / spec["max_train_ips"])
+    seconds = first.num_epochs * train_images(first) * seconds_per_image
+    for config in configs:
+        eval_ips = min(spec["gflop_per_s"] / ((trained_gflops(config) + teacher_gflops(config)) * scale),
+                       spec["max_eval_ips"])
+        evals = math.ceil(config.num_epochs / config.eval_every_epochs)
+        seconds += evals * EVAL_IMAGES[config.dataset.name] / eval_ips
+    return seconds

@@ -1,6 +1,7 @@
 """The embedded default, `make demo` = `python -m ltkd_jax.tools.demo [--workdir=DIR]`: Fashion-MNIST-LT
-(γ = 100) on the CPU. One teacher is trained once; a CE student and KD, DKD and LTKD students follow; the
-last-epoch accuracies per group end up in one markdown table."""
+(γ = 100) on the CPU. One teacher is trained once; then a CE student and KD, DKD and LTKD students train
+together as one population (one teacher forward pass per batch for all); the last-epoch accuracies per group
+end up in one markdown table."""
 
 from __future__ import annotations
 
@@ -41,17 +42,15 @@ def run_demo(workdir: str, data_dir: str = "", methods=METHODS, **config_overrid
     if jax.process_index() == 0:
         print("Preparing Fashion-MNIST offline ...", flush=True)
     data_dir = prepare.prepare("fashion_mnist", data_dir=data_dir or None)
-    rows = []
-    teacher_dir = None
-    for method in methods:
-        config = demo_config(method, data_dir)
-        config.update_from_flattened_dict(config_overrides)
-        run_dir = os.path.join(workdir, method)
-        records = experiment.run(config, run_dir)
-        rows.append((method, run_report.final_and_best(records)[0]))
-        if method != "student":
-            teacher_dir = experiment.teacher_workdir(config, run_dir)
-    if teacher_dir:
+    # One population: the students share one program and one teacher forward pass per batch.
+    distilled = [method for method in methods if method != "student"]
+    config = demo_config((distilled or methods)[0], data_dir)
+    config.update_from_flattened_dict(config_overrides)
+    config.population = ",".join(methods)
+    results = experiment.run(config, workdir)
+    rows = [(method, run_report.final_and_best(results[method])[0]) for method in methods]
+    if distilled:
+        teacher_dir = experiment.teacher_workdir(config, workdir)
         teacher_records = train.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))
         rows.insert(0, ("teacher", run_report.final_and_best(teacher_records)[0]))
     table = results_table(rows)
@@ -70,6 +69,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data_dir", default="", help="tfds data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     args = parser.parse_args(argv)
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every checkpoint and read at INFO
+    config = demo_config("kd")
+    train.use_every_cpu_core(config.batch_size, config.eval_batch_size)
     try:
         run_demo(args.workdir, args.data_dir)
     except (ValueError, OSError) as error:

@@ -2,14 +2,16 @@
 
     python -m ltkd_jax.tools.sweep TABLE [--dry_run] [--launcher=local|slurm|tpu] [--seeds=0,1,2] [--runs_dir=runs]
         [--teacher_seeds=paired|shared] [--methods=kd,ltkd] [--gammas=20] [--pairs=vgg13-vgg8] [--device=h200|cpu2]
-        [--config.FIELD=VALUE ...]
+        [--no_populations] [--config.FIELD=VALUE ...]
 
 TABLE: I-VII, fig4, fashion_mnist (our offline study), `paper` (I-VII and fig4), or several joined by commas; a
 run shared between tables is listed once. `--config.FIELD=VALUE` goes to every run that has the field. A teacher
 is one job, listed before its students: a student's own command plus `--config.teacher_only=True`, whose
 --workdir is the directory the students look in. `local` runs the jobs here one after another, `slurm` prints
-sbatch lines (each student depends on its teacher's job), `tpu` prints launch/tpu_vm.sh lines. The cost
-estimate printed with every plan: ltkd_jax/tools/cost.py.
+sbatch lines (each student depends on its teacher's job), `tpu` prints launch/tpu_vm.sh lines. The distilled
+students of one teacher job and seed train as one population job (`--config.population`; the CE Student row
+alone), each in the directory its solo run would have; `--no_populations` lists them one by one. The cost
+estimate printed with every plan, with and without populations: ltkd_jax/tools/cost.py.
 """
 from __future__ import annotations
 
@@ -28,14 +30,14 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import CONFIG_FILES
-from ltkd_jax import experiment, io
+from ltkd_jax import config as config_lib, experiment, io
 from ltkd_jax.data import longtail
 from ltkd_jax.tools import cost, paper_results, report
 
 # The checkout the printed commands run in (their config files are relative to it).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Fields a sweep sets itself: not accepted as extra overrides.
-SWEEP_FIELDS = ("seed", "teacher_seed", "teachers_dir", "teacher_only")
+SWEEP_FIELDS = ("seed", "teacher_seed", "teachers_dir", "teacher_only", "population")
 
 # ---------------------------------------------------------------------------------------------------------------
 # The plan.
@@ -43,12 +45,14 @@ SWEEP_FIELDS = ("seed", "teacher_seed", "teachers_dir", "teacher_only")
 
 @dataclasses.dataclass
 class Run:
-    kind: str  # "teacher" (a teacher job) or "student" (every other run, the CE Student row included)
+    kind: str  # "teacher" (a teacher job), "population" (students trained together) or "student" (the others)
     args: Tuple[str, ...]  # ltkd_jax.main's arguments
     workdir: str  # where the run's results land
     config: object  # the config trained there (for the cost estimate and the finished check)
     teacher_workdir: Optional[str] = None  # the teacher job this run needs
     tables: List[str] = dataclasses.field(default_factory=list)
+    member: Tuple[Tuple[str, ...], str] = ((), "")  # a distilled student's (shared args, population member spec)
+    members: Tuple["Run", ...] = ()  # a population's students
 
     def command(self, python: str = "python") -> str:
         return shlex.join([python, "-m", "ltkd_jax.main", *self.args])
@@ -91,9 +95,9 @@ class Planner:
         self.used_extra.update(chosen)
         return chosen
 
-    def _job(self, dataset: str, arg: str, workdir: str, overrides: Sequence[str]):
+    def _job(self, dataset: str, arg: str, workdir: str, overrides: Sequence[str], hparams: Sequence[str] = ()):
         """(arguments, config) of one ltkd_jax.main run, its config built and checked as ltkd_jax.main does."""
-        args = (f"--config={CONFIG_FILES[dataset]}:{arg}", f"--workdir={workdir}", *overrides,
+        args = (f"--config={CONFIG_FILES[dataset]}:{arg}", f"--workdir={workdir}", *overrides, *hparams,
                 *self._extra_for(dataset, arg))
         try:
             config = main_config(args)
@@ -129,17 +133,20 @@ class Planner:
         # The Teacher row is the teacher job itself, planned through the pair's KD student (every student of a
         # teacher seed shares that job: experiment.teacher_config keeps nothing of the student's method).
         arg = f"{'kd' if method == 'teacher' else method},{pair},{g}"
-        hparams, suffix = _hparams(dataset, arg, alpha, beta)
-        workdir = os.path.join(cell, pair, method + suffix, f"seed{seed}")
+        hparams, spec = _hparams(dataset, arg, alpha, beta)
+        # <seed>/<member>: the directory a population of that seed's students gives each member.
+        workdir = os.path.join(cell, pair, f"seed{seed}", config_lib.member_name(spec))
         teacher_seed = seed if self.teacher_seeds == "paired" else 0
-        args, config = self._job(dataset, arg, workdir, [
-            f"--config.seed={seed}", f"--config.teacher_seed={teacher_seed}",
-            f"--config.teachers_dir={os.path.join(self.runs_dir, 'teachers')}", *hparams])
+        shared = [f"--config.seed={seed}", f"--config.teacher_seed={teacher_seed}",
+                  f"--config.teachers_dir={os.path.join(self.runs_dir, 'teachers')}"]
+        args, config = self._job(dataset, arg, workdir, shared, hparams)
         teacher_dir = experiment.teacher_workdir(config, workdir)
         job = (args[0], f"--workdir={teacher_dir}", *args[2:], "--config.teacher_only=True")
         self._add(self.teachers, Run("teacher", job, teacher_dir, experiment.teacher_config(config)), table)
         if method != "teacher":
-            self._add(self.students, Run("student", args, workdir, config, teacher_dir), table)
+            shared_args = tuple(a for i, a in enumerate(args) if i != 1 and a not in hparams)
+            self._add(self.students, Run("student", args, workdir, config, teacher_dir,
+                                         member=(shared_args, spec)), table)
 
     def runs(self) -> List[Run]:
         unused = [item for item in self.extra if item not in self.used_extra]
@@ -149,14 +156,42 @@ class Planner:
 
 
 def _hparams(dataset: str, arg: str, alpha, beta) -> Tuple[List[str], str]:
-    """Fig. 4's α/β as overrides and a workdir suffix, only where they are not the config's defaults (so its
-    α = β = 6 point is Table I's LTKD run)."""
-    defaults, overrides, suffix = report.default_flat_config(dataset, arg), [], ""
+    """Fig. 4's α/β as overrides and as a population member's spec (`ltkd:distill.alpha=2.0`), only where they
+    are not the config's defaults (so its α = β = 6 point is Table I's LTKD run)."""
+    defaults, overrides, spec = report.default_flat_config(dataset, arg), [], arg.split(",")[0]
     for name, value in (("alpha", alpha), ("beta", beta)):
         if value is not None and float(defaults[f"distill.{name}"]) != float(value):
             overrides.append(f"--config.distill.{name}={float(value)!r}")
-            suffix += f"_{name}{float(value):g}"
-    return overrides, suffix
+            spec += f":distill.{name}={float(value)!r}"
+    return overrides, spec
+
+
+def populations(runs: Sequence[Run]) -> List[Run]:
+    """The plan with the distilled students of one teacher job and seed (one directory, same shared arguments)
+    merged into one population job in that directory; the others as they were. Each population is checked to
+    train exactly its students' configs, each where its solo run would."""
+    groups: Dict[object, List[Run]] = {}
+    for run in runs:
+        key = (os.path.dirname(run.workdir), run.member[0][1:]) if run.member[1] else run.workdir  # [0]: method
+        groups.setdefault(key, []).append(run)
+    planned = []
+    for members in groups.values():
+        if len(members) == 1:
+            planned.extend(members)
+            continue
+        shared, workdir = members[0].member[0], os.path.dirname(members[0].workdir)
+        args = (shared[0], f"--workdir={workdir}", *shared[1:],
+                f"--config.population={','.join(m.member[1] for m in members)}")
+        config = main_config(args)
+        trained = {os.path.join(workdir, name): member for name, member in config_lib.population_members(config)}
+        for member in members:
+            if member.workdir not in trained or experiment.config_differences(
+                    json.loads(member.config.to_json()), trained[member.workdir]):
+                raise ValueError(f"the population at {workdir} would not train {member.workdir} as planned")
+        tables = list(dict.fromkeys(t for member in members for t in member.tables))
+        planned.append(Run("population", args, workdir, config, members[0].teacher_workdir, tables,
+                           members=tuple(members)))
+    return planned
 
 
 def _csv(text: Optional[str], cast=str):
@@ -191,8 +226,8 @@ def check_selection(tables: Sequence[str], methods=None, gammas=None, pairs=None
 
 def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence[int] = (0, 1, 2),
                teacher_seeds: str = "paired", extra_overrides: Sequence[str] = (), methods=None, gammas=None,
-               pairs=None) -> List[Run]:
-    """Every run of `tables`, teacher jobs first, each listed once."""
+               pairs=None, grouped: bool = True) -> List[Run]:
+    """Every run of `tables`, teacher jobs first, each listed once; `grouped`: students as populations."""
     check_selection(tables, methods, gammas, pairs)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
         raise ValueError(f"seeds {list(seeds)} are invalid: give non-negative integers")
@@ -206,11 +241,14 @@ def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence
             row_seeds = [0] if method == "teacher" and teacher_seeds == "shared" else planner.seeds
             for seed in row_seeds:
                 planner.add(table, dataset, pair, gamma, method, alpha, beta, seed)
-    return planner.runs()
+    return populations(planner.runs()) if grouped else planner.runs()
 
 
 def is_finished(run: Run) -> bool:
-    """The directory (local or gs://) holds this run's config and a test record of its last epoch."""
+    """The directory (local or gs://) holds this run's config and a test record of its last epoch (a
+    population: each of its members')."""
+    if run.members:
+        return all(map(is_finished, run.members))
     result = report.load_run(run.workdir)
     return (result is not None and result.finished
             and not experiment.config_differences(result.config, run.config))
@@ -223,16 +261,21 @@ def is_finished(run: Run) -> bool:
 def summary_lines(runs: Sequence[Run], tables: Sequence[str], args, finished: Set[str]) -> List[str]:
     """The plan's summary; `finished`: the workdirs of the runs that are already finished (see is_finished)."""
     def hours(chosen):
-        return sum(cost.run_seconds(r.config, args.device) for r in chosen) / 3600
+        return sum(cost.population_seconds([m.config for m in r.members] or [r.config], args.device)
+                   for r in chosen) / 3600
 
+    solo = [member for r in runs for member in (r.members or (r,))]
     teachers = [r for r in runs if r.kind == "teacher"]
-    students = [r for r in runs if r.kind == "student"]
+    students = [r for r in solo if r.kind == "student"]
+    grouped = [r for r in runs if r.members]
     images = {(r.config.dataset.name, r.config.dataset.imbalance_factor): cost.train_images(r.config) for r in runs}
     lines = [
-        f"tables {','.join(tables)}: {len(runs)} runs ({len(teachers)} teacher, {len(students)} student); "
+        f"tables {','.join(tables)}: {len(solo)} runs ({len(teachers)} teacher, {len(students)} student); "
         f"seeds {','.join(map(str, args.seed_list))}; teacher seeds {args.teacher_seeds}",
-        f"estimated device time: {hours(runs):.2f} h on {cost.DEVICES[args.device]['label']} "
+        f"estimated device time: {hours(solo):.2f} h on {cost.DEVICES[args.device]['label']} "
         f"(teachers {hours(teachers):.2f} h, students {hours(students):.2f} h)",
+        f"as populations: {len(runs)} jobs ({len(grouped)} populations of {sum(len(r.members) for r in grouped)} "
+        f"students), {hours(runs):.2f} h" + ("" if grouped else " (--no_populations: students one by one)"),
         cost.COST_MODEL,
         "training images per epoch: " + ", ".join(
             f"{name} γ={longtail.gamma_text(gamma)}: {count:,}{' (approx.)' if name == 'imagenet2012' else ''}"
@@ -240,9 +283,9 @@ def summary_lines(runs: Sequence[Run], tables: Sequence[str], args, finished: Se
     ]
     if len(tables) > 1:
         lines.append("per table (shared runs counted in each): " + "; ".join(
-            f"{table}: {sum(table in r.tables for r in runs)} runs, "
-            f"{hours([r for r in runs if table in r.tables]):.2f} h" for table in tables))
-    lines.append(f"already finished under {args.runs_dir}: {sum(r.workdir in finished for r in runs)} of {len(runs)}")
+            f"{table}: {sum(table in r.tables for r in solo)} runs, "
+            f"{hours([r for r in solo if table in r.tables]):.2f} h" for table in tables))
+    lines.append(f"already finished under {args.runs_dir}: {sum(r.workdir in finished for r in solo)} of {len(solo)}")
     return lines
 
 
@@ -250,7 +293,7 @@ def slurm_lines(runs: Sequence[Run], sbatch_args: str = "") -> List[str]:
     """A bash script: teacher job ids in shell variables, each student submitted with afterok on its teacher."""
     lines, job_vars = ["set -euo pipefail"], {}
     for run in runs:
-        sbatch = ["sbatch", *(["--parsable"] if run.kind == "teacher" else []), f"--job-name=ltkd-{run.config.method}",
+        sbatch = ["sbatch", *(["--parsable"] if run.kind == "teacher" else []), f"--job-name=ltkd-{'population' if run.members else run.config.method}",
                   *shlex.split(sbatch_args)]
         if run.teacher_workdir:
             sbatch.append(f"--dependency=afterok:${{{job_vars[run.teacher_workdir]}%%;*}}")
@@ -305,6 +348,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--gammas", help="only these imbalance factors")
     parser.add_argument("--pairs", help="only these teacher-student pairs")
     parser.add_argument("--device", choices=tuple(cost.DEVICES), default="h200", help="device of the cost estimate")
+    parser.add_argument("--no_populations", action="store_true",
+                        help="one job per student (default: the students of a teacher and seed train together)")
     parser.add_argument("--sbatch_args", default="--nodes=1 --ntasks-per-node=1 --gres=gpu:1",
                         help="sbatch options of every job (slurm launcher; default: one GPU per run, the paper's "
                              "batch-64 recipe; launch/slurm.sbatch's own default is 2 nodes x 8 GPUs)")
@@ -354,11 +399,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         runs = build_plan(args.tables, runs_dir=runs_dir, seeds=args.seed_list, teacher_seeds=args.teacher_seeds,
                           extra_overrides=args.extra, methods=args.method_list, gammas=args.gamma_list,
-                          pairs=args.pair_list)
+                          pairs=args.pair_list, grouped=not args.no_populations)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    finished = {run.workdir for run in runs if is_finished(run)}  # reads every run's directory, once
+    finished = {r.workdir for run in runs for r in (run.members or (run,)) if is_finished(r)}  # reads each once
+    finished |= {run.workdir for run in runs if run.members and all(m.workdir in finished for m in run.members)}
     summary = ["# " + line for line in summary_lines(runs, args.tables, args, finished)]
     if args.sweep_file:
         with open(args.sweep_file, "w") as f:

@@ -1,6 +1,7 @@
-"""One training stage (a teacher, a CE student or a distilled student): the jitted loop, evaluation every
-epoch, checkpoints with resume and save-on-SIGTERM, and the run's logs. The step is `jax.jit` with the state
-donated, the batch sharded over the mesh's data axis (see state.py).
+"""The training loop of a stage (a teacher, a CE student or a distilled student) or of a population of students
+(population.py): the jitted steps, evaluation every epoch, checkpoints with resume and save-on-SIGTERM, and each
+run's logs in its own workdir. The step is `jax.jit` with the states donated, the batch sharded over the mesh's
+data axis (see state.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ltkd_jax.data import device, host
-from ltkd_jax.train import checkpoint, metrics as metrics_lib, step as step_lib
+from ltkd_jax.train import checkpoint, metrics as metrics_lib, population, step as step_lib
 from ltkd_jax.train.state import Teacher, abstract_state, init_state, make_mesh
 
 
@@ -43,43 +44,6 @@ class Stage:
     @property
     def distills(self) -> bool:
         return self.distill_loss is not None or self.feature_loss is not None
-
-
-def jitted_train_steps(stage: Stage, data: device.ExperimentData, feed, tx, steps_per_epoch: int, mesh: Mesh,
-                       teacher_model: Optional[nn.Module] = None, schedule: Optional[Callable] = None):
-    """The stage's jitted training programs: `one(state, teacher_variables, inputs)` and
-    `many(state, teacher_variables, inputs, num_steps)` (num_steps steps in one dispatch with `lax.scan`).
-
-    The batch is sharded over the mesh's data axis, the state replicated and donated. `inputs` is whatever the
-    feed yields: the device-resident arrays (the batch is drawn inside the program) or a host batch.
-    """
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data"))
-    step_fn = functools.partial(
-        step_lib.train_step, model=stage.model, tx=tx, steps_per_epoch=steps_per_epoch, teacher_model=teacher_model,
-        distill_loss=stage.distill_loss, feature_loss=stage.feature_loss,
-        group_ids=data.group_ids if stage.distills else None, num_groups=data.num_groups,
-        ce_weight=stage.ce_weight, distill_weight=stage.distill_weight, warmup_epochs=stage.warmup_epochs,
-        log_temperature=stage.log_temperature)
-
-    def one_step(state, teacher_variables, inputs):
-        batch = jax.lax.with_sharding_constraint(feed.batch(inputs, state.step), batch_sharding)
-        learning_rate = schedule(state.step) if schedule is not None else None
-        state, metrics = step_fn(state, teacher_variables, batch)
-        if learning_rate is not None:  # logged from the device: no schedule arithmetic on the host
-            metrics["learning_rate"] = learning_rate
-        return state, metrics
-
-    def many_steps(state, teacher_variables, inputs, num_steps):
-        def body(carry, _):
-            return one_step(carry, teacher_variables, inputs)
-        state, metrics = jax.lax.scan(body, state, None, length=num_steps)
-        return state, {key: jnp.sum(value, 0) if key.startswith("class_")
-                       else value[-1] if key == "learning_rate" else jnp.mean(value, 0)
-                       for key, value in metrics.items()}
-
-    return (jax.jit(one_step, donate_argnums=0, out_shardings=(replicated, replicated)),
-            jax.jit(many_steps, donate_argnums=0, static_argnums=3, out_shardings=(replicated, replicated)))
 
 
 class Preempted(Exception):
@@ -118,67 +82,102 @@ class SigtermFlag:
         return bool(np.max(multihost_utils.process_allgather(np.int32(self.raised))))
 
 
-def run_stage(stage: Stage, data: device.ExperimentData, workdir: str, *, batch_size: int, lr_decay_epochs,
-              lr_decay_rate: float, momentum: float, weight_decay: float, teacher: Optional[Teacher] = None,
-              keep_checkpoints: int = 2, eval_batch_size: Optional[int] = None, eval_every_epochs: int = 1,
-              checkpoint_every_epochs: int = 1, log_every_steps: int = 50, steps_per_dispatch: int = 1):
-    """Train `stage` to its last epoch, resuming from `workdir` if it holds checkpoints; returns the final
-    state. Metrics go to `workdir/metrics.jsonl`. The batch sizes were checked by experiment.validate."""
+def run_stage(stage: Stage, data: device.ExperimentData, workdir: str, **kwargs):
+    """Train `stage` alone (a population of one); returns its final state."""
+    return run_population([stage], data, [workdir], **kwargs)[0]
+
+
+def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size: int, lr_decay_epochs,
+                   lr_decay_rate: float, momentum: float, weight_decay: float, teacher: Optional[Teacher] = None,
+                   keep_checkpoints: int = 2, eval_batch_size: Optional[int] = None, eval_every_epochs: int = 1,
+                   checkpoint_every_epochs: int = 1, log_every_steps: int = 50, steps_per_dispatch: int = 1,
+                   batched: Optional[bool] = None):
+    """Train every stage (one seed, one batch; see population.py) to its last epoch in one program, each in its
+    workdir as a solo run would: resuming from its checkpoints, metrics in `workdir/metrics.jsonl`. Returns the
+    final states. The batch sizes were checked by experiment.validate. `batched=None` vmaps members of one
+    architecture on accelerators and steps them one after another on the CPU, where vmapped convolutions ran
+    no faster than separate ones (docs/benchmarks.md)."""
+    if batched is None:
+        batched = jax.default_backend() != "cpu"
     steps_per_epoch = data.num_train // batch_size
-    total_steps = steps_per_epoch * stage.num_epochs
+    total_steps = steps_per_epoch * stages[0].num_epochs
+    if len({(stage.seed, stage.num_epochs) for stage in stages}) > 1:
+        raise ValueError("the members of a population must share their seed and number of epochs")
     mesh = make_mesh()
     replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    schedule = step_lib.step_decay_schedule(stage.learning_rate, steps_per_epoch, lr_decay_epochs, lr_decay_rate)
-    tx = step_lib.sgd(schedule, momentum=momentum, weight_decay=weight_decay)
-    ckpt = checkpoint.Checkpointer(workdir, keep=keep_checkpoints)
-    log = metrics_lib.MetricsLog(workdir)
+    schedules = [step_lib.step_decay_schedule(stage.learning_rate, steps_per_epoch, lr_decay_epochs, lr_decay_rate)
+                 for stage in stages]
+    txs = [step_lib.sgd(schedule, momentum=momentum, weight_decay=weight_decay) for schedule in schedules]
+    ckpts = [checkpoint.Checkpointer(workdir, keep=keep_checkpoints) for workdir in workdirs]
     finished = False
     try:
-        state = ckpt.restore_latest(abstract_state(stage.model, tx, data.image_shape, replicated))
-        if state is None:
-            state = jax.device_put(init_state(stage.model, tx, data.image_shape, stage.seed), replicated)
+        states = _restore_or_init(stages, ckpts, txs, data, replicated)
+        step = int(states[0].step)
         if data.train_images is not None:
-            feed = device.DeviceFeed(data, batch_size, stage.seed, replicated)
+            feed = device.DeviceFeed(data, batch_size, stages[0].seed, replicated)
         else:  # host batches arrive one at a time
-            feed, steps_per_dispatch = host.HostFeed(data, batch_size, stage.seed, batch_sharding), 1
-        teacher_model = teacher.model if stage.distills else None
-        jit_one, jit_many = jitted_train_steps(stage, data, feed, tx, steps_per_epoch, mesh, teacher_model, schedule)
-        teacher_variables = jax.device_put(teacher.variables, replicated) if stage.distills else None
-        evaluate = _evaluator(stage, data, feed, teacher_model, teacher_variables, eval_batch_size or batch_size,
-                              batch_sharding, replicated)
-        progress = metrics_lib.Progress(stage.name, total_steps, batch_size)
-        window = _Window(log, progress, data)
-        step = int(state.step)
+            feed, steps_per_dispatch = host.HostFeed(data, batch_size, stages[0].seed, batch_sharding), 1
+        distills = any(stage.distills for stage in stages)
+        jit_one, jit_many, unit_list = population.jitted_train_steps(
+            stages, data, feed, txs, steps_per_epoch, mesh, teacher.model if distills else None, schedules, batched)
+        unit_states = jax.jit(population.unit_states, static_argnums=1, out_shardings=replicated)(states, unit_list)
+        teacher_variables = jax.device_put(teacher.variables, replicated) if distills else None
+        evaluators = _evaluators(stages, data, feed, teacher, teacher_variables, eval_batch_size or batch_size,
+                                 batch_sharding, replicated)
+        logs = [metrics_lib.MetricsLog(workdir) for workdir in workdirs]
+        window = _Window(logs, [metrics_lib.Progress(stage.name, total_steps, batch_size) for stage in stages], data)
+        for progress in window.progresses[1:]:  # one terminal line: the first member's
+            progress.enabled = False
+        del states  # donated to the unit states
         with SigtermFlag() as sigterm:
             while step < total_steps:
                 epoch, left_in_epoch = step // steps_per_epoch + 1, steps_per_epoch - step % steps_per_epoch
                 step_inputs = window.timed_input(feed.inputs, step)
                 if steps_per_dispatch > 1 and left_in_epoch >= steps_per_dispatch:
-                    state, metrics = jit_many(state, teacher_variables, step_inputs, steps_per_dispatch)
+                    unit_states, metrics = jit_many(unit_states, teacher_variables, step_inputs, steps_per_dispatch)
                     previous, step = step, step + steps_per_dispatch
                 else:
-                    state, metrics = jit_one(state, teacher_variables, step_inputs)
+                    unit_states, metrics = jit_one(unit_states, teacher_variables, step_inputs)
                     previous, step = step, step + 1
                 epoch_done = step % steps_per_epoch == 0
                 log_now = step // log_every_steps != previous // log_every_steps or epoch_done
                 window.add(metrics, step, epoch, log_now)
                 if epoch_done:
-                    summary = None
-                    if epoch % eval_every_epochs == 0 or step == total_steps:
-                        summary = evaluate(state)
-                        log.write({"step": step, "epoch": epoch, "split": "test", **summary})
-                    if epoch % checkpoint_every_epochs == 0 or step == total_steps:
-                        ckpt.save(step, state, accuracy=summary["accuracy"] if summary else None)
+                    evaluate_now = epoch % eval_every_epochs == 0 or step == total_steps
+                    save_now = epoch % checkpoint_every_epochs == 0 or step == total_steps
+                    member_states = population.unstack(unit_states, unit_list, len(stages))
+                    for state, evaluate, log, ckpt in zip(member_states, evaluators, logs, ckpts):
+                        summary = evaluate(state) if evaluate_now else None
+                        if summary is not None:
+                            log.write({"step": step, "epoch": epoch, "split": "test", **summary})
+                        if save_now:
+                            ckpt.save(step, state, accuracy=summary["accuracy"] if summary else None)
                     window.restart()
                 # Every process must take the same decision at the same step: agree only where all log.
                 if (log_now or jax.process_count() == 1) and sigterm.agreed():
-                    ckpt.save(step, state)
-                    raise Preempted(f"SIGTERM: saved step {step} to {workdir}; rerun the same command to resume")
-        progress.done()
+                    for state, ckpt in zip(population.unstack(unit_states, unit_list, len(stages)), ckpts):
+                        ckpt.save(step, state)
+                    raise Preempted(f"SIGTERM: saved step {step} to {', '.join(workdirs)}; rerun the same "
+                                    "command to resume")
+        for progress in window.progresses:
+            progress.done()
         finished = True
-        return state
+        return population.unstack(unit_states, unit_list, len(stages))
     finally:
-        _close(ckpt, finished)
+        for ckpt in ckpts:
+            _close(ckpt, finished)
+
+
+def _restore_or_init(stages, ckpts, txs, data, replicated) -> list:
+    """Each member's latest checkpoint, or its initial state; all must be at the same step."""
+    states = [ckpt.restore_latest(abstract_state(stage.model, tx, data.image_shape, replicated))
+              for stage, ckpt, tx in zip(stages, ckpts, txs)]
+    steps = [0 if state is None else int(state.step) for state in states]
+    if len(set(steps)) > 1:
+        raise ValueError("the members of a population resume from different steps (" + ", ".join(
+            f"{stage.name} at {step}" for stage, step in zip(stages, steps)) + "); train them separately")
+    return [jax.device_put(init_state(stage.model, tx, data.image_shape, stage.seed), replicated)
+            if state is None else state for stage, tx, state in zip(stages, txs, states)]
 
 
 def _close(ckpt, finished: bool) -> None:
@@ -193,34 +192,45 @@ def _close(ckpt, finished: bool) -> None:
         logging.warning("closing the checkpoints after a failed run also failed: %s", error)
 
 
-def _evaluator(stage, data, feed, teacher_model, teacher_variables, eval_batch_size, batch_sharding, replicated):
-    """`evaluate(state)`: the test-set summary (accuracy per class, group and shot), jitted once per stage."""
-    def eval_counts(variables, batch, teacher_variables):  # uint8 batches of either feed, normalised here
-        return step_lib.eval_step(variables, device.normalize_batch(batch, data.augmentation), model=stage.model,
-                                  num_classes=data.num_classes, teacher_model=teacher_model,
-                                  teacher_variables=teacher_variables)
+def _evaluators(stages, data, feed, teacher, teacher_variables, eval_batch_size, batch_sharding, replicated):
+    """`evaluate(state)` per member: the test-set summary (accuracy per class, group and shot), one jitted
+    program per distinct (model, distilled) pair."""
+    programs = {}
 
-    eval_fn = jax.jit(eval_counts, out_shardings=replicated)
+    def evaluator(stage):
+        teacher_model = teacher.model if stage.distills else None
+        try:
+            key = hash((stage.model, stage.distills))  # flax modules hash by their fields
+        except TypeError:
+            key = (id(stage.model), stage.distills)
+        if key not in programs:
+            def eval_counts(variables, batch, teacher_variables):  # uint8 batches of either feed, normalised here
+                return step_lib.eval_step(variables, device.normalize_batch(batch, data.augmentation),
+                                          model=stage.model, num_classes=data.num_classes,
+                                          teacher_model=teacher_model, teacher_variables=teacher_variables)
+            programs[key] = jax.jit(eval_counts, out_shardings=replicated)
+        eval_fn, member_teacher = programs[key], teacher_variables if stage.distills else None
 
-    def evaluate(state):
-        totals = None
-        for batch in feed.eval_batches(eval_batch_size, batch_sharding):
-            counts = eval_fn(state.variables, batch, teacher_variables=teacher_variables)
-            totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
-        return metrics_lib.summarize(jax.device_get(totals), data.group_ids, data.train_counts)
+        def evaluate(state):
+            totals = None
+            for batch in feed.eval_batches(eval_batch_size, batch_sharding):
+                counts = eval_fn(state.variables, batch, teacher_variables=member_teacher)
+                totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
+            return metrics_lib.summarize(jax.device_get(totals), data.group_ids, data.train_counts)
+        return evaluate
 
-    return evaluate
+    return [evaluator(stage) for stage in stages]
 
 
 class _Window:
-    """The training metrics since the last log line, and the host time spent getting their inputs.
+    """Each member's training metrics since the last log line, and the host time spent getting their inputs.
 
     The input wait is measured over the window's wall time up to the moment its steps are done (after the log's
     device sync): ~0 for the device-resident feed; near 1 when the host input pipeline (ImageNet) is the
     bottleneck, as images_per_sec below the bare step's rate then confirms."""
 
-    def __init__(self, log, progress, data):
-        self.log, self.progress, self.data = log, progress, data
+    def __init__(self, logs, progresses, data):
+        self.logs, self.progresses, self.data = logs, progresses, data
         self.metrics, self.input_wait, self.start = [], 0.0, time.perf_counter()
 
     def timed_input(self, inputs, step):
@@ -229,26 +239,27 @@ class _Window:
         self.input_wait += time.perf_counter() - waited
         return step_inputs
 
-    def add(self, metrics, step, epoch, log_now):
-        self.metrics.append(metrics)
+    def add(self, member_metrics, step, epoch, log_now):
+        self.metrics.append(member_metrics)
         if log_now:
-            _log_train(self.log, self.progress, self.metrics, step, epoch, self.data, input_wait=self.input_wait,
-                       window_start=self.start)
+            fetched = jax.device_get(self.metrics)  # waits for the window's steps: the window ends when they are done
+            input_wait_fraction = self.input_wait / max(time.perf_counter() - self.start, 1e-9)
+            for member, (log, progress) in enumerate(zip(self.logs, self.progresses)):
+                _log_train(log, progress, [m[member] for m in fetched], step, epoch, self.data, input_wait_fraction)
             self.metrics, self.input_wait, self.start = [], 0.0, time.perf_counter()
 
     def restart(self):
         """After evaluation and checkpoints: their time is not training time."""
-        self.progress.restart_clock()
+        for progress in self.progresses:
+            progress.restart_clock()
         self.start = time.perf_counter()
 
 
-def _log_train(log, progress, window, step, epoch, data, input_wait: float, window_start: float):
-    fetched = jax.device_get(window)  # waits for the window's steps: the window ends when they are done
-    input_wait_fraction = input_wait / max(time.perf_counter() - window_start, 1e-9)
+def _log_train(log, progress, fetched, step, epoch, data, input_wait_fraction: float):
     loss = float(np.mean([m["loss"] for m in fetched]))
     if not np.isfinite(loss):
-        raise NonFiniteLoss(f"training loss became {loss} at step {step} (epoch {epoch}); lower the learning "
-                            f"rate or check the inputs")
+        raise NonFiniteLoss(f"training loss of {progress.name} became {loss} at step {step} (epoch {epoch}); "
+                            "lower the learning rate or check the inputs")
     progress.update(step, epoch, loss)
     record = {"step": step, "epoch": epoch, "split": "train", "images_per_sec": progress.images_per_sec,
               "input_wait_fraction": input_wait_fraction,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Optional
 
 import flax
@@ -62,6 +63,18 @@ def check_batch_size(batch_size: int, num_train: Optional[int] = None, name: str
     if batch_size % devices:
         raise ValueError(f"{name}={batch_size} is not divisible by the device count {devices}; "
                          f"use a multiple of {devices}")
+
+
+def use_every_cpu_core(*batch_sizes: int) -> None:
+    """One XLA CPU device per core (as many as divide every batch size): XLA:CPU runs each convolution on one
+    thread, so one device leaves the other cores idle, while devices run their shards of the batch in parallel.
+    Call it before JAX starts its backends; it changes nothing where the device count is already set (XLA_FLAGS'
+    forced count) and nothing on an accelerator (only the CPU backend's count is set)."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    cores = os.cpu_count() or 1
+    count = max(n for n in range(1, cores + 1) if all(size % n == 0 for size in batch_sizes))
+    jax.config.update("jax_num_cpu_devices", count)
 
 
 def init_state(model: nn.Module, tx, image_shape, seed: int) -> TrainState:

@@ -1,7 +1,8 @@
 """Pure training and evaluation steps, and the optimiser; `jax.jit` is applied where they are called (loop.py).
 
-The teacher is frozen during distillation: its variables are an argument of the step (not a constant baked
-into the program), it runs with eval-mode batch norm, and no gradient reaches it.
+The teacher is frozen during distillation: `teacher_forward` runs it once per batch (eval-mode batch norm, no
+gradient) and its outputs are an argument of `train_step`, so one forward serves every student of a population
+(population.py); its variables are an argument of the program, not a constant baked into it.
 """
 
 from __future__ import annotations
@@ -54,18 +55,25 @@ def _class_counts(logits, labels):
     return {"class_count": jnp.sum(one_hot, 0), "class_correct": jnp.sum(one_hot * correct[:, None], 0)}
 
 
-def train_step(state: TrainState, teacher_variables, batch, *, model: nn.Module, tx: optax.GradientTransformation,
-               steps_per_epoch: int, teacher_model: Optional[nn.Module] = None,
-               distill_loss: Optional[Callable] = None, feature_loss: Optional[Callable] = None,
+def teacher_forward(teacher_model: nn.Module, teacher_variables, images, *, features: bool):
+    """The frozen teacher's `(logits, features or None)` on a batch: eval-mode batch norm, no gradient. Run once
+    per batch however many students it teaches."""
+    out = teacher_model.apply(teacher_variables, images, train=False, **({"return_features": True} if features else {}))
+    out = jax.lax.stop_gradient(out)
+    return out if features else (out, None)
+
+
+def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: optax.GradientTransformation,
+               steps_per_epoch: int, distill_loss: Optional[Callable] = None, feature_loss: Optional[Callable] = None,
                group_ids: Optional[np.ndarray] = None, num_groups: int = 3, ce_weight: float = 1.0,
                distill_weight: float = 1.0, warmup_epochs: float = 0, log_temperature: float = 1.0):
     """One SGD step: `ce_weight * CE + warmup(epoch) * distill_weight * distill`.
 
-    * Neither loss given: plain cross-entropy (teachers, the CE student).
+    * Neither loss given: plain cross-entropy (teachers, the CE student); `teacher_out` is then None.
     * `distill_loss(student_logits, teacher_logits, labels, group_ids)`: logit distillation (KD, DKD, LTKD).
     * `feature_loss(hints, teacher_features)`: feature distillation (FitNet, ReviewKD). `model` is then a
       student wrapper whose `apply(..., with_hints=True)` returns `(logits, hints)`, its connector modules
-      trained with it; the teacher is applied with `return_features=True`.
+      trained with it; `teacher_out` holds the teacher's features (`teacher_forward(..., features=True)`).
 
     Returns the new state and metrics: scalars, per-class counts, and for logit distillation the teacher's
     batch group-probability sums before and after rebalancing at the loss's temperature (the paper's Fig. 3).
@@ -74,10 +82,7 @@ def train_step(state: TrainState, teacher_variables, batch, *, model: nn.Module,
     epoch = state.step // steps_per_epoch + 1  # 1-based, as mdistiller's warm-up counts
     distilling = distill_loss is not None or feature_loss is not None
     if distilling:
-        teacher_out = teacher_model.apply(teacher_variables, images, train=False,
-                                          **({"return_features": True} if feature_loss else {}))
-        teacher_out = jax.lax.stop_gradient(teacher_out)
-        teacher_logits, teacher_features = teacher_out if feature_loss else (teacher_out, None)
+        teacher_logits, teacher_features = teacher_out
 
     def loss_fn(params):
         variables = {"params": params, "batch_stats": state.batch_stats}

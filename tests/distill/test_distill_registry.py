@@ -136,6 +136,14 @@ def _abstract_teacher_variables(teacher_name, image_shape):
     return models.abstract_variables(models.get_model(teacher_name, NUM_CLASSES), (1, *image_shape))
 
 
+def _feature_step(teacher_model, **step_options):
+    """`step(state, teacher_variables, batch)`: the teacher's forward pass, then `train.train_step` on its features."""
+    def step(state, teacher_variables, batch):
+        teacher_out = train.teacher_forward(teacher_model, teacher_variables, batch["image"], features=True)
+        return train.train_step(state, teacher_out, batch, **step_options)
+    return step
+
+
 def _check_abstract_step(method, pair, image_shape, batch=2):
     """Connector output shapes, then eval_shape of one full `train.train_step` from the abstract variables
     (the loss also checks the hint shapes against the teacher's while tracing)."""
@@ -145,10 +153,9 @@ def _check_abstract_step(method, pair, image_shape, batch=2):
     variables = models.abstract_variables(model, (1, *image_shape))  # init without hints makes the connector
     assert set(variables["params"]) == {"student", "connector"} and variables["batch_stats"]["connector"]
     tx = train.sgd(0.05, momentum=0.9, weight_decay=5e-4)
-    step = functools.partial(train.train_step, model=model, tx=tx, steps_per_epoch=10,
-                             teacher_model=models.get_model(teacher_name, NUM_CLASSES),
-                             feature_loss=distill.get_feature_loss(method, teacher_name, student_name, image_shape),
-                             distill_loss=None, distill_weight=5.0, warmup_epochs=20)
+    step = _feature_step(models.get_model(teacher_name, NUM_CLASSES), model=model, tx=tx, steps_per_epoch=10,
+                         feature_loss=distill.get_feature_loss(method, teacher_name, student_name, image_shape),
+                         distill_weight=5.0, warmup_epochs=20)
     state = jax.eval_shape(lambda v: train.TrainState.create(v, tx), variables)
     batch_shapes = {"image": jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32),
                     "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
@@ -247,9 +254,8 @@ def test_real_step_on_demo_pair(method):
     variables = _he_variables(model, image_shape, rng)
     teacher_variables = _he_variables(teacher, image_shape, rng)
     state = train.TrainState.create(variables, tx)
-    step = jax.jit(functools.partial(
-        train.train_step, model=model, tx=tx, steps_per_epoch=10, teacher_model=teacher, feature_loss=feature_loss,
-        distill_loss=None, ce_weight=0.0, distill_weight=1.0, warmup_epochs=0))
+    step = jax.jit(_feature_step(teacher, model=model, tx=tx, steps_per_epoch=10, feature_loss=feature_loss,
+                                 ce_weight=0.0, distill_weight=1.0, warmup_epochs=0))
     images = jax.random.normal(jax.random.key(2), (batch, *image_shape))
     batch_arrays = {"image": images, "label": jnp.array([1, 7], jnp.int32)}
     # Compiling dominates this test; LLVM's optimisation of the CPU code is a third of it and buys one step nothing.

@@ -66,12 +66,23 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
         "checkpoint": os.path.join(teacher_dir, "checkpoints", str(teacher_step)), "model": config.teacher_model}
     assert f"checkpoint `{os.path.join(teacher_dir, 'checkpoints', str(teacher_step))}`" in report
 
-    # A second student reuses the teacher (its metrics do not grow) and the finished run resumes as a no-op.
+    # A population (CE, logit and feature students) reuses the teacher (its metrics do not grow); each member
+    # is the run its own command would be, in <workdir>/<member>; the finished run resumes as a no-op.
+    methods = ("student", "dkd", "fitnet")
     with tfds.testing.mock_data(num_examples=320):
-        experiment.run(tiny_config("dkd", mock_dir), str(tmp_path / "runs" / "dkd"))
+        results = experiment.run(tiny_config("dkd", mock_dir, population=",".join(methods)),
+                                 str(tmp_path / "runs" / "pop"))
         again = experiment.run(tiny_config("ltkd", mock_dir), str(run_dir))
     assert len(train.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))) == len(teacher_records)
     assert again == records
+    assert list(results) == list(methods)
+    for method in methods:
+        member_dir = tmp_path / "runs" / "pop" / method
+        stored = json.loads((member_dir / "config.json").read_text())
+        assert experiment.config_differences(stored, tiny_config(method, mock_dir)) == []
+        assert results[method] == train.read_metrics(str(member_dir / "metrics.jsonl"))
+        assert results[method][-1]["step"] == steps_per_epoch and (member_dir / "report.md").exists()
+        assert (member_dir / "teacher.json").exists() == (method != "student")
 
     # Teacher-bias diagnostics on the same teacher: per-batch group sums add up to the batch size.
     from ltkd_jax.tools import diagnose

@@ -223,16 +223,16 @@ def test_run_config_report_and_split_remote(remote, monkeypatch):
     exp_data = types.SimpleNamespace(group_ids=info.group_ids, train_counts=info.train_counts,
                                      num_train=int(info.train_counts.sum()))
 
-    def fake_stage(stage, data_, workdir_, **kwargs):
-        log = train.MetricsLog(workdir_)
+    def fake_population(stages, data_, workdirs, **kwargs):
+        log = train.MetricsLog(workdirs[0])
         for step in (1, 2):
             log.write({"step": step, "epoch": 1, "split": "train", "loss": 1.0 / step,
                        "teacher_group_sums": [30.0, 20.0, 14.0], "teacher_group_sums_rebalanced": [21.0] * 3})
         log.write({"step": 2, "epoch": 1, "split": "test", "accuracy": 40.0, "accuracy_head": 60.0,
                    "accuracy_medium": 30.0, "accuracy_tail": 10.0, "per_class_accuracy": list(range(10))})
 
-    monkeypatch.setattr(train, "run_stage", fake_stage)
-    records = experiment._run_config(_config(), workdir, exp_data, info, None)
+    monkeypatch.setattr(train, "run_population", fake_population)
+    records, = experiment._run_configs([_config()], [workdir], exp_data, info, None)
     assert [r["split"] for r in records] == ["train", "train", "test"]
     assert _names(workdir) == ["class_groups.json", "config.json", "lt_indices.npy", "metrics.jsonl",
                                "per_class_accuracy.png", "report.md", "teacher_group_sums.png"]

@@ -580,13 +580,15 @@ def test_gpu_bench_script_runs_every_part_with_flags_the_benchmark_accepts(tmp_p
                             env=dict(os.environ, OUT=str(out), PYTHON=str(stub)), timeout=60)
     assert result.returncode == 1, result.stderr
     runs = [json.loads(line) for line in calls.read_text().splitlines()]
-    assert len(runs) == 4  # the part after the failing one ran too
+    assert len(runs) == 6  # the part after the failing one ran too
     from ltkd_jax.tools import bench
     parsed = [bench.parse_args([a for a in run if not a.startswith("--json=")]) for run in runs]
     assert [(p.teacher, p.student, p.batch_size, p.dtype) for p in parsed] == [
         ("resnet32x4", "resnet8x4", 64, "float32"), ("resnet32x4", "resnet8x4", 512, "bfloat16"),
+        ("resnet32x4", "resnet8x4", 64, "float32"), ("resnet32x4", "resnet8x4", 64, "bfloat16"),
         ("resnet34", "resnet18", 256, "bfloat16"), ("resnet34", "resnet18", 256, "float32")]
-    assert parsed[0].epoch and parsed[0].steps_per_dispatch == [1, 16] and parsed[2].image_size == 224
+    assert parsed[0].epoch and parsed[0].steps_per_dispatch == [1, 16] and parsed[4].image_size == 224
+    assert parsed[2].population == parsed[3].population == [1, 3, 9]
     log = (out / "bench.log").read_text()
     assert "== imagenet_r34_r18_b256_bf16 FAILED" in log and "== imagenet_r34_r18_b256_fp32:" in log
     files = [p for p in out.rglob("*") if p.is_file()]

@@ -24,6 +24,21 @@ def test_bench_prints_rows_and_writes_json(tmp_path, capsys):
     assert result["rows"][0]["tflops"] > 0
 
 
+@pytest.mark.parametrize("vmap", ["on", "off"])
+def test_population_rows_give_img_per_s_per_student(tmp_path, capsys, vmap):
+    out = tmp_path / "bench.json"
+    assert bench.main(TINY + ["--population=1,3", f"--vmap={vmap}", f"--json={out}"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    how = "vmapped" if vmap == "on" else "one after another"
+    assert [r["name"].split(" (")[0] for r in rows] == [
+        "jax solo program", "jax population of 1, one after another", f"jax population of 3, {how}"]
+    solo_ms = rows[0]["ms_per_step"]
+    for size, row in zip((1, 3), rows[1:]):  # each student sees the whole batch of 16
+        assert row["img_per_s"] == pytest.approx(size * 16 / (row["ms_per_step"] / 1e3), rel=1e-6)
+        assert f"per student: {size * solo_ms / row['ms_per_step']:.2f}x solo" in row["name"]
+    assert "| jax population of 3," in capsys.readouterr().out
+
+
 def test_benchmarked_recipe_is_config_libs():
     """bench restates the CIFAR recipe (it runs without ml_collections); it must be the one experiments use."""
     from ltkd_jax import config as config_lib, experiment, models  # pylint: disable=import-outside-toplevel

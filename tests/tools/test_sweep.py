@@ -112,8 +112,9 @@ def teacher_config_json(config):
     return json.loads(experiment.teacher_config(config).to_json())
 
 
-def dry_run(sweep, capsys, *argv):
-    assert sweep.main([*argv, "--dry_run"]) == 0
+def dry_run(sweep, capsys, *argv, grouped=False):
+    """(commands, comment lines) of a dry run; by default one command per run (`--no_populations`)."""
+    assert sweep.main([*argv, "--dry_run", *([] if grouped else ["--no_populations"])]) == 0
     out = capsys.readouterr().out.splitlines()
     return [line for line in out if line and not line.startswith("#")], [l for l in out if l.startswith("#")]
 
@@ -194,7 +195,7 @@ def test_fig4_default_point_is_table_one_run(sweep, capsys):
     table1, _ = dry_run(sweep, capsys, "I", "--seeds=0", "--gammas=20", "--methods=ltkd")
     shared = set(fig4) & set(table1)
     ltkd = [c for c in shared if ":ltkd," in c and not is_teacher_job(c)]
-    assert len(ltkd) == 1 and "distill" not in ltkd[0] and ltkd[0].split()[4].endswith("/ltkd/seed0")
+    assert len(ltkd) == 1 and "distill" not in ltkd[0] and ltkd[0].split()[4].endswith("/seed0/ltkd")
     alphas = sorted(c.split("--config.distill.alpha=")[1].split()[0] for c in fig4
                     if "distill.alpha=" in c and not is_teacher_job(c))
     assert alphas == ["1.0", "10.0", "2.0", "4.0", "8.0"]  # alpha = 6 is the default: no override
@@ -241,7 +242,7 @@ def test_slurm_dependencies_and_tpu_order(sweep, capsys, tmp_path):
     lines = [l for l in capsys.readouterr().out.splitlines() if l and not l.startswith("#")]
     assert lines[0] == "set -euo pipefail"
     job_of = {}
-    students = 0
+    students = 0  # population jobs: the two ablation students of each pair and seed
     for line in lines[1:]:
         words = shlex.split(line.split("=", 1)[1][2:-1] if line.startswith("TEACHER_") else line)
         assert words[0] == "sbatch" and "launch/slurm.sbatch" in words and "--gres=gpu:1" in words
@@ -252,13 +253,14 @@ def test_slurm_dependencies_and_tpu_order(sweep, capsys, tmp_path):
             job_of[workdir] = line.split("=", 1)[0]
         else:
             students += 1
+            assert config.population == "ltkd_inter_biased,ltkd_inter_balanced" and "--job-name=ltkd-population" in words
             var = job_of[experiment.teacher_workdir(config, workdir)]
             assert f"--dependency=afterok:${{{var}%%;*}}" in line
-    assert students == 6 * 2 * 2 and len(job_of) == 3 * 2
+    assert students == 6 * 2 and len(job_of) == 3 * 2
     assert sweep.main(["fig4", "--dry_run", "--launcher=tpu", "--seeds=0"]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l and not l.startswith("#")]
-    assert len(lines) == 12 and all(l.startswith("launch/tpu_vm.sh -- --config=configs/cifar100_lt.py:") for l in lines)
-    assert is_teacher_job(lines[0]) and not any(is_teacher_job(l) for l in lines[1:])
+    assert len(lines) == 2 and all(l.startswith("launch/tpu_vm.sh -- --config=configs/cifar100_lt.py:") for l in lines)
+    assert is_teacher_job(lines[0]) and lines[1].count("ltkd") == 1 + 11  # one population of Fig. 4's 11 points
     sweep_file = tmp_path / "sweep.txt"
     assert sweep.main(["fig4", "--dry_run", "--launcher=tpu", "--seeds=0", f"--sweep_file={sweep_file}"]) == 0
     capsys.readouterr()
@@ -273,6 +275,12 @@ def test_cost_model_anchor():
     train = 240 * 15907 / 24417  # the anchor: 24,417 img/s, CIFAR-100-LT γ=20 has 15,907 images
     evaluation = 10000 * (1.980 + 0.328) / (24417 * (1.980 + 3 * 0.328))
     assert seconds == pytest.approx(train + evaluation, rel=1e-6)
+    # A population of KD and LTKD students: one teacher forward per batch, each student's own evaluation.
+    ltkd = config_lib.build_config("cifar100", "ltkd,resnet32x4-resnet8x4,20")
+    ltkd.eval_every_epochs = 10 ** 6
+    gflop_per_s = 24417 * (1.980 + 3 * 0.328)
+    together = 240 * 15907 * (1.980 + 2 * 3 * 0.328) / gflop_per_s + 2 * evaluation
+    assert cost.population_seconds([config, ltkd], "h200") == pytest.approx(together, rel=1e-6)
     assert cost.train_images(config_lib.build_config("tiny_imagenet", "kd,vgg13-vgg8,10")) == 39072
     assert cost.train_images(config_lib.build_config("cifar100", "kd,vgg13-vgg8,100")) == 10847
 
@@ -303,7 +311,7 @@ def test_local_launcher_skips_finished_and_failed(sweep, capsys, monkeypatch, tm
     out = capsys.readouterr().out
     assert "already finished under" in out and ": 1 of 4" in out
     ran = [" ".join(c) for c in calls]
-    assert len(ran) == 2 and "teacher_seed1" in ran[0] and "kd/seed0" in ran[1]
+    assert len(ran) == 2 and "teacher_seed1" in ran[0] and "seed0/kd" in ran[1]
     assert "teacher failed, skipped" in out and "finished, skipped" in out
 
 
@@ -390,3 +398,37 @@ def test_teacher_job_trains_the_teacher_its_student_then_reuses(sweep, tmp_path)
         experiment.run(sweep.main_config(student.args), student.workdir)
     assert sweep.is_finished(student)
     assert open(os.path.join(teacher.workdir, "metrics.jsonl")).read() == teacher_records
+
+
+@pytest.mark.parametrize("table, args", [("fashion_mnist", ()), ("fig4", ("--seeds=0",)), ("VII", ("--seeds=1",))])
+def test_populations_train_exactly_the_solo_runs(sweep, capsys, table, args):
+    """Grouped, the plan trains the same configs in the same directories as one job per run: each population
+    holds the distilled students of one teacher job and seed, and its members are those runs' configs."""
+    solo_commands, _ = dry_run(sweep, capsys, table, *args)
+    commands, comments = dry_run(sweep, capsys, table, *args, grouped=True)
+    planned = {}
+    for command in solo_commands:
+        config, workdir = parse_with_flags(shlex.split(command)[3:])
+        planned[workdir] = json.loads(config.to_json())
+    trained, populations = {}, 0
+    for command in commands:
+        config, workdir = parse_with_flags(shlex.split(command)[3:])
+        if not config.population:
+            trained[workdir] = config
+            continue
+        populations += 1
+        members = config_lib.population_members(config)
+        assert len(members) > 1 and config.seed == config.teacher_seed
+        for name, member in members:
+            trained[os.path.join(workdir, name)] = member
+    assert trained.keys() == planned.keys()
+    for workdir, config in planned.items():
+        assert experiment.config_differences(config, trained[workdir]) == [], workdir
+    seeds = [int(seed) for seed in args[0][len("--seeds="):].split(",")] if args else SEEDS
+    distilled = {(r[2], r[3], r[4]) for r in expected_runs(table)
+                 if r[0] == "student" and r[1] != "student" and r[4] in seeds}
+    assert populations == len(distilled)  # one per (pair, γ, seed)
+    summary = next(c for c in comments if "as populations:" in c)
+    assert f"as populations: {len(commands)} jobs ({populations} populations of " in summary
+    hours = [float(c.split(" h")[0].split()[-1]) for c in comments if "estimated device time:" in c or "as pop" in c]
+    assert hours[1] <= hours[0] and len(commands) < len(solo_commands)  # the teacher's forward pass is shared

@@ -227,7 +227,7 @@ def test_corrupted_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_nan_loss_stops_with_one_clear_error(tmp_path):
-    with pytest.raises(train.NonFiniteLoss, match=r"training loss became nan at step 4 \(epoch 1\)"):
+    with pytest.raises(train.NonFiniteLoss, match=r"training loss of teacher became nan at step 4 \(epoch 1\)"):
         train.run_stage(train.Stage("teacher", synthetic.TinyNet(), 1e30, 1, 0), synthetic.make_data(),
                           str(tmp_path), **synthetic.RECIPE)
     assert not os.path.exists(tmp_path / "checkpoints" / "13")  # nothing saved after the failure
@@ -287,9 +287,9 @@ def test_each_device_gathers_only_its_share_of_the_resident_batch():
         tx = train.sgd(0.1, momentum=0.9, weight_decay=5e-4)
         state = jax.device_put(train.init_state(synthetic.TinyNet(), tx, (8, 8, 1), 0), replicated)
         feed = device.DeviceFeed(data, 16, 0, replicated)
-        one, _ = train.jitted_train_steps(train.Stage("teacher", synthetic.TinyNet(), 0.1, 1, 0), data, feed,
-                                            tx, 10, mesh)
-        hlo = one.lower(state, None, feed.inputs(0)).compile().as_text()
+        one, _, _ = train.jitted_train_steps([train.Stage("teacher", synthetic.TinyNet(), 0.1, 1, 0)], data, feed,
+                                             [tx], 10, mesh)
+        hlo = one.lower((state,), None, feed.inputs(0)).compile().as_text()
         print(jax.device_count(), sorted(set(re.findall(r"= u8\[(\d+),[^=]*? gather\(", hlo))))
         """) % os.path.dirname(HERE)  # tests/: synthetic.py
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")

@@ -23,13 +23,14 @@ def _launch(num_processes, workdir, data_dir, devices_per_process=1, *extra):
     env.pop("XLA_FLAGS", None)
     args = [f"--config={ROOT}/configs/fashion_mnist_lt.py:ltkd,{PAIR},4", f"--workdir={workdir}",
             "--config.num_epochs=1", "--config.batch_size=16", "--config.eval_batch_size=64",
-            "--config.log_every_steps=2", f"--config.dataset.data_dir={data_dir}", *extra]
+            "--config.log_every_steps=2", f"--config.dataset.data_dir={data_dir}", "--config.population=kd,ltkd",
+            *extra]
     out = subprocess.run(["bash", os.path.join(ROOT, "launch", "local.sh"), str(num_processes), "--", *args],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     logs = "".join(open(os.path.join(workdir, f"process_{i}.log")).read()[-2000:]
                    for i in range(num_processes) if os.path.exists(os.path.join(workdir, f"process_{i}.log")))
     assert out.returncode == 0, out.stderr[-3000:] + logs
-    return train.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    return [train.read_metrics(os.path.join(workdir, member, "metrics.jsonl")) for member in ("kd", "ltkd")]
 
 
 def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
@@ -44,10 +45,27 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     # test_trainer.py covers that comparison on a stable problem.)
     # The two-process run distils from the teacher the first run trained (the loop, its collectives and the
     # checkpoints are the same for teacher and student; training the teacher twice only costs time).
-    one = _launch(1, str(tmp_path / "one" / "ltkd"), data_dir, 2)
-    two = _launch(2, str(tmp_path / "two" / "ltkd"), data_dir, 1, f"--config.teachers_dir={tmp_path / 'one' / 'teachers'}")
+    # The students are a population (KD and LTKD sharing the teacher's forward pass), each member compared.
+    ones = _launch(1, str(tmp_path / "one" / "pop"), data_dir, 2)
+    twos = _launch(2, str(tmp_path / "two" / "pop"), data_dir, 1,
+                   f"--config.teachers_dir={tmp_path / 'one' / 'teachers'}")
     assert not (tmp_path / "two" / "teachers").exists()
+    for one, two in zip(ones, twos):
+        _same_run(one, two)
+    assert os.path.exists(tmp_path / "two" / "pop" / "process_1.log")
 
+    # The 2-process checkpoints restore in this single process and hold the same students.
+    model = models.get_model("demo_resnet_student", 10)
+    assert jax.device_count() == 1
+    for member in ("kd", "ltkd"):
+        restored_two = train.load_teacher(model, str(tmp_path / "two" / "pop" / member), (28, 28, 1)).variables
+        restored_one = train.load_teacher(model, str(tmp_path / "one" / "pop" / member), (28, 28, 1)).variables
+        for a, b in zip(jax.tree_util.tree_leaves(restored_one), jax.tree_util.tree_leaves(restored_two)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def _same_run(one, two):
+    """Two metrics.jsonl record lists of the same run: same steps, losses, group sums and accuracies."""
     test_one = [r for r in one if r["split"] == "test"][-1]
     test_two = [r for r in two if r["split"] == "test"][-1]
     assert test_two["step"] == test_one["step"]
@@ -60,12 +78,3 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     for a, b in zip(train_one, train_two):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
         np.testing.assert_allclose(b["teacher_group_sums"], a["teacher_group_sums"], rtol=1e-5)
-    assert os.path.exists(tmp_path / "two" / "ltkd" / "process_1.log")
-
-    # The 2-process checkpoint restores in this single process and holds the same student.
-    model = models.get_model("demo_resnet_student", 10)
-    restored_two = train.load_teacher(model, str(tmp_path / "two" / "ltkd"), (28, 28, 1)).variables
-    restored_one = train.load_teacher(model, str(tmp_path / "one" / "ltkd"), (28, 28, 1)).variables
-    assert jax.device_count() == 1
-    for a, b in zip(jax.tree_util.tree_leaves(restored_one), jax.tree_util.tree_leaves(restored_two)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

@@ -122,8 +122,8 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
             stages, data, feed, txs, steps_per_epoch, mesh, teacher.model if distills else None, schedules, batched)
         unit_states = jax.jit(population.unit_states, static_argnums=1, out_shardings=replicated)(states, unit_list)
         teacher_variables = jax.device_put(teacher.variables, replicated) if distills else None
-        evaluators = _evaluators(stages, data, feed, teacher, teacher_variables, eval_batch_size or batch_size,
-                                 batch_sharding, replicated)
+        evaluate = _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size or batch_size,
+                              batch_sharding, replicated)
         logs = [metrics_lib.MetricsLog(workdir) for workdir in workdirs]
         window = _Window(logs, [metrics_lib.Progress(stage.name, total_steps, batch_size) for stage in stages], data)
         for progress in window.progresses[1:]:  # one terminal line: the first member's
@@ -146,8 +146,8 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                     evaluate_now = epoch % eval_every_epochs == 0 or step == total_steps
                     save_now = epoch % checkpoint_every_epochs == 0 or step == total_steps
                     member_states = population.unstack(unit_states, unit_list, len(stages))
-                    for state, evaluate, log, ckpt in zip(member_states, evaluators, logs, ckpts):
-                        summary = evaluate(state) if evaluate_now else None
+                    summaries = evaluate(member_states) if evaluate_now else [None] * len(stages)
+                    for state, summary, log, ckpt in zip(member_states, summaries, logs, ckpts):
                         if summary is not None:
                             log.write({"step": step, "epoch": epoch, "split": "test", **summary})
                         if save_now:
@@ -192,34 +192,28 @@ def _close(ckpt, finished: bool) -> None:
         logging.warning("closing the checkpoints after a failed run also failed: %s", error)
 
 
-def _evaluators(stages, data, feed, teacher, teacher_variables, eval_batch_size, batch_sharding, replicated):
-    """`evaluate(state)` per member: the test-set summary (accuracy per class, group and shot), one jitted
-    program per distinct (model, distilled) pair."""
-    programs = {}
+def _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size, batch_sharding, replicated):
+    """`evaluate(states)`: each member's test-set summary (accuracy per class, group and shot), from one jitted
+    program that runs the teacher (for the agreement counts) once per batch for every member."""
+    teacher_model = teacher.model if teacher_variables is not None else None
 
-    def evaluator(stage):
-        teacher_model = teacher.model if stage.distills else None
-        try:
-            key = hash((stage.model, stage.distills))  # flax modules hash by their fields
-        except TypeError:
-            key = (id(stage.model), stage.distills)
-        if key not in programs:
-            def eval_counts(variables, batch, teacher_variables):  # uint8 batches of either feed, normalised here
-                return step_lib.eval_step(variables, device.normalize_batch(batch, data.augmentation),
-                                          model=stage.model, num_classes=data.num_classes,
-                                          teacher_model=teacher_model, teacher_variables=teacher_variables)
-            programs[key] = jax.jit(eval_counts, out_shardings=replicated)
-        eval_fn, member_teacher = programs[key], teacher_variables if stage.distills else None
+    def eval_counts(member_variables, batch, teacher_variables):  # uint8 batches of either feed, normalised here
+        batch = device.normalize_batch(batch, data.augmentation)
+        teacher_predictions = None if teacher_model is None else jnp.argmax(
+            teacher_model.apply(teacher_variables, batch["image"], train=False), -1)
+        return [step_lib.eval_step(variables, batch, model=stage.model, num_classes=data.num_classes,
+                                   teacher_predictions=teacher_predictions if stage.distills else None)
+                for stage, variables in zip(stages, member_variables)]
 
-        def evaluate(state):
-            totals = None
-            for batch in feed.eval_batches(eval_batch_size, batch_sharding):
-                counts = eval_fn(state.variables, batch, teacher_variables=member_teacher)
-                totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
-            return metrics_lib.summarize(jax.device_get(totals), data.group_ids, data.train_counts)
-        return evaluate
+    program = jax.jit(eval_counts, out_shardings=replicated)
 
-    return [evaluator(stage) for stage in stages]
+    def evaluate(states):
+        totals = None
+        for batch in feed.eval_batches(eval_batch_size, batch_sharding):
+            counts = program([state.variables for state in states], batch, teacher_variables)
+            totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
+        return [metrics_lib.summarize(member, data.group_ids, data.train_counts) for member in jax.device_get(totals)]
+    return evaluate
 
 
 class _Window:

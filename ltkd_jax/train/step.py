@@ -118,9 +118,9 @@ def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: o
     return new_state, metrics
 
 
-def eval_step(variables, batch, *, model: nn.Module, num_classes: int, teacher_model: Optional[nn.Module] = None,
-              teacher_variables=None):
-    """Per-class counts of one (padded, masked) batch; the host adds them up over the test set."""
+def eval_step(variables, batch, *, model: nn.Module, num_classes: int, teacher_predictions=None):
+    """Per-class counts of one (padded, masked) batch; the host adds them up over the test set. With the
+    teacher's predictions (one forward shared by a population), also where the student agrees with them."""
     logits = model.apply(variables, batch["image"], train=False)
     labels, mask = batch["label"], batch["mask"]
     predictions = jnp.argmax(logits, -1)
@@ -131,7 +131,6 @@ def eval_step(variables, batch, *, model: nn.Module, num_classes: int, teacher_m
         "correct": jnp.sum(one_hot * (predictions == labels)[:, None], 0),
         "loss_sum": -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0] * mask),
     }
-    if teacher_model is not None:
-        teacher_predictions = jnp.argmax(teacher_model.apply(teacher_variables, batch["image"], train=False), -1)
+    if teacher_predictions is not None:
         counts["agree"] = jnp.sum(one_hot * (predictions == teacher_predictions)[:, None], 0)
     return counts

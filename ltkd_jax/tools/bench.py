@@ -128,21 +128,28 @@ def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int
     return compile_s, float(np.median(times)), state
 
 
-def jax_rows(args) -> List[Dict]:
-    image_shape = (args.image_size, args.image_size, args.channels)
-    dtype = jnp.dtype(args.dtype)
+def _setup(args, num_train: int):
+    """(image shape, teacher and student models, synthetic data, mesh, replicated sharding, steps per epoch, the
+    CIFAR recipe's SGD, teacher variables) of a timed program."""
+    image_shape, dtype = (args.image_size, args.image_size, args.channels), jnp.dtype(args.dtype)
     teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
     student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
-    data = synthetic_data(args.batch_size if args.step_only else args.num_train, 256, image_shape, args.num_classes)
+    data = synthetic_data(num_train, 256, image_shape, args.num_classes)
     mesh = train.make_mesh()
     replicated = NamedSharding(mesh, P())
     steps_per_epoch = data.num_train // args.batch_size
     tx = train.sgd(train.step_decay_schedule(RECIPE["learning_rate"], steps_per_epoch, RECIPE["lr_decay_epochs"],
                                              RECIPE["lr_decay_rate"]),
                    momentum=RECIPE["momentum"], weight_decay=RECIPE["weight_decay"])
-    stage = make_stage(args.method, student_model, 1)
     teacher_variables = jax.device_put(
         teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
+    return image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables
+
+
+def jax_rows(args) -> List[Dict]:
+    image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables = \
+        _setup(args, args.batch_size if args.step_only else args.num_train)
+    stage = make_stage(args.method, student_model, 1)
     fresh_state = lambda: (jax.device_put(train.init_state(student_model, tx, image_shape, 0), replicated),)  # noqa: E731
 
     device_feed = None if args.step_only else device.DeviceFeed(data, args.batch_size, 0, replicated)
@@ -181,16 +188,8 @@ def population_rows(args) -> List[Dict]:
     against N solo programs, end to end: img/s per student (each sees the whole batch); ms/step is that of N
     solo steps or of one population step. `--vmap`: auto (the trainer's default: vmapped on accelerators, one
     member after another on the CPU), on or off."""
-    image_shape, dtype = (args.image_size, args.image_size, args.channels), jnp.dtype(args.dtype)
-    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
-    student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
-    data = synthetic_data(args.num_train, 256, image_shape, args.num_classes)
-    mesh = train.make_mesh()
-    replicated = NamedSharding(mesh, P())
-    steps_per_epoch = data.num_train // args.batch_size
-    tx = train.sgd(RECIPE["learning_rate"], momentum=RECIPE["momentum"], weight_decay=RECIPE["weight_decay"])
-    teacher_variables = jax.device_put(
-        teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
+    image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables = \
+        _setup(args, args.num_train)
     feed = device.DeviceFeed(data, args.batch_size, 0, replicated)
     inputs = feed.inputs(0)
     batched = {"auto": jax.default_backend() != "cpu", "on": True, "off": False}[args.vmap]

@@ -1,5 +1,6 @@
-"""The sweep's cost model: estimated device seconds of a run from its config, scaled from measured anchors by
-the models' forward GFLOPs, with training images per epoch from the config's long-tailed profile."""
+"""The sweep's cost model: estimated device seconds of a run (or a population) from its config, scaled from
+measured anchors by the models' forward GFLOPs, with training images per epoch from the config's long-tailed
+profile; and the plan summary the sweep prints with it."""
 from __future__ import annotations
 
 import math
@@ -84,3 +85,35 @@ def population_seconds(configs, device: str = "h200") -> float:
         evals = math.ceil(config.num_epochs / config.eval_every_epochs)
         seconds += evals * EVAL_IMAGES[config.dataset.name] / eval_ips
     return seconds
+
+
+def summary_lines(runs, tables, args, finished) -> list:
+    """The summary lines of a sweep plan (`ltkd_jax.tools.sweep.Run`s): runs, jobs and estimated hours with and
+    without populations; `finished`: the workdirs of the runs already finished (sweep.is_finished)."""
+    def hours(chosen):
+        return sum(population_seconds([m.config for m in r.members] or [r.config], args.device)
+                   for r in chosen) / 3600
+
+    solo = [member for r in runs for member in (r.members or (r,))]
+    teachers = [r for r in runs if r.kind == "teacher"]
+    students = [r for r in solo if r.kind == "student"]
+    grouped = [r for r in runs if r.members]
+    images = {(r.config.dataset.name, r.config.dataset.imbalance_factor): train_images(r.config) for r in runs}
+    lines = [
+        f"tables {','.join(tables)}: {len(solo)} runs ({len(teachers)} teacher, {len(students)} student); "
+        f"seeds {','.join(map(str, args.seed_list))}; teacher seeds {args.teacher_seeds}",
+        f"estimated device time: {hours(solo):.2f} h on {DEVICES[args.device]['label']} "
+        f"(teachers {hours(teachers):.2f} h, students {hours(students):.2f} h)",
+        f"as populations: {len(runs)} jobs ({len(grouped)} populations of {sum(len(r.members) for r in grouped)} "
+        f"students), {hours(runs):.2f} h" + ("" if grouped else " (--no_populations: students one by one)"),
+        COST_MODEL,
+        "training images per epoch: " + ", ".join(
+            f"{name} γ={longtail.gamma_text(gamma)}: {count:,}{' (approx.)' if name == 'imagenet2012' else ''}"
+            for (name, gamma), count in sorted(images.items())),
+    ]
+    if len(tables) > 1:
+        lines.append("per table (shared runs counted in each): " + "; ".join(
+            f"{table}: {sum(table in r.tables for r in solo)} runs, "
+            f"{hours([r for r in solo if table in r.tables]):.2f} h" for table in tables))
+    lines.append(f"already finished under {args.runs_dir}: {sum(r.workdir in finished for r in solo)} of {len(solo)}")
+    return lines

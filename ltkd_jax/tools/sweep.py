@@ -258,37 +258,6 @@ def is_finished(run: Run) -> bool:
 # Output.
 
 
-def summary_lines(runs: Sequence[Run], tables: Sequence[str], args, finished: Set[str]) -> List[str]:
-    """The plan's summary; `finished`: the workdirs of the runs that are already finished (see is_finished)."""
-    def hours(chosen):
-        return sum(cost.population_seconds([m.config for m in r.members] or [r.config], args.device)
-                   for r in chosen) / 3600
-
-    solo = [member for r in runs for member in (r.members or (r,))]
-    teachers = [r for r in runs if r.kind == "teacher"]
-    students = [r for r in solo if r.kind == "student"]
-    grouped = [r for r in runs if r.members]
-    images = {(r.config.dataset.name, r.config.dataset.imbalance_factor): cost.train_images(r.config) for r in runs}
-    lines = [
-        f"tables {','.join(tables)}: {len(solo)} runs ({len(teachers)} teacher, {len(students)} student); "
-        f"seeds {','.join(map(str, args.seed_list))}; teacher seeds {args.teacher_seeds}",
-        f"estimated device time: {hours(solo):.2f} h on {cost.DEVICES[args.device]['label']} "
-        f"(teachers {hours(teachers):.2f} h, students {hours(students):.2f} h)",
-        f"as populations: {len(runs)} jobs ({len(grouped)} populations of {sum(len(r.members) for r in grouped)} "
-        f"students), {hours(runs):.2f} h" + ("" if grouped else " (--no_populations: students one by one)"),
-        cost.COST_MODEL,
-        "training images per epoch: " + ", ".join(
-            f"{name} γ={longtail.gamma_text(gamma)}: {count:,}{' (approx.)' if name == 'imagenet2012' else ''}"
-            for (name, gamma), count in sorted(images.items())),
-    ]
-    if len(tables) > 1:
-        lines.append("per table (shared runs counted in each): " + "; ".join(
-            f"{table}: {sum(table in r.tables for r in solo)} runs, "
-            f"{hours([r for r in solo if table in r.tables]):.2f} h" for table in tables))
-    lines.append(f"already finished under {args.runs_dir}: {sum(r.workdir in finished for r in solo)} of {len(solo)}")
-    return lines
-
-
 def slurm_lines(runs: Sequence[Run], sbatch_args: str = "") -> List[str]:
     """A bash script: teacher job ids in shell variables, each student submitted with afterok on its teacher."""
     lines, job_vars = ["set -euo pipefail"], {}
@@ -405,7 +374,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     finished = {r.workdir for run in runs for r in (run.members or (run,)) if is_finished(r)}  # reads each once
     finished |= {run.workdir for run in runs if run.members and all(m.workdir in finished for m in run.members)}
-    summary = ["# " + line for line in summary_lines(runs, args.tables, args, finished)]
+    summary = ["# " + line for line in cost.summary_lines(runs, args.tables, args, finished)]
     if args.sweep_file:
         with open(args.sweep_file, "w") as f:
             f.write("\n".join(summary + [shlex.join(run.args) for run in runs]) + "\n")

@@ -84,12 +84,12 @@ def population_members(config) -> list:
     (so it has its method's defaults), then given the fields the population's config sets on top of what its
     own argument builds (where the member has them), then its own `field=value`s. A one-line ValueError names a
     member that cannot join."""
-    base = flatten(build_config(config.dataset.name, config.arg).to_dict())
-    common = {key: value for key, value in flatten(config.to_dict()).items()
+    base, population = flatten(build_config(config.dataset.name, config.arg).to_dict()), flatten(config.to_dict())
+    common = {key: value for key, value in population.items()
               if base.get(key) != value and key not in ("arg", "method", "population")}
     _, teacher, student, _ = parse_arg(config.arg)
     gamma = config.arg.split(",")[2].strip()
-    members, population = [], flatten(config.to_dict())
+    members = []
     for spec in (s.strip() for s in config.population.split(",")):
         method, *assignments = spec.split(":")
         if method not in METHODS or method == "teacher":

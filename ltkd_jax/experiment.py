@@ -216,7 +216,7 @@ def run(config, workdir: str):
     members = config_lib.population_members(config) if config.population else [("", config)]
     configs = [member for _, member in members]
     workdirs = [os.fspath(epath.Path(workdir) / name) if name else workdir for name, _ in members]
-    for member in configs[1 if not config.population else 0:]:
+    for member in configs if config.population else ():  # a solo run's config was validated above
         validate(member)
     distilled = [member for member in configs if member.method not in config_lib.CE_METHODS]
     if not config.teacher_only:

@@ -43,13 +43,13 @@ def unit_states(states, unit_list) -> tuple:
                  for unit in unit_list)
 
 
-def unstack(unit_states, unit_list, num_members: int) -> list:
-    """Each member's own state, in member order (slices of its group's stacked state)."""
-    states = [None] * num_members
-    for unit, state in zip(unit_list, unit_states):
+def unstack(unit_outputs, unit_list, num_members: int) -> list:
+    """Each member's own state (or metrics), in member order: slices of its group's stacked one."""
+    members = [None] * num_members
+    for unit, output in zip(unit_list, unit_outputs):
         for position, member in enumerate(unit):
-            states[member] = state if len(unit) == 1 else jax.tree_util.tree_map(lambda x, p=position: x[p], state)
-    return states
+            members[member] = output if len(unit) == 1 else jax.tree_util.tree_map(lambda x, p=position: x[p], output)
+    return members
 
 
 def _member_step(stage, data, tx, steps_per_epoch):
@@ -98,15 +98,13 @@ def jitted_train_steps(stages: Sequence, data, feed, txs: Sequence, steps_per_ep
         batch = jax.lax.with_sharding_constraint(feed.batch(inputs, step), batch_sharding)
         teacher_out = (step_lib.teacher_forward(teacher_model, teacher_variables, batch["image"], features=features)
                        if distilling else None)
-        new_states, member_metrics = [], [None] * len(stages)
-        for unit, unit_step, state in zip(unit_list, unit_steps, unit_states):
-            state, metrics = unit_step(state, teacher_out if stages[unit[0]].distills else None, batch)
-            new_states.append(state)
-            for position, member in enumerate(unit):
-                member_metrics[member] = (metrics if len(unit) == 1 else
-                                          jax.tree_util.tree_map(lambda x, p=position: x[p], metrics))
-                if schedules is not None:  # logged from the device: no schedule arithmetic on the host
-                    member_metrics[member]["learning_rate"] = schedules[member](step)
+        new_states, unit_metrics = zip(*[
+            unit_step(state, teacher_out if stages[unit[0]].distills else None, batch)
+            for unit, unit_step, state in zip(unit_list, unit_steps, unit_states)])
+        member_metrics = unstack(unit_metrics, unit_list, len(stages))
+        if schedules is not None:  # logged from the device: no schedule arithmetic on the host
+            for metrics, schedule in zip(member_metrics, schedules):
+                metrics["learning_rate"] = schedule(step)
         return tuple(new_states), tuple(member_metrics)
 
     def many_steps(unit_states, teacher_variables, inputs, num_steps):

@@ -17,8 +17,9 @@ $(INSTALLED): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# One worker per core (at most 4); loadscope keeps each module in one worker, so its module fixtures run once.
 test: $(INSTALLED)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadscope tests
 
 demo: $(INSTALLED) fashion-mnist
 	$(PY) -m ltkd_jax.tools.demo --workdir=workdirs/demo

@@ -19,26 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = [
-    "kd_loss",
-    "dkd_loss",
-    "ltkd_loss",
-    "kd_decomposition",
-    "rebalance_group_log_probs",
-    "teacher_group_sums",
-    "cross_entropy",
-    "warmup_factor",
-    "student_objective",
-    "DISTILL_LOSSES",
-    "get_distill_loss",
-    "validate_group_ids",
-]
+__all__ = ["kd_loss", "dkd_loss", "ltkd_loss", "kd_decomposition", "rebalance_group_log_probs", "teacher_group_sums",
+           "cross_entropy", "warmup_factor", "student_objective", "DISTILL_LOSSES", "get_distill_loss",
+           "validate_group_ids"]
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Validation of the class -> group map (host side, before tracing).
-
-
 def validate_group_ids(group_ids, num_groups: int, num_classes: int | None = None) -> None:
     """Raise one clear ValueError if `group_ids` is not a valid class->group map.
 
@@ -53,8 +39,7 @@ def validate_group_ids(group_ids, num_groups: int, num_classes: int | None = Non
     if ids.ndim not in (1, 2):
         raise ValueError(f"group_ids has shape {ids.shape}; expected (C,) or (B, C)")
     if num_classes is not None and ids.shape[-1] != num_classes:
-        raise ValueError(
-            f"group_ids has {ids.shape[-1]} classes but the logits have {num_classes}; they must agree")
+        raise ValueError(f"group_ids has {ids.shape[-1]} classes but the logits have {num_classes}; they must agree")
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"group_ids must be integers, got dtype {ids.dtype}")
     bad = ids[(ids < 0) | (ids >= num_groups)]
@@ -82,10 +67,7 @@ def _check_temperature(temperature) -> None:
         raise ValueError(f"temperature={temperature!r} is invalid: it must be > 0")
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Log-space group algebra.
-
-
 def _group_masks(group_ids, num_groups: int) -> jax.Array:
     """One-hot membership, (C, G) or (B, C, G), boolean."""
     return jnp.asarray(group_ids)[..., None] == jnp.arange(num_groups)
@@ -146,10 +128,7 @@ def rebalance_group_log_probs(log_group_probs: jax.Array) -> jax.Array:
     return scaled - jax.nn.logsumexp(scaled, axis=-1, keepdims=True)
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Public losses.
-
-
 def kd_decomposition(student_logits, teacher_logits, group_ids, *, num_groups: int, temperature: float):
     """The per-sample terms of KD's KL decomposition.
 
@@ -160,21 +139,17 @@ def kd_decomposition(student_logits, teacher_logits, group_ids, *, num_groups: i
     _check_logits(student_logits, teacher_logits)
     _check_temperature(temperature)
     validate_group_ids(group_ids, num_groups, student_logits.shape[-1])
-    terms = _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature)
-    return terms["inter"], terms["intra"]
+    _, _, inter, intra = _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature)
+    return inter, intra
 
 
 def _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature):
+    """(teacher and student group log-probs (B, G), inter (B,), intra (B, G))."""
     mask = _group_masks(group_ids, num_groups)
     log_group_t, log_within_t = _grouped_log_probs(teacher_logits, mask, temperature)
     log_group_s, log_within_s = _grouped_log_probs(student_logits, mask, temperature)
-    intra = _segment_sum(_kl_terms(log_within_t, log_within_s), mask)  # (B, G)
-    return {
-        "log_group_teacher": log_group_t,
-        "log_group_student": log_group_s,
-        "inter": _kl_from_logs(log_group_t, log_group_s),
-        "intra": intra,
-    }
+    intra = _segment_sum(_kl_terms(log_within_t, log_within_s), mask)
+    return log_group_t, log_group_s, _kl_from_logs(log_group_t, log_group_s), intra
 
 
 def kd_loss(student_logits, teacher_logits, *, temperature: float):
@@ -204,17 +179,12 @@ def ltkd_loss(student_logits, teacher_logits, group_ids, *, alpha: float, beta: 
 
 def _ltkd(student_logits, teacher_logits, group_ids, *, alpha, beta, temperature, num_groups, rebalance,
           uniform_intra):
-    terms = _decompose(student_logits, teacher_logits, group_ids, num_groups, temperature)
-    log_group_t = terms["log_group_teacher"]
+    log_group_t, log_group_s, inter, intra = _decompose(student_logits, teacher_logits, group_ids, num_groups,
+                                                        temperature)
     if rebalance:
-        inter = _kl_from_logs(rebalance_group_log_probs(log_group_t), terms["log_group_student"])
-    else:
-        inter = terms["inter"]
-    if uniform_intra:
-        intra = jnp.sum(terms["intra"], axis=-1)
-    else:
-        intra = jnp.sum(jnp.exp(log_group_t) * terms["intra"], axis=-1)
-    return temperature**2 * (alpha * jnp.mean(inter) + beta * jnp.mean(intra))
+        inter = _kl_from_logs(rebalance_group_log_probs(log_group_t), log_group_s)
+    weights = 1.0 if uniform_intra else jnp.exp(log_group_t)  # KD's P_t,k, or LTKD's uniform 1
+    return temperature**2 * (alpha * jnp.mean(inter) + beta * jnp.mean(jnp.sum(weights * intra, axis=-1)))
 
 
 def dkd_loss(student_logits, teacher_logits, labels, *, alpha: float, beta: float, temperature: float):

@@ -1,14 +1,7 @@
 """Device-resident small data sets: uint8 images on the accelerator, batches drawn inside the jitted step.
 
-For CIFAR-, Tiny- and Fashion-MNIST-sized splits the whole long-tailed training set fits in accelerator memory,
-so the host never feeds the step. Everything is a pure function of `(arrays, key, step)`: the epoch's
-permutation comes from `fold_in(key, epoch)` (drawn on the device once per epoch), each step's crop/flip from
-`fold_in(key, step)`, so a resumed run draws exactly the batches an uninterrupted one would and several steps
-of an epoch can run in one dispatch under `lax.scan`. The arrays are replicated on every device: XLA gathers
-each device's shard of the batch locally (tests/train/test_loop.py checks B/8 images per device with 8), so
-the batches are the same for any device count. The host pipeline (`ltkd_jax.data.host`) is for ImageNet.
-"""
-
+Every batch is a pure function of `(arrays, key, step)`: resumed runs, `lax.scan` dispatches and any device count
+see the same batches (docs/data.md, "Input paths"). The host pipeline (`ltkd_jax.data.host`) is for ImageNet."""
 from __future__ import annotations
 
 import dataclasses
@@ -87,12 +80,11 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
     for start in range(0, num_examples, batch_size):
         stop = min(start + batch_size, num_examples)
         pad = batch_size - (stop - start)
-        batch = {
+        yield {
             "image": np.concatenate([images[start:stop], np.zeros((pad,) + images.shape[1:], images.dtype)]),
             "label": np.concatenate([labels[start:stop], np.zeros((pad,), labels.dtype)]).astype(np.int32),
             "mask": np.arange(batch_size) < stop - start,
         }
-        yield batch
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -29,13 +29,9 @@ DEFAULT_SHUFFLE_BUFFER = 16_384  # records (encoded images) held by the tf.data 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Batches:
     """One epoch (training) or one full pass (evaluation) of batches; iterate it (again) for the same stream.
-
-    Each batch is a dict of numpy arrays with this process's share of the global batch: ``image`` uint8
-    (B, H, W, C) augmented, not normalised (the device normalises: a quarter of the bytes of float32 cross to
-    it), ``label`` int32 (B,), ``index`` int32 (B,) canonical example index (-1 for padding) and, for
-    evaluation, ``mask`` bool (B,) (False on padding). ``num_steps`` counts the steps of the whole epoch or
-    pass; ``len(batches)`` the batches the iterator yields (``num_steps - start_step``).
-    """
+    Batches: dicts of this process's numpy arrays (docs/data.md, "Input paths"); ``image`` is uint8, normalised on
+    the device (a quarter of float32's bytes cross to it). ``num_steps`` counts the whole epoch or pass,
+    ``len(batches)`` the batches the iterator yields (``num_steps - start_step``)."""
 
     info: DatasetInfo
     split: str
@@ -68,24 +64,14 @@ def build_dataset(dataset: Union[str, DatasetInfo], split: str = "train", *, glo
                   seed: int = 0, epoch: int = 0, process_index: Optional[int] = None,
                   process_count: Optional[int] = None, training: Optional[bool] = None, start_step: int = 0,
                   shuffle_buffer_size: Optional[int] = None, prefetch: int = 2) -> Batches:
-    """Batches of one epoch of training, or of one evaluation pass.
+    """Batches of one epoch of training, or of one evaluation pass (the streams: docs/data.md, "Host streams").
 
-    Args:
-      dataset: a registry name, or a :class:`DatasetInfo` from :func:`get_info` (then the data-set arguments
-        ``data_dir`` ... ``image_size`` must be left out).
-      split: "train" -- the long-tailed training stream: shuffled per epoch, augmented, remainder dropped;
-        "eval" -- the data set's evaluation split; any other tfds split name -- evaluation over that split.
-        Evaluation visits every example once, pads the last batch and marks it in ``mask``.
-      global_batch_size: batch size summed over processes (must be divisible by ``process_count``).
-      data_dir, imbalance_factor, split_seed, num_groups, split_file, image_size: see :func:`get_info`.
-      seed: training seed (shuffling and augmentation); the LT subset depends on ``split_seed`` only.
-      epoch: epoch number; the stream is a function of (seed, epoch) only, so resuming at epoch e is exact.
-      process_index, process_count: this process and the number of processes (default: JAX's).
-      training: default ``split == "train"``; ``split="train", training=False`` is an evaluation pass over the
-        long-tailed training subset (no augmentation, every kept example once).
-      start_step: skip the first ``start_step`` batches (resume within an epoch).
-      shuffle_buffer_size: default the whole local share for in-memory data sets, else 16,384 records.
-      prefetch: batches prefetched by tf.data.
+    ``dataset``: a registry name (``data_dir`` ... ``image_size`` then as for :func:`get_info`), or a
+    :class:`DatasetInfo` (then leave those out). ``split``: "train" (the LT training stream), "eval" (the
+    evaluation split) or another tfds split (evaluated); ``training=False`` with "train" evaluates the LT subset.
+    The stream depends on ``(seed, epoch)`` only, the LT subset on ``split_seed`` only; ``start_step`` skips
+    batches (resume within an epoch). ``global_batch_size`` must divide by ``process_count`` (default: JAX's).
+    ``shuffle_buffer_size``: default the whole local share for in-memory data sets, else 16,384 records.
     """
     info = _dataset_info(dataset, data_dir=data_dir, imbalance_factor=imbalance_factor, split_seed=split_seed,
                          num_groups=num_groups, split_file=split_file, image_size=image_size)
@@ -139,21 +125,16 @@ def _eval_slots(info: DatasetInfo, split: str, global_batch_size: int, process_i
 
 
 def _records(info: DatasetInfo, split: str, wanted: np.ndarray):
-    """``(tf, records)``: the examples ``wanted`` (canonical indices) as {encoded image, label, canonical index},
-    in stored order."""
+    """``(tf, records)``: the ``wanted`` examples (canonical indices) as {encoded image, label, index}, stored order."""
     from ltkd_jax.data import tf_env  # pylint: disable=import-outside-toplevel
-
     tf, tfds = tf_env.import_tfds()
     meta = split_metadata(info.name, split, info.data_dir)
     table = np.full(meta.num_examples, -1, dtype=np.int64)  # stored position -> canonical index, -1: not wanted
     table[meta.stored_positions[wanted]] = wanted
     ds = stored_dataset(info.spec, split, info.data_dir, decoders={"image": tfds.decode.SkipDecoding()})
     table_t = tf.constant(table)
-    ds = ds.enumerate().map(lambda pos, ex: {
-        "image": ex["image"],
-        "label": tf.cast(ex["label"], tf.int32),
-        "index": tf.gather(table_t, pos),
-    })
+    ds = ds.enumerate().map(lambda pos, ex: {"image": ex["image"], "label": tf.cast(ex["label"], tf.int32),
+                                             "index": tf.gather(table_t, pos)})
     return tf, ds.filter(lambda ex: ex["index"] >= 0)
 
 
@@ -172,25 +153,20 @@ def augmented_batches(tf, records, info, batch_size: int, aug_seed: int):
     """Decode + augment records ({image: encoded, label, index}) in parallel and batch them (remainder
     dropped): the training stream's work after the read and shuffle (``ltkd_jax.tools.input_bench`` times it)."""
     from ltkd_jax.data import tf_preprocess  # pylint: disable=import-outside-toplevel
-
     ds = records.map(tf_preprocess.train_fn(info, aug_seed), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True)
 
 
 def _eval_batches(*, info, split, batch_size, start_step, prefetch, canon, mask):
     from ltkd_jax.data import tf_preprocess  # pylint: disable=import-outside-toplevel
-
     wanted = canon[mask]
     tf, ds = _records(info, split, wanted)
     ds = ds.map(tf_preprocess.eval_fn(info), num_parallel_calls=tf.data.AUTOTUNE)
     num_pad = canon.size - wanted.size
     if num_pad:
-        ds = ds.concatenate(tf.data.Dataset.from_tensors({
-            "image": tf.zeros(info.image_shape, tf.uint8),
-            "label": tf.constant(0, tf.int32),
-            "index": tf.constant(-1, tf.int32),
-            "mask": tf.constant(False),
-        }).repeat(num_pad))
+        padding = {"image": tf.zeros(info.image_shape, tf.uint8), "label": tf.constant(0, tf.int32),
+                   "index": tf.constant(-1, tf.int32), "mask": tf.constant(False)}
+        ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_pad))
     return ds.batch(batch_size).skip(start_step).prefetch(prefetch).as_numpy_iterator()
 
 
@@ -203,8 +179,7 @@ class HostFeed:
     supports_scan = False
 
     def __init__(self, data: ExperimentData, batch_size: int, seed: int, sharding, prefetch: int = 2):
-        self.data, self.batch_size, self.seed, self.sharding, self.prefetch = (
-            data, batch_size, seed, sharding, prefetch)
+        self.data, self.batch_size, self.seed, self.sharding, self.prefetch = data, batch_size, seed, sharding, prefetch
         self._stream, self._next_step = None, None
 
     def inputs(self, step: int) -> dict:
@@ -217,7 +192,6 @@ class HostFeed:
 
     def _batches(self, start_step: int):
         from ltkd_jax.data import device  # pylint: disable=import-outside-toplevel
-
         steps_per_epoch = self.data.num_train // self.batch_size
         epoch, position = divmod(start_step, steps_per_epoch)
         queue = collections.deque()
@@ -233,11 +207,9 @@ class HostFeed:
 
     def batch(self, inputs, step):
         from ltkd_jax.data import device  # pylint: disable=import-outside-toplevel
-
         return device.normalize_batch(inputs, self.data.augmentation)
 
     def eval_batches(self, eval_batch_size: int, sharding):
         from ltkd_jax.data import device  # pylint: disable=import-outside-toplevel
-
         for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
             yield device.put_process_batch(batch, ("image", "label", "mask"), sharding)

@@ -20,54 +20,31 @@ CLASS_GROUPS_FILE = "class_groups.json"
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DatasetInfo:
-    """Everything a trainer needs to know about one (long-tailed) data set.
-
-    Attributes:
-      name: registry name ("cifar100", "tiny_imagenet", "fashion_mnist", "imagenet2012").
-      spec: the static :class:`~ltkd_jax.data.registry.DatasetSpec`.
-      data_dir: the tfds data dir (caches live in ``<data_dir>/ltkd_jax/``).
-      num_classes: C.
-      image_shape: (H, W, C) of the images in batches (after crop/resize).
-      mean, std: the per-channel normalisation applied to pixels in [0, 1].
-      train_split, eval_split: tfds split names.
-      imbalance_factor: gamma of the exponential profile (None: full split or a split file).
-      split_seed: seed of LDAM-DRW's selection RandomState (0 in the literature).
-      split_file: OLTR-style split file used instead of the exponential profile, or None.
-      full_train_counts: (C,) per-class counts of the full training split.
-      train_counts: (C,) per-class counts of the long-tailed training subset.
-      lt_indices: (N_lt,) int64 canonical indices of the kept training examples (class order).
-      group_ids: (C,) int32 group per class, 0 = head ... num_groups-1 = tail.
-      num_groups: number of groups.
-      num_eval: number of evaluation examples (all of ``eval_split``).
-    """
+    """Everything a trainer needs to know about one (long-tailed) data set (built by :func:`get_info`)."""
 
     name: str
     spec: DatasetSpec
-    data_dir: Optional[str]
+    data_dir: Optional[str]  # the tfds data dir (caches in <data_dir>/ltkd_jax/)
     num_classes: int
-    image_shape: Tuple[int, int, int]
+    image_shape: Tuple[int, int, int]  # (H, W, C) of the images in batches (after crop/resize)
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     train_split: str
     eval_split: str
-    imbalance_factor: Optional[float]
-    split_seed: int
-    split_file: Optional[str]
-    full_train_counts: np.ndarray
-    train_counts: np.ndarray
-    lt_indices: np.ndarray
-    group_ids: np.ndarray
+    imbalance_factor: Optional[float]  # gamma; None: the full split or a split file
+    split_seed: int  # seed of LDAM-DRW's selection RandomState (0 in the literature)
+    split_file: Optional[str]  # OLTR-style split file used instead of the exponential profile
+    full_train_counts: np.ndarray  # (C,) per-class counts of the full training split
+    train_counts: np.ndarray  # (C,) per-class counts of the long-tailed subset
+    lt_indices: np.ndarray  # (N_lt,) int64 canonical indices of the kept examples, class order
+    group_ids: np.ndarray  # (C,) int32, 0 = head ... num_groups - 1 = tail
     num_groups: int
-    num_eval: int
+    num_eval: int  # examples of eval_split (all of them)
 
     @property
     def num_train(self) -> int:
         """Size of the long-tailed training subset."""
         return int(self.lt_indices.size)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.image_shape[0])
 
     @property
     def group_sizes(self) -> np.ndarray:
@@ -90,21 +67,13 @@ class DatasetInfo:
         """JSON-friendly description (what :func:`write_split` stores in ``class_groups.json``)."""
         shots = self.shot_masks
         return {
-            "dataset": self.name,
-            "train_split": self.train_split,
-            "eval_split": self.eval_split,
-            "imbalance_factor": self.imbalance_factor,
-            "split_seed": self.split_seed,
-            "split_file": self.split_file,
-            "num_classes": self.num_classes,
-            "num_train": self.num_train,
-            "num_eval": self.num_eval,
-            "num_groups": self.num_groups,
-            "group_ids": self.group_ids.tolist(),
+            "dataset": self.name, "train_split": self.train_split, "eval_split": self.eval_split,
+            "imbalance_factor": self.imbalance_factor, "split_seed": self.split_seed, "split_file": self.split_file,
+            "num_classes": self.num_classes, "num_train": self.num_train, "num_eval": self.num_eval,
+            "num_groups": self.num_groups, "group_ids": self.group_ids.tolist(),
             "group_sizes": self.group_sizes.tolist(),
             "groups": [np.flatnonzero(self.group_ids == g).tolist() for g in range(self.num_groups)],
-            "train_counts": self.train_counts.tolist(),
-            "full_train_counts": self.full_train_counts.tolist(),
+            "train_counts": self.train_counts.tolist(), "full_train_counts": self.full_train_counts.tolist(),
             "shots": {k: np.flatnonzero(v).tolist() for k, v in shots.items()},
             "index_order": ("canonical order: sort of feature " + repr(self.spec.order_key)) if self.spec.order_key
             else "tfds stored order (shuffle_files=False)",
@@ -112,21 +81,12 @@ class DatasetInfo:
 
 
 def get_info(name: str, *, data_dir=None, imbalance_factor: Optional[float] = None, split_seed: int = 0,
-             num_groups: int = 3, split_file: Optional[str] = None,
-             image_size: Optional[int] = None) -> DatasetInfo:
-    """Describe data set ``name`` and its long-tailed training subset.
+             num_groups: int = 3, split_file: Optional[str] = None, image_size: Optional[int] = None) -> DatasetInfo:
+    """Describe data set ``name`` and its long-tailed training subset (docs/data.md, "Long-tailed subsets").
 
-    Args:
-      name: registry name.
-      data_dir: tfds data dir (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
-      imbalance_factor: gamma >= 1 of the exponential profile (LDAM-DRW). None with no ``split_file``: the full
-        training split.
-      split_seed: seed of the selection (LDAM-DRW and the literature: 0). Independent of the training seed.
-      num_groups: number of head...tail groups.
-      split_file: OLTR-style list (``relative/path label`` per line) of the training images to keep, matched
-        to examples by file name (ImageNet / Tiny ImageNet). Exclusive with ``imbalance_factor``.
-      image_size: output size for ImageNet (default 224); other data sets keep their native size.
-
+    ``imbalance_factor`` is LDAM-DRW's gamma >= 1 (None, and no ``split_file``: the full training split); the
+    selection's seed ``split_seed`` is independent of the training seed. ``split_file`` (exclusive with gamma):
+    OLTR-style ``relative/path label`` lines, matched by file name. ``image_size``: ImageNet only (default 224).
     Reads cached labels with numpy only; the first call for a split scans it with tfds (TensorFlow).
     """
     spec = get_spec(name)
@@ -217,13 +177,9 @@ def indices_from_split_file(path, keys: Optional[np.ndarray], labels: np.ndarray
 
 
 def write_split(info: DatasetInfo, directory) -> Dict[str, str]:
-    """Write the LT index list and the class->group map beside a run (call it on process 0 only).
-
-    Files: ``lt_indices.npy`` (int64 canonical example indices of the training subset, class order) and
-    ``class_groups.json`` (:meth:`DatasetInfo.summary`: group ids, groups, counts, shots, provenance), each
-    written to a temporary name and renamed. ``directory`` may be remote (``gs://...``).
-    Returns ``{"lt_indices": path, "class_groups": path}``.
-    """
+    """Write ``lt_indices.npy`` and ``class_groups.json`` (:meth:`DatasetInfo.summary`) beside a run, each under
+    a temporary name then renamed (process 0 only; ``directory`` may be ``gs://...``). Returns
+    ``{"lt_indices": path, "class_groups": path}``."""
     directory = epath.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     idx_path = os.fspath(directory / LT_INDICES_FILE)

@@ -1,13 +1,6 @@
-"""Long-tailed subsets, class groups and shot buckets: pure numpy, no TensorFlow, no JAX.
-
-The conventions of LDAM-DRW (Cao et al., 2019), which defined CIFAR-100-LT, and of OLTR (Liu et al., 2019):
-:func:`exponential_counts` (``floor(n_c * gamma**(-c / (C - 1)))`` in LDAM-DRW's arithmetic, so CIFAR-100-LT
-has 19,573 / 15,907 / 12,608 / 10,847 images at gamma = 10 / 20 / 50 / 100), :func:`select_indices`
-(LDAM-DRW's selection: one ``RandomState(seed)``, classes ascending, each class's indices shuffled, the first
-``counts[c]`` kept), :func:`class_groups` (classes sorted by count, cut with ``np.array_split``) and
-:func:`shot_masks` (many > 100, medium 20..100, few < 20). Each raises a one-line ValueError naming the bad
-value. docs/data.md ("Long-tailed subsets") has the details.
-"""
+"""Long-tailed subsets, class groups and shot buckets (pure numpy, no TensorFlow, no JAX), as LDAM-DRW (Cao et
+al., 2019) and OLTR (Liu et al., 2019) define them; each function raises a one-line ValueError naming the bad
+value. The rules and the literature's totals: docs/data.md ("Long-tailed subsets")."""
 from __future__ import annotations
 
 import math
@@ -15,14 +8,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-__all__ = [
-    "exponential_counts",
-    "select_indices",
-    "class_groups",
-    "group_sizes",
-    "shot_masks",
-    "SHOT_THRESHOLDS",
-]
+__all__ = ["exponential_counts", "select_indices", "class_groups", "group_sizes", "shot_masks", "SHOT_THRESHOLDS"]
 
 # Literature thresholds (OLTR, Liu et al. 2019): many-shot > 100, few-shot < 20, medium in between.
 SHOT_THRESHOLDS = {"many_min_exclusive": 100, "few_max_exclusive": 20}
@@ -52,18 +38,9 @@ def gamma_text(imbalance_factor) -> str:
 
 
 def exponential_counts(full_counts: Sequence[int], imbalance_factor: float) -> np.ndarray:
-    """Per-class counts of the exponential long-tailed profile (LDAM-DRW's ``get_img_num_per_cls``).
-
-    Args:
-      full_counts: length-C per-class counts of the full split (e.g. ``np.full(100, 500)`` for CIFAR-100).
-      imbalance_factor: gamma = n_max / n_min >= 1 (1 keeps every example).
-
-    Returns:
-      int64 array (C,) with ``counts[c] = floor(full_counts[c] * gamma ** (-c / (C - 1)))``.
-
-    Raises:
-      ValueError: gamma < 1 or not finite, bad ``full_counts``, or a class whose count rounds to zero.
-    """
+    """int64 (C,) per-class counts of the exponential profile (LDAM-DRW's ``get_img_num_per_cls``):
+    ``floor(full_counts[c] * gamma ** (-c / (C - 1)))`` for ``gamma = imbalance_factor >= 1`` (1 keeps all).
+    ValueError for a bad gamma or ``full_counts``, or a class whose count rounds to zero."""
     full = _as_int_vector(full_counts, "full_counts")
     try:
         gamma = float(imbalance_factor)
@@ -77,33 +54,19 @@ def exponential_counts(full_counts: Sequence[int], imbalance_factor: float) -> n
     else:
         # Exactly LDAM-DRW's arithmetic (Python doubles, int() truncation), so the literature totals come out.
         inv = 1.0 / gamma
-        counts = np.array(
-            [int(int(n) * inv ** (c / (num_classes - 1.0))) for c, n in enumerate(full)], dtype=np.int64
-        )
+        counts = np.array([int(int(n) * inv ** (c / (num_classes - 1.0))) for c, n in enumerate(full)], np.int64)
     if np.any(counts <= 0):
         bad = int(np.flatnonzero(counts <= 0)[0])
-        raise ValueError(
-            f"imbalance_factor={imbalance_factor!r} leaves class {bad} with {int(counts[bad])} examples "
-            f"(full count {int(full[bad])}); allowed: every class keeps >= 1 example, so use a smaller "
-            f"imbalance_factor"
-        )
+        raise ValueError(f"imbalance_factor={imbalance_factor!r} leaves class {bad} with {int(counts[bad])} examples "
+                         f"(full count {int(full[bad])}); allowed: every class keeps >= 1 example, so use a smaller "
+                         f"imbalance_factor")
     return counts
 
 
 def select_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 0) -> np.ndarray:
-    """Indices of the examples kept by LDAM-DRW's rule, concatenated in ascending class order.
-
-    One ``np.random.RandomState(seed)``; for each class ``c = 0 .. C-1``: ``idx = np.where(labels == c)[0]``
-    (file order), ``rng.shuffle(idx)``, keep ``idx[:counts[c]]``.
-
-    Args:
-      labels: (N,) integer labels of the full split, in the split's file order.
-      counts: (C,) number of examples to keep per class (e.g. from :func:`exponential_counts`).
-      seed: seed of the single RandomState (LDAM-DRW: 0).
-
-    Returns:
-      int64 array of kept indices into ``labels``.
-    """
+    """int64 indices into ``labels`` (the full split, file order) of the examples LDAM-DRW's rule keeps: one
+    ``np.random.RandomState(seed)``; for each class ``c = 0 .. C-1``, ``idx = np.where(labels == c)[0]``,
+    ``rng.shuffle(idx)``, keep ``idx[:counts[c]]``; concatenated in class order."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be a 1-D array, got shape {labels.shape}")
@@ -120,9 +83,8 @@ def select_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 0) 
     short = np.flatnonzero(counts > available)
     if short.size:
         c = int(short[0])
-        raise ValueError(
-            f"counts[{c}]={int(counts[c])} exceeds the {int(available[c])} examples of class {c} in labels"
-        )
+        raise ValueError(f"counts[{c}]={int(counts[c])} exceeds the {int(available[c])} examples of class {c} "
+                         f"in labels")
     rng = np.random.RandomState(seed)
     kept = []
     for c in range(num_classes):
@@ -133,11 +95,8 @@ def select_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 0) 
 
 
 def class_groups(counts: Sequence[int], num_groups: int = 3) -> np.ndarray:
-    """Group id per class: 0 = head (most examples) ... ``num_groups - 1`` = tail.
-
-    Classes are sorted by training count, descending, ties by label ascending (a stable sort), and the sorted
-    list is cut with ``np.array_split`` (sizes 34/33/33 for 100 classes, 67/67/66 for 200, 4/3/3 for 10).
-    """
+    """Group id per class, 0 = head (most examples) ... ``num_groups - 1`` = tail: classes sorted by training count,
+    descending, ties by label (a stable sort), cut with ``np.array_split`` (34/33/33 for 100 classes, 4/3/3 for 10)."""
     counts = _as_int_vector(counts, "counts")
     if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
         raise ValueError(f"num_groups must be an integer, got {num_groups!r}")

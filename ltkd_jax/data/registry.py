@@ -16,42 +16,22 @@ FASHION_MNIST_STD = (0.3530,)
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """Static facts about one data set.
+    """Static facts about one data set (the fields: docs/data.md, "Data sets" and "Canonical order")."""
 
-    Attributes:
-      name: our name (the registry key).
-      tfds_name: the tfds builder name.
-      num_classes: number of classes.
-      image_shape: (H, W, C) of the stored images, or None where they vary (ImageNet).
-      train_split / eval_split: tfds split names for training and evaluation.
-      mean / std: per-channel normalisation of pixel values in [0, 1].
-      augment: "pad_crop_flip" (pad zeros, random crop back to size, horizontal flip) or
-        "random_resized_crop" (ImageNet: random-resized-crop + flip; eval resize + centre crop).
-      pad: zero padding for "pad_crop_flip".
-      in_memory: whether the splits fit in memory (numpy caches of the images, the device-resident path).
-      order_key: feature whose sort order defines the canonical ("file") order of the examples, or None for
-        tfds's stored order. cifar100's ``id`` ("train_00000") gives back the original CIFAR file order;
-        ``file_name`` sorts ImageNet/Tiny ImageNet as torchvision's ImageFolder lists them. fashion_mnist has
-        no such feature (tfds does not keep the IDX record index), so its order is tfds's stored one:
-        deterministic, but not the IDX files' order; each run saves its selection (lt_indices.npy).
-      manual_files: the raw files that must be placed in the manual dir by hand (empty where tfds downloads
-        the data set itself).
-    """
-
-    name: str
+    name: str  # the registry key
     tfds_name: str
     num_classes: int
-    image_shape: Optional[Tuple[int, int, int]]
+    image_shape: Optional[Tuple[int, int, int]]  # (H, W, C) as stored; None where it varies (ImageNet)
     train_split: str
     eval_split: str
-    mean: Tuple[float, ...]
+    mean: Tuple[float, ...]  # per-channel normalisation of pixels in [0, 1]
     std: Tuple[float, ...]
-    augment: str
-    pad: int
-    in_memory: bool
-    order_key: Optional[str]
-    manual_files: Tuple[str, ...] = ()
-    default_image_size: Optional[int] = None
+    augment: str  # "pad_crop_flip" or "random_resized_crop" (ImageNet; eval resize + centre crop)
+    pad: int  # zero padding of "pad_crop_flip"
+    in_memory: bool  # the splits fit in memory: numpy image caches, the device-resident path
+    order_key: Optional[str]  # feature whose sort order is the canonical one; None: tfds's stored order
+    manual_files: Tuple[str, ...] = ()  # raw files put in the manual dir by hand (empty: tfds downloads)
+    default_image_size: Optional[int] = None  # output size where image_shape is None
 
 
 DATASETS = {

@@ -1,11 +1,8 @@
 """Reading tfds splits in a fixed order, and the numpy caches built from them.
 
-Examples are counted in *canonical order* everywhere (LT index lists, the ``index`` of batches, the caches):
-the sort order of the data set's ``order_key`` feature where it has one (cifar100's ``id`` gives back the
-CIFAR-100 file order; ``file_name`` sorts ImageNet / Tiny ImageNet as ImageFolder does), else tfds's *stored
-order* (the order of a read with ``shuffle_files=False`` and :func:`read_config`, which tf.data pipelines use).
-Caches live in ``<data_dir>/ltkd_jax/<name>/<split>/`` (possibly remote, through ``etils.epath``) and read with
-numpy only; TensorFlow is imported only to build a missing one. Details: docs/data.md.
+Examples are counted in *canonical order* everywhere (docs/data.md, "Canonical order"). Caches live in
+``<data_dir>/ltkd_jax/<name>/<split>/`` (possibly remote, through ``etils.epath``) and read with numpy only;
+TensorFlow is imported only to build a missing one.
 """
 from __future__ import annotations
 
@@ -31,12 +28,8 @@ def read_config():
     tf, tfds = tf_env.import_tfds()
     options = tf.data.Options()
     options.deterministic = True
-    return tfds.ReadConfig(
-        options=options,
-        try_autocache=False,
-        interleave_cycle_length=INTERLEAVE_CYCLE_LENGTH,
-        interleave_block_length=INTERLEAVE_BLOCK_LENGTH,
-    )
+    return tfds.ReadConfig(options=options, try_autocache=False, interleave_cycle_length=INTERLEAVE_CYCLE_LENGTH,
+                           interleave_block_length=INTERLEAVE_BLOCK_LENGTH)
 
 
 def builder(spec: DatasetSpec, data_dir=None):
@@ -132,13 +125,9 @@ def _scan(spec: DatasetSpec, split: str, data_dir) -> SplitMeta:
 
 
 def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-    """``(images, labels)`` of a whole split as numpy arrays in canonical order.
-
-    images: uint8 (N, H, W, C); labels: int32 (N,). Read from ``<data_dir>/ltkd_jax/<name>/<split>/`` with
-    numpy only; a missing cache is built once from the prepared tfds data set (this imports TensorFlow).
-    ``mmap=True`` memory-maps the images instead of reading them into memory (local data dirs only: a remote
-    cache, ``gs://...``, is read whole). Only for in-memory data sets (cifar100, tiny_imagenet, fashion_mnist).
-    """
+    """``(images, labels)`` of a whole split in canonical order: uint8 (N, H, W, C) and int32 (N,); in-memory data
+    sets only (cifar100, tiny_imagenet, fashion_mnist). Read from the numpy cache, built once if missing (this
+    imports TensorFlow); ``mmap=True`` memory-maps the images (local data dirs only: a remote cache is read whole)."""
     spec = get_spec(name)
     if not spec.in_memory or spec.image_shape is None:
         raise ValueError(f"load_arrays: {name!r} does not fit in memory; use the tf.data pipeline "

@@ -34,12 +34,6 @@ class ReviewKDSettings:
     out_shapes: tuple  # (H, W) of the teacher maps, shallow -> deep
     mid_channel: int
 
-    def as_mdistiller(self) -> dict:
-        """The same numbers in mdistiller's config notation (SHAPES / OUT_SHAPES deep -> shallow, square)."""
-        return {"IN_CHANNELS": list(self.in_channels), "OUT_CHANNELS": list(self.out_channels),
-                "SHAPES": [h for h, _ in self.shapes[::-1]], "OUT_SHAPES": [h for h, _ in self.out_shapes[::-1]],
-                "MID_CHANNEL": self.mid_channel, "STU_PREACT": self.student_key == "preact_feats"}
-
 
 def derive_settings(teacher_name: str, student_name: str, teacher: dict, student: dict,
                     student_preact=None, mid_channel=None) -> ReviewKDSettings:

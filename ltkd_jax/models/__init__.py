@@ -7,8 +7,8 @@
     logits, features = model.apply(variables, images, return_features=True)
 
 ``features`` is mdistiller's dict: ``feats`` (stage outputs, stem first), ``preact_feats`` (the same before
-their final ReLU) and ``pooled_feat`` (the (N, C) vector fed to the classifier); each family's module
-docstring lists the shapes. Every model pools globally, so CIFAR models also run at 64x64 (Tiny ImageNet) and
+their final ReLU) and ``pooled_feat`` (the (N, C) vector fed to the classifier); docs/models.md lists
+each model's shapes. Every model pools globally, so CIFAR models also run at 64x64 (Tiny ImageNet) and
 28x28x1 (Fashion-MNIST); input channels come from the input.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 from ltkd_jax.models.layers import Dtype
 from ltkd_jax.models.mobilenet import mobilenet_v1, mobilenet_v2
-from ltkd_jax.models.resnet_cifar import demo_resnet_student, demo_resnet_teacher, resnet8x4, resnet32, resnet32x4, resnet50_cifar, resnet110
+from ltkd_jax.models.resnet_cifar import (demo_resnet_student, demo_resnet_teacher, resnet8x4, resnet32, resnet32x4,
+                                          resnet50_cifar, resnet110)
 from ltkd_jax.models.resnet_imagenet import resnet18, resnet34, resnet50
 from ltkd_jax.models.shufflenet import shufflenet_v1
 from ltkd_jax.models.vgg import vgg8, vgg13
@@ -114,12 +115,5 @@ def feature_shapes(name: str, num_classes: int, input_shape: tuple[int, ...] | N
     return jax.eval_shape(forward, jax.random.key(0), images)
 
 
-__all__ = [
-    "MODEL_NAMES",
-    "abstract_variables",
-    "count_params",
-    "feature_shapes",
-    "get_model",
-    "is_cifar_model",
-    "native_resolution",
-]
+__all__ = ["MODEL_NAMES", "abstract_variables", "count_params", "feature_shapes", "get_model", "is_cifar_model",
+           "native_resolution"]

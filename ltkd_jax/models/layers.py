@@ -56,35 +56,15 @@ class HeadInit(enum.Enum):
     NORMAL_001_ZERO_BIAS = "normal_001_zero_bias"  # N(0, 0.01) weight, zero bias (mdistiller VGG, MobileNetV2)
 
 
-def conv2d(
-    features: int,
-    kernel_size: int,
-    *,
-    stride: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    kernel_init: nn.initializers.Initializer = kaiming_normal_fan_out,
-    dtype: Dtype = jnp.float32,
-    name: str | None = None,
-) -> nn.Conv:
-    """A square convolution padded like PyTorch's ``Conv2d(padding=kernel_size // 2)``.
-
-    Every reference conv that has a bias zeroes it at init, hence the zeros bias initialiser.
-    """
+def conv2d(features: int, kernel_size: int, *, stride: int = 1, groups: int = 1, use_bias: bool = False,
+           kernel_init: nn.initializers.Initializer = kaiming_normal_fan_out, dtype: Dtype = jnp.float32,
+           name: str | None = None) -> nn.Conv:
+    """A square convolution padded like PyTorch's ``Conv2d(padding=kernel_size // 2)``. Its bias (if any) starts
+    at zero: every reference conv that has a bias zeroes it at init."""
     pad = kernel_size // 2
-    return nn.Conv(
-        features,
-        (kernel_size, kernel_size),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        feature_group_count=groups,
-        use_bias=use_bias,
-        kernel_init=kernel_init,
-        bias_init=nn.initializers.zeros,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-    )
+    return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                   feature_group_count=groups, use_bias=use_bias, kernel_init=kernel_init,
+                   bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def batch_norm(train: bool, *, dtype: Dtype = jnp.float32, name: str | None = None) -> nn.BatchNorm:
@@ -93,15 +73,9 @@ def batch_norm(train: bool, *, dtype: Dtype = jnp.float32, name: str | None = No
     ``train=True`` normalises with the batch statistics and updates ``batch_stats`` (the caller must pass
     ``mutable=['batch_stats']``); ``train=False`` uses the running statistics.
     """
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=BN_MOMENTUM,
-        epsilon=BN_EPSILON,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        force_float32_reductions=True,  # batch statistics in float32 even when computing in bfloat16
-        name=name,
-    )
+    # force_float32_reductions: batch statistics in float32 even when computing in bfloat16.
+    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
+                        param_dtype=jnp.float32, force_float32_reductions=True, name=name)
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
@@ -111,9 +85,8 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Ar
 
 def avg_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
     """PyTorch AvgPool2d with its default ``count_include_pad=True`` (zero padding counts in the mean)."""
-    return nn.avg_pool(
-        x, (window, window), strides=(stride, stride), padding=((padding, padding),) * 2, count_include_pad=True
-    )
+    return nn.avg_pool(x, (window, window), strides=(stride, stride), padding=((padding, padding),) * 2,
+                       count_include_pad=True)
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
@@ -135,18 +108,12 @@ def classifier(num_classes: int, in_features: int, init: HeadInit, *, dtype: Dty
         kernel_init, bias_init = nn.initializers.normal(stddev=0.01), nn.initializers.zeros
     else:  # pragma: no cover - exhaustive over the enum
         raise ValueError(f"unknown head init {init!r}")
-    return nn.Dense(
-        num_classes, kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, param_dtype=jnp.float32, name=name
-    )
+    return nn.Dense(num_classes, kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, param_dtype=jnp.float32,
+                    name=name)
 
 
-def model_outputs(
-    logits: jax.Array,
-    feats: list[jax.Array],
-    preact_feats: list[jax.Array],
-    pooled_feat: jax.Array,
-    return_features: bool,
-):
+def model_outputs(logits: jax.Array, feats: list[jax.Array], preact_feats: list[jax.Array], pooled_feat: jax.Array,
+                  return_features: bool):
     """Logits in float32, plus mdistiller's feature dict when asked for.
 
     Features stay in the compute dtype (casting large bfloat16 maps to float32 costs memory for nothing;

@@ -1,10 +1,6 @@
 """Post-activation residual blocks (He et al. 2016) shared by the CIFAR and ImageNet ResNets.
 
-Both blocks are the ones of mdistiller's ``cifar/resnet.py``, ``cifar/resnetv2.py`` and torchvision's ResNet:
-the shortcut is the identity unless the stride or the channel count changes, in which case it is a strided
-1x1 convolution followed by batch norm (option B); the final ReLU comes after the addition. Each block returns
-``(output, preact)``, where ``preact`` is the sum before that ReLU (mdistiller's ``preact_feats``).
-All convolutions are bias-free with kaiming-normal fan-out init, as in every reference ResNet.
+Shortcuts, ``preact`` outputs and initialisation, with their sources: docs/models.md.
 """
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
 """VGG with batch norm for CIFAR, as mdistiller's ``cifar/vgg.py`` (vgg8 = ``vgg8_bn``, vgg13 = ``vgg13_bn``).
 
-Five conv stages (3x3 conv with bias, BN, ReLU); the last BN of each stage is read before its ReLU
-(``preact_feats``). 2x2 max-pools follow stages 0, 1 and 2; the pool between stages 3 and 4 (``pool3``)
-runs only at 64 px and larger inputs (mdistiller: only when the height is 64), so stage 4 sees 4x4 at both
-32 and 64 px. Then global average pooling (mdistiller's AdaptiveAvgPool2d) and one linear layer.
-Init as mdistiller: conv N(0, 2/(k*k*out)) with zero bias, BN 1/0, linear N(0, 0.01) with zero bias.
-
-Features: ``feats = [stage0 .. stage4]`` after ReLU, ``preact_feats`` the same before the stage's last
-ReLU except stage 0 (post-ReLU in both, as mdistiller), ``pooled_feat`` (N, 512). Shapes at 32x32x3:
-
-  vgg8 / vgg13: feats (N,32,32,64) (N,16,16,128) (N,8,8,256) (N,4,4,512) (N,4,4,512); pooled (N,512)
+Topology, initialisation and feature shapes, with their sources: docs/models.md.
 """
 from __future__ import annotations
 
@@ -19,16 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ltkd_jax.models.layers import (
-    Dtype,
-    HeadInit,
-    batch_norm,
-    classifier,
-    conv2d,
-    global_avg_pool,
-    max_pool,
-    model_outputs,
-)
+from ltkd_jax.models.layers import (Dtype, HeadInit, batch_norm, classifier, conv2d, global_avg_pool, max_pool,
+                                    model_outputs)
 
 # Conv widths per stage (mdistiller cfg "S" and "B").
 VGG8_STAGES = ((64,), (128,), (256,), (512,), (512,))
@@ -74,9 +57,8 @@ class VGG(nn.Module):
             if i < 3:
                 x = max_pool(x, 2, 2)
         pooled = global_avg_pool(x)
-        logits = classifier(
-            self.num_classes, pooled.shape[-1], HeadInit.NORMAL_001_ZERO_BIAS, dtype=self.dtype, name="classifier"
-        )(pooled)
+        logits = classifier(self.num_classes, pooled.shape[-1], HeadInit.NORMAL_001_ZERO_BIAS, dtype=self.dtype,
+                            name="classifier")(pooled)
         return model_outputs(logits, feats, preacts, pooled, return_features)
 
 

@@ -3,12 +3,9 @@
     python -m ltkd_jax.tools.bench --teacher=resnet32x4 --student=resnet8x4 --batch_size=64 --dtype=float32
     python -m ltkd_jax.tools.bench --batch_size=512 --dtype=bfloat16 --steps_per_dispatch=1,16 --epoch
 
-Rows (images/s, medians over timed windows, and each program's compile time): `jax step` (the jitted step on a
-uint8 batch already on the device), `jax end-to-end [xK]` (the trainer's program: the batch drawn from the
-device-resident set inside the step, K steps per dispatch), `jax 2 epochs` / `jax trainer loop` (--epoch:
-`train.run_stage` for two CIFAR-100-LT-sized epochs, and its logged steady-state rate), `torch reference`
-(mdistiller's eager fp32 step, when PyTorch is importable). TFLOP/s from XLA's cost analysis; the fraction of
-peak uses the dense peak of the compute dtype (TF32 for float32 on GPUs). docs/benchmarks.md has the figures.
+Rows (img/s, medians over timed windows; compile time; TFLOP/s from XLA's cost analysis against the dtype's
+dense peak): the bare step, the trainer's end-to-end program, --epoch, --population, PyTorch. docs/benchmarks.md
+says what each row times and has the figures.
 """
 
 from __future__ import annotations
@@ -27,16 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ltkd_jax.data import device
-from ltkd_jax import losses, models, train
+from ltkd_jax import io, losses, models, train
+from ltkd_jax.data import device, longtail
 from ltkd_jax.train import population as train_population
-from ltkd_jax import io
-from ltkd_jax.data import longtail
 
-# Dense peak TFLOP/s per chip (vendor figures, no sparsity) for (float32, bfloat16) inputs. At JAX's default
-# precision, float32 convolutions and matrix products run on the tensor cores in TF32 on Ampere and later GPUs
-# (the H200 anchor's fp32 step reached ~78 TFLOP/s, above the 67 of plain fp32), so the GPUs' float32 column is
-# their TF32 peak; PyTorch also convolves fp32 in TF32 by default (torch.backends.cudnn.allow_tf32).
+# Dense peak TFLOP/s per chip (vendor figures, no sparsity) for (float32, bfloat16) inputs; the GPUs' float32
+# column is their TF32 peak, as JAX's default precision runs fp32 there (docs/benchmarks.md).
 PEAK_TFLOPS = {
     "H100": (494.7, 989.4), "H100 PCIe": (378.0, 756.0), "H200": (494.7, 989.4), "A100": (156.0, 312.0),
     "L4": (60.0, 121.0),
@@ -128,13 +121,13 @@ def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int
     return compile_s, float(np.median(times)), state
 
 
-def _setup(args, num_train: int):
+def _setup(args, num_train: int, num_test: int = 256):
     """(image shape, teacher and student models, synthetic data, mesh, replicated sharding, steps per epoch, the
     CIFAR recipe's SGD, teacher variables) of a timed program."""
     image_shape, dtype = (args.image_size, args.image_size, args.channels), jnp.dtype(args.dtype)
     teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
     student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
-    data = synthetic_data(num_train, 256, image_shape, args.num_classes)
+    data = synthetic_data(num_train, num_test, image_shape, args.num_classes)
     mesh = train.make_mesh()
     replicated = NamedSharding(mesh, P())
     steps_per_epoch = data.num_train // args.batch_size
@@ -161,11 +154,8 @@ def jax_rows(args) -> List[Dict]:
                                     for k in ([] if args.step_only else args.steps_per_dispatch)]):
         one, many, _ = train.jitted_train_steps([stage], data, feed, [tx], steps_per_epoch, mesh, teacher_model)
         inputs = feed.inputs(0)
-        if dispatch == 1:
-            call = lambda state, one=one, inputs=inputs: one(state, teacher_variables, inputs)  # noqa: E731
-        else:
-            call = lambda state, many=many, inputs=inputs, k=dispatch: many(  # noqa: E731
-                state, teacher_variables, inputs, k)
+        program, extra = (one, ()) if dispatch == 1 else (many, (dispatch,))
+        call = lambda state, f=program, x=inputs, e=extra: f(state, teacher_variables, x, *e)  # noqa: E731
         compile_s, seconds, state = _time_program(call, fresh_state(), dispatch, args.steps, args.windows)
         if args.profile_dir and name == ("jax step" if args.step_only else "jax end-to-end"):
             _trace(call, state, args.profile_dir)
@@ -249,14 +239,10 @@ def epoch_rows(args, dispatch: int) -> List[Dict]:
     """Two CIFAR-100-LT-sized epochs through `train.run_stage` with `dispatch` steps per dispatch (teacher
     forward included): their wall time (compiles, evaluation and checkpoints included), and the rate the trainer
     logged in the second epoch, once everything is compiled."""
-    image_shape = (args.image_size, args.image_size, args.channels)
-    dtype = jnp.dtype(args.dtype)
-    data = synthetic_data(args.epoch_examples, 10_000, image_shape, args.num_classes)
-    teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
-    teacher = train.Teacher(teacher_model, teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape),
-                                                                train=False), "random")
-    stage = make_stage(args.method, models.get_model(args.student, args.num_classes, dtype=dtype), 2)
-    steps_per_epoch = data.num_train // args.batch_size
+    _, teacher_model, student_model, data, _, _, steps_per_epoch, _, teacher_variables = _setup(
+        args, args.epoch_examples, 10_000)
+    teacher = train.Teacher(teacher_model, teacher_variables, "random")
+    stage = make_stage(args.method, student_model, 2)
     # About 8 windows per epoch, each a whole number of dispatches.
     log_every = dispatch * max(1, round(steps_per_epoch / 8 / dispatch))
     with tempfile.TemporaryDirectory() as workdir:
@@ -335,18 +321,15 @@ def parse_args(argv=None):
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    try:
-        args.steps_per_dispatch = sorted({int(k) for k in args.steps_per_dispatch.split(",")})
-    except ValueError:
-        parser.error(f"--steps_per_dispatch={args.steps_per_dispatch!r} must be a comma list of integers")
-    try:
-        args.population = sorted({int(n) for n in args.population.split(",")}) if args.population else []
-    except ValueError:
-        parser.error(f"--population={args.population!r} must be a comma list of integers")
-    if args.population and min(args.population) < 1:
-        parser.error("--population sizes must be >= 1")
-    if min(args.steps_per_dispatch) < 1:
-        parser.error("--steps_per_dispatch values must be >= 1")
+    for name in ("steps_per_dispatch", "population"):
+        text = getattr(args, name)
+        try:
+            values = sorted({int(k) for k in text.split(",")}) if text else []
+        except ValueError:
+            values = [0]  # not integers: the same error as a non-positive one
+        if min(values, default=1) < 1:
+            parser.error(f"--{name}={text!r} must be a comma list of positive integers")
+        setattr(args, name, values)
     for name in ("batch_size", "image_size", "channels", "num_classes", "num_train", "steps", "windows",
                  "epoch_examples"):
         if getattr(args, name) < 1:
@@ -385,17 +368,16 @@ def main(argv=None) -> int:
               f"{args.channels}, {args.num_classes} classes; {jax.device_count()} x {device.device_kind} "
               f"({device.platform}); jax {jax.__version__}")
     print(header, flush=True)
+    reference = None
     if args.population:
         rows = population_rows(args)
-        print(format_table(rows))
-        return _write_json(args, header, device, rows)
-    rows = jax_rows(args)
-    if args.epoch:  # through the trainer with the fastest steps-per-dispatch just measured
-        fastest = max((r for r in rows if r["name"].startswith("jax end-to-end")), key=lambda r: r["img_per_s"])
-        rows += epoch_rows(args, dispatch=fastest["steps_per_dispatch"])
-    reference = None if args.no_torch else torch_row(args)
-    if reference:
-        rows.append(reference)
+    else:
+        rows = jax_rows(args)
+        if args.epoch:  # through the trainer with the fastest steps-per-dispatch just measured
+            fastest = max((r for r in rows if r["name"].startswith("jax end-to-end")), key=lambda r: r["img_per_s"])
+            rows += epoch_rows(args, dispatch=fastest["steps_per_dispatch"])
+        reference = None if args.no_torch else torch_row(args)
+        rows += [reference] if reference else []
     print(format_table(rows))
     if reference and not args.step_only:
         best = max(r["img_per_s"] for r in rows if r["name"].startswith("jax end-to-end"))
@@ -403,10 +385,6 @@ def main(argv=None) -> int:
         for r in rows:
             if r["name"].startswith("jax trainer loop"):
                 print(f"trainer loop / PyTorch reference: {r['img_per_s'] / reference['img_per_s']:.2f}x")
-    return _write_json(args, header, device, rows)
-
-
-def _write_json(args, header, device, rows) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "device_kind": device.device_kind, "jax": jax.__version__, "rows": rows},

@@ -58,11 +58,6 @@ def train_images(config) -> int:
     return int(longtail.exponential_counts(counts, config.dataset.imbalance_factor).sum())
 
 
-def run_seconds(config, device: str = "h200") -> float:
-    """Estimated device seconds of one run (the config trained) on `device`."""
-    return population_seconds([config], device)
-
-
 def population_seconds(configs, device: str = "h200") -> float:
     """Estimated device seconds of the runs of `configs` trained as one population (one data set, seed and
     batch): one teacher forward per training batch for all of them, each member's own training and evaluation

@@ -115,7 +115,6 @@ def _plot(result, path):
     ax.legend(fontsize=7)
     fig.tight_layout()
     run_report.save_png(fig, path)  # through epath: matplotlib cannot write to gs://
-    plt.close(fig)
 
 
 def format_result(result) -> str:

@@ -3,12 +3,9 @@
     python -m ltkd_jax.tools.input_bench --threads=1,2 --batch_size=256
     python -m ltkd_jax.tools.input_bench --step_img_per_s=12000     # also: host cores needed to feed that step
 
-Times, per host thread, the tf.data work that feeds an ImageNet step: rows ``train`` run
-`ltkd_jax.data.host.augmented_batches` (JPEG decode of the crop window, random-resized crop, flip) exactly as
-training does, ``eval`` the evaluation preprocessing (resize 256, centre crop 224), ``+ to device`` also puts
-each batch on the JAX devices as the trainer's host feed does. The records are in-memory JPEGs re-encoded from
-one real photograph (matplotlib's ``grace_hopper.jpg``) at ImageNet's typical sizes; they are about half the
-size of ImageNet's (50 against 110 kB), so read the figures as an upper bound of the decode rate.
+Times, per host thread, the tf.data work that feeds an ImageNet step (train augmentation, eval preprocessing,
+and both with the copy to the devices) on in-memory JPEGs re-encoded from one photograph; docs/benchmarks.md ("The
+ImageNet path") says what each row runs and why the figures are an upper bound of the decode rate.
 """
 from __future__ import annotations
 

@@ -2,12 +2,10 @@
 
 Source: `paper/ltkd_paper.txt` ("Biased Teacher, Balanced Student", Kim). Every cell is (T, All): the tail-group
 accuracy and the overall accuracy in percent, mean over the paper's three runs ("Each experiment is conducted three
-times, and the average performance is reported"; the paper gives no std). Tables I-V were transcribed
-mechanically from the text's tab-separated rows and checked: every published Δ row equals best - second best
-under the ranking rule of `ltkd_jax.tools.report` (Teacher row excluded), and every underline legible in the text
-(Tables II, III, IV, V) falls on the second-best row under that rule (tests/tools/test_report.py re-checks both).
-Tables VI and VII were copied by hand and cross-checked against Tables I-II (KD and LTKD at γ = 20) and against
-their own Δ row. Fig. 4 is an image; only the points its text states are recorded (the rest are None).
+times, and the average performance is reported"; the paper gives no std). Tables I-V were transcribed from the
+text's tab-separated rows, VI-VII by hand; tests/tools/test_report.py checks every published Δ row and legible
+underline (tests/paper_marks.py) against the ranking rule of `ltkd_jax.tools.report`. Fig. 4 is an image; only the
+points its text states are recorded (the rest are None).
 
 `LAYOUTS` (and `cells`) also drive `python -m ltkd_jax.tools.sweep`; `fashion_mnist` is our own offline study.
 """
@@ -112,8 +110,7 @@ ABLATION_LABELS = {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tables I-V: {pair: {gamma: {method: (T, All)}}}; _DELTA_*: the published Δ row; _UNDERLINED_*: the cells whose
-# underline (second best) survived in the text, {(pair, gamma, column): method}. Bold did not survive.
+# Tables I-V: {pair: {gamma: {method: (T, All)}}} (their Δ rows and underlines: tests/paper_marks.py).
 
 _TABLE_I = {
     'resnet32x4-resnet8x4': {
@@ -136,14 +133,6 @@ _TABLE_I = {
         20: {'teacher': (36.63, 55.49), 'student': (34.52, 53.82), 'kd': (33.10, 55.39), 'fitnet': (32.50, 52.00), 'dkd': (34.72, 55.70), 'reviewkd': (36.41, 55.56), 'ltkd': (45.55, 58.53)},
         100: {'teacher': (13.32, 42.45), 'student': (13.32, 41.68), 'kd': (9.33, 41.89), 'fitnet': (12.72, 40.28), 'dkd': (11.41, 42.54), 'reviewkd': (13.48, 42.70), 'ltkd': (22.72, 46.54)},
     },
-}
-_DELTA_I = {
-    'resnet32x4-resnet8x4': {10: (6.58, 2.05), 20: (9.58, 3.37), 100: (12.12, 4.97)},
-    'vgg13-vgg8': {10: (5.95, 1.20), 20: (8.08, 2.18), 100: (8.54, 3.44)},
-    'wrn_40_2-wrn_40_1': {10: (5.52, 1.51), 20: (7.30, 2.13), 100: (5.88, 3.02)},
-    'resnet110-resnet32': {10: (7.57, 1.48), 20: (9.14, 2.83), 100: (9.24, 3.84)},
-}
-_UNDERLINED_I = {
 }
 
 _TABLE_II = {
@@ -168,38 +157,6 @@ _TABLE_II = {
         100: {'teacher': (14.42, 42.26), 'student': (7.04, 27.56), 'kd': (10.00, 36.17), 'fitnet': (7.44, 28.01), 'dkd': (12.45, 39.21), 'reviewkd': (9.75, 31.86), 'ltkd': (21.04, 42.45)},
     },
 }
-_DELTA_II = {
-    'resnet32x4-shufflenet_v1': {10: (4.64, 1.28), 20: (6.94, 1.81), 100: (8.75, 3.83)},
-    'vgg13-mobilenet_v2': {10: (4.68, 1.34), 20: (6.85, 1.76), 100: (6.49, 2.82)},
-    'wrn_40_2-shufflenet_v1': {10: (6.16, 1.52), 20: (7.98, 2.31), 100: (8.18, 3.20)},
-    'resnet50_cifar-mobilenet_v2': {10: (5.14, 0.26), 20: (7.59, 1.50), 100: (8.59, 3.24)},
-}
-_UNDERLINED_II = {
-    ('resnet32x4-shufflenet_v1', 10, 'T'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 10, 'All'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 20, 'T'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 20, 'All'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 100, 'All'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 100, 'T'): 'reviewkd',
-    ('vgg13-mobilenet_v2', 10, 'T'): 'dkd',
-    ('vgg13-mobilenet_v2', 10, 'All'): 'dkd',
-    ('vgg13-mobilenet_v2', 20, 'T'): 'dkd',
-    ('vgg13-mobilenet_v2', 20, 'All'): 'dkd',
-    ('vgg13-mobilenet_v2', 100, 'All'): 'dkd',
-    ('vgg13-mobilenet_v2', 100, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 10, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 10, 'All'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 20, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 20, 'All'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 100, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 100, 'All'): 'reviewkd',
-    ('resnet50_cifar-mobilenet_v2', 10, 'T'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 10, 'All'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 20, 'T'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 20, 'All'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 100, 'T'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 100, 'All'): 'dkd',
-}
 
 _TABLE_III = {
     'resnet32x4-resnet8x4': {
@@ -222,38 +179,6 @@ _TABLE_III = {
         20: {'teacher': (23.36, 42.08), 'student': (20.45, 40.10), 'kd': (19.77, 40.60), 'fitnet': (20.31, 39.12), 'dkd': (22.06, 42.03), 'reviewkd': (22.33, 42.47), 'ltkd': (29.08, 43.68)},
         100: {'teacher': (6.31, 32.11), 'student': (4.61, 30.47), 'kd': (3.87, 30.86), 'fitnet': (4.97, 29.86), 'dkd': (5.32, 32.09), 'reviewkd': (5.36, 32.23), 'ltkd': (9.68, 33.80)},
     },
-}
-_DELTA_III = {
-    'resnet32x4-resnet8x4': {10: (5.96, 2.20), 20: (4.75, 2.21), 100: (1.39, 1.60)},
-    'vgg13-vgg8': {10: (4.51, 1.42), 20: (4.46, 1.78), 100: (2.12, 1.60)},
-    'wrn_40_2-wrn_40_1': {10: (3.02, 0.30), 20: (3.70, 0.78), 100: (3.07, 1.65)},
-    'resnet110-resnet32': {10: (5.39, 0.64), 20: (6.75, 1.21), 100: (4.32, 1.57)},
-}
-_UNDERLINED_III = {
-    ('resnet32x4-resnet8x4', 10, 'T'): 'dkd',
-    ('resnet32x4-resnet8x4', 10, 'All'): 'reviewkd',
-    ('resnet32x4-resnet8x4', 20, 'T'): 'dkd',
-    ('resnet32x4-resnet8x4', 20, 'All'): 'dkd',
-    ('resnet32x4-resnet8x4', 100, 'T'): 'dkd',
-    ('resnet32x4-resnet8x4', 100, 'All'): 'dkd',
-    ('vgg13-vgg8', 10, 'All'): 'dkd',
-    ('vgg13-vgg8', 10, 'T'): 'reviewkd',
-    ('vgg13-vgg8', 20, 'All'): 'dkd',
-    ('vgg13-vgg8', 20, 'T'): 'reviewkd',
-    ('vgg13-vgg8', 100, 'T'): 'reviewkd',
-    ('vgg13-vgg8', 100, 'All'): 'reviewkd',
-    ('wrn_40_2-wrn_40_1', 10, 'T'): 'reviewkd',
-    ('wrn_40_2-wrn_40_1', 10, 'All'): 'reviewkd',
-    ('wrn_40_2-wrn_40_1', 20, 'T'): 'reviewkd',
-    ('wrn_40_2-wrn_40_1', 20, 'All'): 'reviewkd',
-    ('wrn_40_2-wrn_40_1', 100, 'T'): 'reviewkd',
-    ('wrn_40_2-wrn_40_1', 100, 'All'): 'reviewkd',
-    ('resnet110-resnet32', 10, 'T'): 'reviewkd',
-    ('resnet110-resnet32', 10, 'All'): 'reviewkd',
-    ('resnet110-resnet32', 20, 'T'): 'reviewkd',
-    ('resnet110-resnet32', 20, 'All'): 'reviewkd',
-    ('resnet110-resnet32', 100, 'T'): 'reviewkd',
-    ('resnet110-resnet32', 100, 'All'): 'reviewkd',
 }
 
 _TABLE_IV = {
@@ -278,38 +203,6 @@ _TABLE_IV = {
         100: {'teacher': (10.71, 35.49), 'student': (3.97, 22.99), 'kd': (5.49, 30.23), 'fitnet': (4.00, 22.29), 'dkd': (8.56, 33.01), 'reviewkd': (5.50, 26.67), 'ltkd': (11.97, 34.60)},
     },
 }
-_DELTA_IV = {
-    'resnet32x4-shufflenet_v1': {10: (5.29, 1.42), 20: (5.97, 1.69), 100: (4.36, 1.86)},
-    'vgg13-mobilenet_v2': {10: (5.97, 1.92), 20: (5.51, 2.35), 100: (2.50, 2.33)},
-    'wrn_40_2-shufflenet_v1': {10: (3.77, 1.25), 20: (3.51, 1.65), 100: (2.46, 1.78)},
-    'resnet50_cifar-mobilenet_v2': {10: (5.52, 1.58), 20: (4.84, 1.36), 100: (3.41, 1.59)},
-}
-_UNDERLINED_IV = {
-    ('resnet32x4-shufflenet_v1', 10, 'T'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 10, 'All'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 100, 'All'): 'dkd',
-    ('resnet32x4-shufflenet_v1', 100, 'T'): 'reviewkd',
-    ('resnet32x4-shufflenet_v1', 20, 'T'): 'reviewkd',
-    ('resnet32x4-shufflenet_v1', 20, 'All'): 'reviewkd',
-    ('vgg13-mobilenet_v2', 10, 'T'): 'dkd',
-    ('vgg13-mobilenet_v2', 10, 'All'): 'dkd',
-    ('vgg13-mobilenet_v2', 20, 'All'): 'dkd',
-    ('vgg13-mobilenet_v2', 20, 'T'): 'reviewkd',
-    ('vgg13-mobilenet_v2', 100, 'All'): 'dkd',
-    ('vgg13-mobilenet_v2', 100, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 10, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 10, 'All'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 20, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 20, 'All'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 100, 'T'): 'reviewkd',
-    ('wrn_40_2-shufflenet_v1', 100, 'All'): 'reviewkd',
-    ('resnet50_cifar-mobilenet_v2', 10, 'T'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 10, 'All'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 20, 'T'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 20, 'All'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 100, 'T'): 'dkd',
-    ('resnet50_cifar-mobilenet_v2', 100, 'All'): 'dkd',
-}
 
 _TABLE_V = {
     'resnet34-resnet18': {
@@ -323,24 +216,6 @@ _TABLE_V = {
         20: {'teacher': (44.82, 61.46), 'student': (41.68, 58.94), 'kd': (42.45, 59.91), 'dkd': (45.04, 61.46), 'reviewkd': (45.35, 61.84), 'ltkd': (48.55, 62.22)},
     },
 }
-_DELTA_V = {
-    'resnet34-resnet18': {5: (1.06, 0.27), 10: (1.75, 0.57), 20: (2.40, 0.65)},
-    'resnet50-mobilenet_v1': {5: (1.58, 0.38), 10: (1.34, 0.21), 20: (3.20, 0.38)},
-}
-_UNDERLINED_V = {
-    ('resnet34-resnet18', 5, 'T'): 'reviewkd',
-    ('resnet34-resnet18', 5, 'All'): 'reviewkd',
-    ('resnet34-resnet18', 10, 'T'): 'reviewkd',
-    ('resnet34-resnet18', 10, 'All'): 'reviewkd',
-    ('resnet34-resnet18', 20, 'T'): 'reviewkd',
-    ('resnet34-resnet18', 20, 'All'): 'reviewkd',
-    ('resnet50-mobilenet_v1', 5, 'T'): 'reviewkd',
-    ('resnet50-mobilenet_v1', 5, 'All'): 'reviewkd',
-    ('resnet50-mobilenet_v1', 10, 'T'): 'reviewkd',
-    ('resnet50-mobilenet_v1', 10, 'All'): 'reviewkd',
-    ('resnet50-mobilenet_v1', 20, 'T'): 'reviewkd',
-    ('resnet50-mobilenet_v1', 20, 'All'): 'reviewkd',
-}
 # ---------------------------------------------------------------------------------------------------------------
 # Tables VI and VII (CIFAR-100-LT, γ = 20): {method: {pair: (T, All)}}, pairs in ABLATION_PAIRS order.
 
@@ -352,7 +227,6 @@ _TABLE_VI = {
     "ltkd_inter_biased": _row(38.30, 55.77, 30.01, 48.82, 35.55, 53.30, 23.42, 40.29, 34.64, 53.97, 30.23, 49.31),
     "ltkd_inter_balanced": _row(40.51, 56.55, 30.68, 48.81, 37.26, 53.70, 23.97, 40.30, 35.23, 54.35, 32.44, 49.91),
 }
-_DELTA_VI = _row(2.21, 0.78, 0.67, -0.01, 1.71, 0.40, 0.55, 0.01, 0.59, 0.38, 2.21, 0.60)  # Ours - Biased
 _TABLE_VII = {
     "kd": _row(36.81, 57.41, 36.13, 55.03, 37.29, 56.13, 29.05, 47.69, 35.63, 56.71, 38.30, 56.61),
     "ltkd_inter_balanced": _TABLE_VI["ltkd_inter_balanced"],
@@ -372,11 +246,7 @@ _FIG4[(6.0, 8.0)] = (49.72, None)
 FIG4_REFERENCE = {"reviewkd": (40.12, 59.17)}
 
 MAIN_TABLES = {"I": _TABLE_I, "II": _TABLE_II, "III": _TABLE_III, "IV": _TABLE_IV, "V": _TABLE_V}
-MAIN_DELTAS = {"I": _DELTA_I, "II": _DELTA_II, "III": _DELTA_III, "IV": _DELTA_IV, "V": _DELTA_V}
-UNDERLINED = {"I": _UNDERLINED_I, "II": _UNDERLINED_II, "III": _UNDERLINED_III, "IV": _UNDERLINED_IV,
-              "V": _UNDERLINED_V}
 ABLATION_TABLES = {"VI": _TABLE_VI, "VII": _TABLE_VII}
-ABLATION_DELTAS = {"VI": _DELTA_VI}
 FIG4 = _FIG4
 
 

@@ -2,14 +2,9 @@
 
     python -m ltkd_jax.tools.report RUNS_DIR [--table=I[,II,...]] [--out=DIR] [--epoch=last|best] [--include_unfinished]
 
-Walks RUNS_DIR (local or gs://) for run directories (`config.json` + `metrics.jsonl`), takes each run's test record
-of the last epoch (default) or of its best epoch (highest overall accuracy, mdistiller's convention), and groups
-runs over seeds by (data set, γ, method, architecture(s), α/β, variant). Teacher / Student (CE) runs are keyed by
-their one network, so every pair sharing it shows the same runs, as in the paper. "Variant" lists the other fields
-that differ from the config file's default for that run (runtime fields and seeds aside), e.g. `num_epochs=1` for
-a smoke sweep; each variant gets its own tables. Unfinished runs are left out unless --include_unfinished.
-Writes `<out>/tables.md` (also printed), `<out>/results.csv` (every group) and, for Fig. 4, `<out>/fig4.png`;
-`--out` defaults to `RUNS_DIR/report`.
+Groups the run directories under RUNS_DIR (local or gs://) over seeds by data set, γ, method, architectures, α/β
+and variant (fields that differ from the config file's default); writes `<out>/tables.md` (also printed),
+`results.csv` and `fig4.png` (`--out`: default `RUNS_DIR/report`). docs/scaling.md ("Sweeps") has the details.
 """
 from __future__ import annotations
 
@@ -264,10 +259,7 @@ def plot_fig4(report: Report, path: str) -> Optional[str]:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    try:
-        save_png(fig, path)
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
     return path
 
 

@@ -69,9 +69,12 @@ def write_report(workdir: str, config, data) -> str:
 
 
 def save_png(fig, path) -> None:
-    """`fig` as a PNG at `path`, local or remote (rendered in memory, written through epath)."""
+    """`fig` as a PNG at `path`, local or remote (rendered in memory, written through epath); closes `fig`."""
     buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    try:
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        pyplot().close(fig)
     io.write_file(path, buffer.getvalue())
 
 
@@ -101,7 +104,6 @@ def _plots(workdir, records, last, data):
     twin.set_ylabel("training images", color="tab:red")
     fig.tight_layout()
     save_png(fig, epath.Path(workdir) / "per_class_accuracy.png")
-    plt.close(fig)
     written.append("per_class_accuracy.png")
     sums = [(r["step"], r["teacher_group_sums"], r.get("teacher_group_sums_rebalanced")) for r in records
             if r.get("split") == "train" and r.get("teacher_group_sums")]
@@ -119,6 +121,5 @@ def _plots(workdir, records, last, data):
         ax.legend(fontsize=7)
         fig.tight_layout()
         save_png(fig, epath.Path(workdir) / "teacher_group_sums.png")
-        plt.close(fig)
         written.append("teacher_group_sums.png")
     return written

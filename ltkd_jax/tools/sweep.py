@@ -4,14 +4,9 @@
         [--teacher_seeds=paired|shared] [--methods=kd,ltkd] [--gammas=20] [--pairs=vgg13-vgg8] [--device=h200|cpu2]
         [--no_populations] [--config.FIELD=VALUE ...]
 
-TABLE: I-VII, fig4, fashion_mnist (our offline study), `paper` (I-VII and fig4), or several joined by commas; a
-run shared between tables is listed once. `--config.FIELD=VALUE` goes to every run that has the field. A teacher
-is one job, listed before its students: a student's own command plus `--config.teacher_only=True`, whose
---workdir is the directory the students look in. `local` runs the jobs here one after another, `slurm` prints
-sbatch lines (each student depends on its teacher's job), `tpu` prints launch/tpu_vm.sh lines. The distilled
-students of one teacher job and seed train as one population job (`--config.population`; the CE Student row
-alone), each in the directory its solo run would have; `--no_populations` lists them one by one. The cost
-estimate printed with every plan, with and without populations: ltkd_jax/tools/cost.py.
+TABLE: I-VII, fig4, fashion_mnist (our offline study), `paper` (I-VII and fig4), or several joined by commas.
+Teachers are jobs of their own, listed first; the distilled students of one teacher and seed are one population
+job (`--no_populations`: one job each). docs/scaling.md ("Sweeps") has the rest.
 """
 from __future__ import annotations
 

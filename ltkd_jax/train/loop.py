@@ -7,7 +7,6 @@ data axis (see state.py).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import signal
 import time
@@ -18,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ltkd_jax.data import device, host
 from ltkd_jax.train import checkpoint, metrics as metrics_lib, population, step as step_lib
@@ -183,12 +182,11 @@ def _restore_or_init(stages, ckpts, txs, data, replicated) -> list:
 def _close(ckpt, finished: bool) -> None:
     """Wait for the last asynchronous writes: their errors are this run's errors, unless training already failed
     (NaN loss, SIGTERM, ...): then that error stays in front and a failed write is only logged."""
-    if finished:
-        ckpt.close()
-        return
     try:
         ckpt.close()
     except Exception as error:  # pylint: disable=broad-except
+        if finished:
+            raise
         logging.warning("closing the checkpoints after a failed run also failed: %s", error)
 
 
@@ -217,11 +215,8 @@ def _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size, 
 
 
 class _Window:
-    """Each member's training metrics since the last log line, and the host time spent getting their inputs.
-
-    The input wait is measured over the window's wall time up to the moment its steps are done (after the log's
-    device sync): ~0 for the device-resident feed; near 1 when the host input pipeline (ImageNet) is the
-    bottleneck, as images_per_sec below the bare step's rate then confirms."""
+    """Each member's training metrics since the last log line, and the host time spent getting their inputs, as a
+    fraction of the window's wall time to the end of its steps (~0 device-resident; near 1 host-bound)."""
 
     def __init__(self, logs, progresses, data):
         self.logs, self.progresses, self.data = logs, progresses, data
@@ -258,16 +253,12 @@ def _log_train(log, progress, fetched, step, epoch, data, input_wait_fraction: f
     record = {"step": step, "epoch": epoch, "split": "train", "images_per_sec": progress.images_per_sec,
               "input_wait_fraction": input_wait_fraction,
               "learning_rate": float(fetched[-1]["learning_rate"])}  # the rate of the window's last step
-    for key in fetched[0]:
-        if key in ("learning_rate", "class_count", "class_correct", "teacher_group_sums",
-                   "teacher_group_sums_rebalanced"):
-            continue
-        record[key] = float(np.mean([m[key] for m in fetched]))
+    vectors = ("learning_rate", "class_count", "class_correct", "teacher_group_sums", "teacher_group_sums_rebalanced")
+    record.update({key: float(np.mean([m[key] for m in fetched])) for key in fetched[0] if key not in vectors})
     counts = {"examples": sum(m["class_count"] for m in fetched),
               "correct": sum(m["class_correct"] for m in fetched), "loss_sum": 0.0}
     summary = metrics_lib.summarize(counts, data.group_ids, data.train_counts)
     record.update({k: v for k, v in summary.items() if k.startswith("accuracy_")})
-    for key in ("teacher_group_sums", "teacher_group_sums_rebalanced"):
-        if key in fetched[0]:
-            record[key] = np.mean([m[key] for m in fetched], axis=0).tolist()
+    record.update({key: np.mean([m[key] for m in fetched], axis=0).tolist()
+                   for key in vectors[3:] if key in fetched[0]})
     log.write(record)

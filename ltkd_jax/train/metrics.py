@@ -99,9 +99,6 @@ class MetricsLog:
         if self._tb is not None:
             self._tb(record)
 
-    def read(self):
-        return read_metrics(self.path)
-
 
 def read_metrics(path: str):
     path = epath.Path(path)

@@ -86,12 +86,12 @@ def test_real_fashion_mnist(tmp_path):
     data_dir = tmp_path / "tfds"
     prepare.prepare("fashion_mnist", data_dir=str(data_dir), network_check=lambda host, port: False)
     assert sorted(os.listdir(data_dir / "downloads" / "manual")) == sorted(fm.FILE_NAMES)
+    arrays = {split: data.load_arrays("fashion_mnist", split, str(data_dir)) for split in ("train", "test")}
     for split, n in (("train", 60000), ("test", 10000)):
-        images, labels = data.load_arrays("fashion_mnist", split, str(data_dir))
+        images, labels = arrays[split]
         assert images.shape == (n, 28, 28, 1) and images.dtype == np.uint8
         assert np.bincount(labels).tolist() == [n // 10] * 10
-    train, _ = data.load_arrays("fashion_mnist", "train", str(data_dir))
-    x = train.astype(np.float64) / 255.0
+    x = arrays["train"][0].astype(np.float64) / 255.0
     assert abs(x.mean() - data.get_spec("fashion_mnist").mean[0]) < 5e-4
     assert abs(x.std() - data.get_spec("fashion_mnist").std[0]) < 5e-4
     info = data.get_info("fashion_mnist", data_dir=str(data_dir), imbalance_factor=100)

@@ -63,10 +63,17 @@ def test_supported_pairs_are_the_papers_and_the_demo():
     assert configs_common.STUDENT_PREACT_PAIRS == distill.STUDENT_PREACT_PAIRS == IMAGENET_PAIRS
 
 
+def _as_mdistiller(settings) -> dict:
+    """ReviewKD's settings in mdistiller's config notation (SHAPES / OUT_SHAPES deep -> shallow, square)."""
+    return {"IN_CHANNELS": list(settings.in_channels), "OUT_CHANNELS": list(settings.out_channels),
+            "SHAPES": [h for h, _ in settings.shapes[::-1]], "OUT_SHAPES": [h for h, _ in settings.out_shapes[::-1]],
+            "MID_CHANNEL": settings.mid_channel, "STU_PREACT": settings.student_key == "preact_feats"}
+
+
 @pytest.mark.parametrize("pair", CIFAR_PAIRS + IMAGENET_PAIRS)
 def test_settings_match_the_references(pair):
     teacher, student = split(pair)
-    rk = distill.feature_settings("reviewkd", teacher, student, _native(pair)).as_mdistiller()
+    rk = _as_mdistiller(distill.feature_settings("reviewkd", teacher, student, _native(pair)))
     assert (rk["IN_CHANNELS"], rk["OUT_CHANNELS"], rk["SHAPES"], rk["OUT_SHAPES"]) == REVIEWKD_REFERENCE[pair]
     assert rk["MID_CHANNEL"] == min(512, rk["IN_CHANNELS"][-1])  # mdistiller's rule (r50->mv1: 512)
     assert rk["STU_PREACT"] == (pair in IMAGENET_PAIRS)  # mdistiller: False on CIFAR, True in its ImageNet configs

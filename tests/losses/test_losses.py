@@ -297,7 +297,7 @@ def test_thousand_classes():
 
 @st.composite
 def loss_cases(draw):
-    B = draw(st.integers(1, 6))
+    B = draw(st.sampled_from([1, 4]))  # few distinct shapes: each new one compiles every op again
     C = draw(st.sampled_from([2, 3, 5, 10, 37, 100, 1000]))
     G = draw(st.integers(1, min(C, 5)))
     per_sample = draw(st.booleans())

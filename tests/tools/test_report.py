@@ -7,6 +7,7 @@ import pytest
 
 from ltkd_jax import config as config_lib
 from ltkd_jax.tools import paper_results, report, report_tables
+import paper_marks
 
 PAIR = "resnet32x4-resnet8x4"
 
@@ -234,14 +235,14 @@ def test_paper_deltas_and_underlines_follow_the_ranking_rule():
                 for i, col in enumerate(("T", "All")):
                     column = {m: v[i] for m, v in cells.items()}
                     marks, delta = report_tables.rank(column)
-                    assert round(delta, 2) == paper_results.MAIN_DELTAS[name][pair][gamma][i], (name, pair, gamma)
-                    underlined = paper_results.UNDERLINED[name].get((pair, gamma, col))
+                    assert round(delta, 2) == paper_marks.MAIN_DELTAS[name][pair][gamma][i], (name, pair, gamma)
+                    underlined = paper_marks.UNDERLINED[name].get((pair, gamma, col))
                     if underlined:
                         assert marks[underlined] == "second", (name, pair, gamma, col)
                     _, delta_all = report_tables.rank(column, excluded=())
-                    broken_with_teacher += round(delta_all, 2) != paper_results.MAIN_DELTAS[name][pair][gamma][i]
+                    broken_with_teacher += round(delta_all, 2) != paper_marks.MAIN_DELTAS[name][pair][gamma][i]
     assert broken_with_teacher > 0
-    assert sum(len(u) for u in paper_results.UNDERLINED.values()) >= 80
+    assert sum(len(u) for u in paper_marks.UNDERLINED.values()) >= 80
 
 
 def test_paper_tables_agree_with_each_other():
@@ -252,7 +253,7 @@ def test_paper_tables_agree_with_each_other():
         assert vii["ltkd"][pair] == paper_results.table_value(table, pair, 20, "ltkd")
         for i in (0, 1):
             delta = vi["ltkd_inter_balanced"][pair][i] - vi["ltkd_inter_biased"][pair][i]
-            assert round(delta, 2) == paper_results.ABLATION_DELTAS["VI"][pair][i]
+            assert round(delta, 2) == paper_marks.ABLATION_DELTAS["VI"][pair][i]
     # Teacher / Student rows repeat across pairs sharing a network; lookup finds them by architecture.
     assert paper_results.lookup("cifar100", 10, "teacher", teacher="resnet32x4") == (50.72, 64.95)
     assert paper_results.table_value("II", "resnet32x4-shufflenet_v1", 10, "teacher") == (50.72, 64.95)

@@ -271,7 +271,7 @@ def test_slurm_dependencies_and_tpu_order(sweep, capsys, tmp_path):
 def test_cost_model_anchor():
     config = config_lib.build_config("cifar100", "kd,resnet32x4-resnet8x4,20")
     config.eval_every_epochs = 10 ** 6  # one evaluation
-    seconds = cost.run_seconds(config, "h200")
+    seconds = cost.population_seconds([config], "h200")
     train = 240 * 15907 / 24417  # the anchor: 24,417 img/s, CIFAR-100-LT γ=20 has 15,907 images
     evaluation = 10000 * (1.980 + 0.328) / (24417 * (1.980 + 3 * 0.328))
     assert seconds == pytest.approx(train + evaluation, rel=1e-6)

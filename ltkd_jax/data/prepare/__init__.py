@@ -1,13 +1,7 @@
 """Prepare a data set for ltkd_jax: ``python -m ltkd_jax.data.prepare NAME [--data_dir=DIR] [...]``.
 
-Runs tfds's ``download_and_prepare`` into ``--data_dir`` (default ``$TFDS_DATA_DIR`` or
-``~/tensorflow_datasets``), then builds the numpy caches (``<data_dir>/ltkd_jax/<name>/<split>/``) so that
-training small data sets needs no TensorFlow. fashion_mnist works offline from Debian's
-``dataset-fashion-mnist`` files (``--source_dir``), cifar100 downloads, tiny_imagenet and imagenet2012 read
-their archives from ``--manual_dir`` (default ``<data_dir>/downloads/manual``); docs/data.md ("Preparation").
-A data set already prepared needs none of these: only its caches are (re)built. Errors are one line on stderr
-(exit status 2).
-"""
+Runs tfds's ``download_and_prepare``, then builds the numpy caches, so that training small data sets needs no
+TensorFlow. Sources, directories, the already-prepared case and errors: docs/data.md ("Preparation")."""
 from __future__ import annotations
 
 import argparse

@@ -1,18 +1,18 @@
-"""Offline Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package.
+"""Offline Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package (``apt-get install dataset-fashion-mnist``).
 
-The package (``apt-get install dataset-fashion-mnist``) installs the original IDX files under
-``/usr/share/datasets/fashion-mnist/``, but Debian's packaging rewrote every gzip header: the file name was
-dropped (FNAME flag cleared) and the timestamp changed; the deflate payload and trailer are untouched. Putting
-back the original header -- ``1f 8b 08 08``, MTIME 1504176606 (train files) / 1504176627 (t10k files),
-XFL 0, OS 3 (Unix), the original name and a NUL -- restores files whose sha256 equals tfds's registered
-checksums, so tfds prepares ``fashion_mnist`` from them with no network.
+Debian's packaging rewrote every gzip header (name dropped, timestamp changed; payload and trailer untouched);
+putting back the upstream header restores files whose sha256 equals tfds's registered checksums, so tfds prepares
+``fashion_mnist`` from them with no network. The header's bytes: docs/data.md ("Preparation").
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import struct
 from typing import Dict, Tuple
+
+from ltkd_jax import io
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 APT_PACKAGE = "dataset-fashion-mnist"
@@ -43,8 +43,7 @@ def _payload_offset(data: bytes, what: str) -> int:
         pos += 2 + xlen
     for flag in (_FNAME, _FCOMMENT):
         if flags & flag:
-            end = data.index(b"\x00", pos)
-            pos = end + 1
+            pos = data.index(b"\x00", pos) + 1
     if flags & _FHCRC:
         pos += 2
     return pos
@@ -67,8 +66,7 @@ def restore_gzip(data: bytes, file_name: str) -> bytes:
 
 def registered_checksums() -> Dict[str, Tuple[int, str]]:
     """``{file name: (size, sha256)}`` registered in tfds for ``fashion_mnist`` (imports tfds)."""
-    from ltkd_jax.data import tf_env
-
+    from ltkd_jax.data import tf_env  # pylint: disable=import-outside-toplevel
     _, tfds = tf_env.import_tfds()
     infos = tfds.builder_cls("fashion_mnist").url_infos or {}
     out = {}
@@ -104,7 +102,7 @@ def restore_files(source_dir: str, target_dir: str) -> Dict[str, str]:
     expected = registered_checksums()
     restored = {}
     for name, path in files.items():
-        data = _read(path)
+        data = pathlib.Path(path).read_bytes()
         if not _matches(data, expected[name]):
             data = restore_gzip(data, name)
         if not _matches(data, expected[name]):
@@ -117,18 +115,11 @@ def restore_files(source_dir: str, target_dir: str) -> Dict[str, str]:
     out = {}
     for name, data in restored.items():
         dst = os.path.join(target_dir, name)
-        if not (os.path.isfile(dst) and _matches(_read(dst), expected[name])):
-            tmp = f"{dst}.tmp{os.getpid()}"
-            with open(tmp, "wb") as f:
+        if not (os.path.isfile(dst) and _matches(pathlib.Path(dst).read_bytes(), expected[name])):
+            with io.atomic_open(dst, "wb") as f:
                 f.write(data)
-            os.replace(tmp, dst)
         out[name] = dst
     return out
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def _matches(data: bytes, size_and_sha256: Tuple[int, str]) -> bool:

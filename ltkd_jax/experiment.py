@@ -21,9 +21,8 @@ from ltkd_jax.data import device, longtail
 from ltkd_jax.tools import run_report
 
 CONFIG_FILE = "config.json"
-# Fields (dotted) that may change between a run and its resumption without changing its results: how it logs,
-# where teachers and the prepared data sets live, and the config argument string (its resolved values -- method,
-# models, gamma -- are fields of their own and are compared).
+# Fields (dotted) that may change between a run and its resumption without changing its results: logging, where
+# teachers and data live, and the config argument string (its resolved values are fields of their own).
 RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "dataset.data_dir", "teacher_only")
 
 

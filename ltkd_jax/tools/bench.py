@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ltkd_jax import io, losses, models, train
 from ltkd_jax.data import device, longtail
+from ltkd_jax.tools import models_table
 from ltkd_jax.train import population as train_population
 
 # Dense peak TFLOP/s per chip (vendor figures, no sparsity) for (float32, bfloat16) inputs; the GPUs' float32
@@ -162,8 +163,8 @@ def jax_rows(args) -> List[Dict]:
         row = {"name": name, "batch": args.batch_size, "dtype": args.dtype, "img_per_s": args.batch_size / seconds,
                "ms_per_step": seconds * 1e3, "compile_s": compile_s, "steps_per_dispatch": dispatch}
         if dispatch == 1:
-            flops = _flops(one.lower((train.abstract_state(student_model, tx, image_shape, replicated),),
-                                     teacher_variables, inputs))
+            abstract = (train.abstract_state(student_model, tx, image_shape, replicated),)
+            flops = models_table.xla_flops(one.lower(abstract, teacher_variables, inputs), compiled=False)
             if flops:
                 row["tflops"] = flops / seconds / 1e12
                 peak = device_peak(args.dtype)
@@ -218,21 +219,6 @@ def _trace(call, state, profile_dir: str, num_calls: int = 10) -> None:
     except Exception as error:  # pylint: disable=broad-except
         print(f"bench: warning: no profile written to {profile_dir}: {io.first_line(error)}",
               file=sys.stderr)
-
-
-def _flops(lowered) -> Optional[float]:
-    """FLOPs of one call from XLA's cost analysis of the lowered program (no second compile: it agrees with
-    the compiled program's to 0.3% for the CIFAR pair on XLA:CPU); the compiled program's where that fails."""
-    try:
-        analysis = lowered.cost_analysis()
-    except Exception:  # pylint: disable=broad-except
-        analysis = None
-    if not analysis:
-        analysis = lowered.compile().cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else None
-    flops = (analysis or {}).get("flops")
-    return float(flops) if flops and flops > 0 else None
 
 
 def epoch_rows(args, dispatch: int) -> List[Dict]:

@@ -25,22 +25,16 @@ def fmt(mean: Optional[float], std: Optional[float] = None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
-def fmt_delta(value: Optional[float]) -> str:
-    return "–" if value is None else f"{value:+.2f}"
-
-
-def _difference(a: Optional[float], b: Optional[float]) -> str:
-    return fmt_delta(a - b) if a is not None and b is not None else "–"
+def fmt_delta(value: Optional[float], minus: Optional[float] = 0.0) -> str:
+    """`value - minus` signed, or "–" where either is missing."""
+    return "–" if value is None or minus is None else f"{value - minus:+.2f}"
 
 
 def rank(values: Dict[str, Optional[float]], excluded: Sequence[str] = RANK_EXCLUDED):
-    """({row: 'best' | 'second'}, best − second best) among the rows not excluded that have a value.
-
-    The paper's rule, checked against every Δ row and legible underline of Tables I-V: bold = best, underline =
-    second best among the method rows (Student and every distillation method), the Teacher row excluded (Table I,
-    ResNet32×4 – ResNet8×4, γ = 100: the Teacher's T 15.28 beats ReviewKD's 15.09, yet Δ = 27.21 − 15.09). The
-    paper cannot tell whether Student is ranked (it never places first or second); we rank it. Ties share a mark.
-    """
+    """({row: 'best' | 'second'}, best − second best) among the rows not excluded that have a value: the paper's
+    rule (every Δ row and legible underline of Tables I-V agree), bold = best, underline = second best, the Teacher
+    row excluded (Table I, ResNet32×4 – ResNet8×4, γ = 100: its T 15.28 beats ReviewKD's 15.09, yet Δ = 27.21 −
+    15.09); Student is ranked (it never places first or second, so the paper cannot tell). Ties share a mark."""
     ranked = sorted((v for r, v in values.items() if v is not None and r not in excluded), reverse=True)
     marks: Dict[str, str] = {}
     for row, value in values.items():
@@ -104,7 +98,7 @@ def _paper_cells(name, methods, groups, pair_gamma) -> dict:
 
 
 def _ours_minus_paper(header, labels, methods, groups, ours, paper, left) -> List[str]:
-    rows = [labels[m] + [_difference(ours[(m, c, col)], paper[(m, c, col)]) for c in groups for col in COLUMNS]
+    rows = [labels[m] + [fmt_delta(ours[(m, c, col)], paper[(m, c, col)]) for c in groups for col in COLUMNS]
             for m in methods]
     return ["Ours − paper:", ""] + _table(header, rows, left) + [""]
 
@@ -190,7 +184,7 @@ class Report:
                 for col in COLUMNS:
                     others = [values[(m, g, col)] for m in methods if m not in RANK_EXCLUDED + ("ltkd",)
                               and values[(m, g, col)] is not None]
-                    gaps.append(_difference(values[("ltkd", g, col)], max(others) if others else None))
+                    gaps.append(fmt_delta(values[("ltkd", g, col)], max(others) if others else None))
             rows.append(["LTKD − best other"] + gaps)
         return rows
 
@@ -210,7 +204,7 @@ class Report:
             rows = _rows(labels, methods, pairs, values, stds, marks)
             if name == "VI":  # the paper's Δ = Ours − Biased
                 biased, balanced = methods
-                rows.append(["Δ (Ours − Biased)", "", ""] + [_difference(values[(balanced, p, col)],
+                rows.append(["Δ (Ours − Biased)", "", ""] + [fmt_delta(values[(balanced, p, col)],
                                                                        values[(biased, p, col)])
                                                            for p in pairs for col in COLUMNS])
             return _table(header, rows, 3)

@@ -4,8 +4,8 @@ pooling and the classifier head.
 Conventions (all models):
   * images are NHWC; every model infers its input channels from the input;
   * parameters are float32, computation runs in the module's ``dtype`` (float32 or bfloat16);
-  * batch norm follows PyTorch's numerics: eps 1e-5, running-average momentum 0.1 in PyTorch's
-    convention, i.e. ``momentum=0.9`` in flax's; statistics are reduced in float32 whatever ``dtype``;
+  * batch norm follows PyTorch's numerics (:class:`BatchNorm`): eps 1e-5, running-average momentum 0.1 in
+    PyTorch's convention, the unbiased batch variance in the running average; statistics in float32;
   * convolution padding is explicit (``k // 2`` each side) because flax's ``'SAME'`` pads a strided
     convolution asymmetrically, which would not match PyTorch's ``padding=k//2``.
 """
@@ -67,15 +67,40 @@ def conv2d(features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
                    bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
-def batch_norm(train: bool, *, dtype: Dtype = jnp.float32, name: str | None = None) -> nn.BatchNorm:
-    """PyTorch-equivalent BatchNorm2d: scale 1, bias 0, eps 1e-5, momentum 0.1 (PyTorch's convention).
+class BatchNorm(nn.Module):
+    """PyTorch's BatchNorm2d. Train mode normalises with the biased batch variance and puts the unbiased one
+    (× n / (n − 1), n values per channel) into the running average, as torch does (flax's nn.BatchNorm keeps
+    the biased one: 0.4% lower running variances on MobileNetV2's 2×2 maps at batch 64). Eval mode uses the
+    running statistics. Variables as nn.BatchNorm's (params scale / bias, batch_stats mean / var)."""
 
-    ``train=True`` normalises with the batch statistics and updates ``batch_stats`` (the caller must pass
-    ``mutable=['batch_stats']``); ``train=False`` uses the running statistics.
-    """
-    # force_float32_reductions: batch statistics in float32 even when computing in bfloat16.
-    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
-                        param_dtype=jnp.float32, force_float32_reductions=True, name=name)
+    use_running_average: bool
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        x32 = x.astype(jnp.float32)  # statistics in float32 even when computing in bfloat16
+        if self.use_running_average:
+            mean, var = running_mean.value, running_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axes)
+            var = jnp.maximum(jnp.mean(jnp.square(x32), axes) - jnp.square(mean), 0.0)  # one pass, as flax's
+            if not self.is_initializing():
+                n = x.size // features
+                running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
+                running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * var * (n / max(n - 1, 1))
+        return ((x32 - mean) * (jax.lax.rsqrt(var + BN_EPSILON) * scale) + bias).astype(self.dtype)
+
+
+def batch_norm(train: bool, *, dtype: Dtype = jnp.float32, name: str | None = None) -> BatchNorm:
+    """PyTorch's BatchNorm2d (scale 1, bias 0, eps 1e-5, momentum 0.1): ``train=True`` normalises with the batch
+    statistics and updates ``batch_stats`` (pass ``mutable=['batch_stats']``), ``train=False`` uses them."""
+    return BatchNorm(use_running_average=not train, dtype=dtype, name=name)
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:

@@ -1,6 +1,8 @@
 """ImageNet ResNets (resnet18, resnet34, resnet50) with torchvision's topology.
 
-Topology, initialisation and feature shapes, with their sources: docs/models.md.
+Topology, initialisation and feature shapes, with their sources: docs/models.md. mdistiller's ImageNet ResNet
+returns as `preact_feats[0]` the stem after its in-place ReLU (the ReLU overwrites the BN output it kept); ours is
+the true BN output, a pre-activation like the other entries. No method reads it: ReviewKD uses the deeper stages.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Wide ResNets (Zagoruyko & Komodakis 2016) as mdistiller's ``cifar/wrn.py``: wrn_40_2, wrn_40_1.
 
-Topology, initialisation and feature shapes, with their sources: docs/models.md.
+Topology, initialisation and feature shapes, with their sources: docs/models.md. mdistiller builds the
+pre-activation features by calling three batch norms a second time (block2's and block3's first bn1 and the final
+bn1), so in train mode their running statistics update twice per step. Here each block returns the BN(input) it
+computed, so every batch norm updates once per step, as in a plain forward pass; the features are the same.
 """
 from __future__ import annotations
 

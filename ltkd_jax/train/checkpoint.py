@@ -1,15 +1,21 @@
-"""Orbax checkpoints of a TrainState: the last few, the best, atomic writes, one-line errors.
+"""Orbax checkpoints of a TrainState: the last few, the best, atomic writes, verified reads, one-line errors.
 
 Every process calls save and restore (orbax coordinates them; the primary process writes replicated
 arrays). Orbax writes each checkpoint into a temporary directory and renames it when complete, so a killed run
-never leaves a half-written checkpoint that a restore would pick up. Run directories may be local or on an
-object store (``gs://bucket/...``, shared by the hosts of a pod): orbax reads and writes both.
+never leaves a half-written checkpoint that a restore would pick up. Once a save is complete each process
+records the size and SHA-256 of every file it wrote (`checksums.process_<i>.json` in the step's directory), and
+every read checks them first: orbax never parses a damaged file. Run directories may be local or on an object
+store (``gs://bucket/...``, shared by the hosts of a pod).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import logging
 import os
+import re
 from typing import Optional
 
 import jax
@@ -17,7 +23,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from ltkd_jax.io import absolute, first_line  # absolute: local paths made so, gs:// URLs kept
+from ltkd_jax.io import absolute, atomic_open, first_line  # absolute: local paths made so, gs:// URLs kept
+
+CHECKSUMS = "checksums.process_{}.json"
 
 
 class CheckpointError(ValueError):
@@ -48,30 +56,116 @@ class Checkpointer:
         best_step = self.best.best_step()
         metrics = self.best.metrics(best_step) if best_step is not None else None
         self.best_accuracy = float(metrics["accuracy"]) if metrics else -np.inf
+        self._unrecorded = []  # step directories saved (maybe still being written) without checksums yet
 
     def save(self, step: int, state, accuracy: Optional[float] = None) -> None:
         """Save `step` to the last-N set, and to `best` when `accuracy` beats every earlier one (only then:
         an epoch that does not improve writes one checkpoint, not two)."""
+        self._record_checksums()
         if step not in (self.latest.all_steps() or ()):
             self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
+            self._unrecorded.append(epath.Path(self.latest.directory) / str(step))
         if accuracy is not None and accuracy > self.best_accuracy and step not in (self.best.all_steps() or ()):
             self.best.save(step, args=ocp.args.StandardSave(state), metrics={"accuracy": float(accuracy)},
                            force=True)
+            self._unrecorded.append(epath.Path(self.best.directory) / str(step))
             self.best_accuracy = float(accuracy)
 
-    def restore_latest(self, abstract_state, what: str = "checkpoint"):
-        self.latest.wait_until_finished()
-        step = self.latest.latest_step()
-        if step is None:
-            return None
-        return restore(self.latest, step, abstract_state, what)
+    def _record_checksums(self) -> None:
+        """Checksums of the saves that were in flight, once complete (orbax's next save would wait for them too:
+        the saves stay asynchronous, only the hashing runs here)."""
+        if self._unrecorded:
+            self.latest.wait_until_finished()
+            self.best.wait_until_finished()
+            for step_dir in self._unrecorded:
+                write_checksums(step_dir)
+            self._unrecorded = []
+
+    def restore_latest(self, abstract_state, what: str = "checkpoint", at_most: Optional[int] = None):
+        """The newest intact step (<= `at_most`), or None. A damaged step is one warning line and is deleted (so
+        that training saves that step again); the run goes on from the one before."""
+        self._record_checksums()
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            if at_most is not None and step > at_most:
+                continue
+            step_dir = epath.Path(self.latest.directory) / str(step)
+            problem = damage(step_dir)
+            if problem is None:
+                return restore(self.latest, step, abstract_state, what)
+            logging.warning("%s %s is damaged (%s): deleted it, resuming from the step before", what, step_dir,
+                            problem)
+            self.latest.delete(step)
+        return None
 
     def close(self):
-        """Wait for the writes in flight (an error of a background write surfaces here) and release both."""
+        """Wait for the writes in flight (an error of a background write surfaces here), record their checksums
+        and release both."""
         try:
-            self.latest.close()
+            self._record_checksums()
         finally:
-            self.best.close()
+            try:
+                self.latest.close()
+            finally:
+                self.best.close()
+
+
+def _owner(relative_path: str) -> int:
+    """The process that wrote a file of a step: orbax puts each process's shards under `ocdbt.process_<i>/` and
+    its array metadata in `array_metadatas/process_<i>`; the rest is the primary process's."""
+    match = re.search(r"(?:^|/)(?:ocdbt\.)?process_(\d+)(?:/|$)", relative_path)
+    return int(match.group(1)) if match else 0
+
+
+def _files(directory: epath.Path, prefix: str = ""):
+    """(relative path, path) of every file under `directory`, the checksum files aside."""
+    for child in sorted(directory.iterdir(), key=lambda child: child.name):
+        if child.is_dir():
+            yield from _files(child, f"{prefix}{child.name}/")
+        elif not re.fullmatch(CHECKSUMS.format(r"\d+").replace(".", r"\."), child.name):
+            yield prefix + child.name, child
+
+
+def _digest(path: epath.Path):
+    sha, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+            size += len(chunk)
+    return [size, sha.hexdigest()]
+
+
+def write_checksums(step_dir: epath.Path) -> None:
+    """Record (size, SHA-256) of the files this process wrote into the complete step `step_dir`, atomically."""
+    index = jax.process_index()
+    files = {name: _digest(path) for name, path in _files(step_dir) if _owner(name) == index}
+    with atomic_open(step_dir / CHECKSUMS.format(index)) as f:
+        json.dump({"processes": jax.process_count(), "files": files}, f)
+
+
+def damage(step_dir: epath.Path) -> Optional[str]:
+    """Why the files of `step_dir` are not those its save recorded (one phrase naming the file), or None."""
+    records = sorted(step_dir.glob(CHECKSUMS.format("*")))
+    if not records:
+        return "no checksums: its save did not complete"
+    files, processes = {}, 0
+    for record in records:
+        try:
+            saved = json.loads(record.read_text())
+            files.update(saved["files"])
+            processes = saved["processes"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return f"{record} is unreadable"
+    if len(records) != processes:
+        return f"checksums of {len(records)} of its {processes} processes"
+    for name, (size, sha) in sorted(files.items()):
+        path = step_dir / name
+        if not path.exists():
+            return f"{path} is missing"
+        found_size, found_sha = _digest(path)
+        if (found_size, found_sha) != (size, sha):
+            how = f"{found_size} bytes, saved with {size}" if found_size != size else "SHA-256 differs from its save"
+            return f"{path} has changed ({how})"
+    return None
 
 
 def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):
@@ -89,6 +183,9 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
+        problem = damage(directory / str(step))
+        if problem:
+            raise CheckpointError(f"{what} {directory / str(step)} is damaged: {problem}")
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
         variables = restore(manager, step, abstract_variables, what, args=ocp.args.PyTreeRestore(
             target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))

@@ -123,7 +123,7 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
         teacher_variables = jax.device_put(teacher.variables, replicated) if distills else None
         evaluate = _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size or batch_size,
                               batch_sharding, replicated)
-        logs = [metrics_lib.MetricsLog(workdir) for workdir in workdirs]
+        logs = [metrics_lib.MetricsLog(workdir, resume_step=step) for workdir in workdirs]
         window = _Window(logs, [metrics_lib.Progress(stage.name, total_steps, batch_size) for stage in stages], data)
         for progress in window.progresses[1:]:  # one terminal line: the first member's
             progress.enabled = False
@@ -168,10 +168,14 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
 
 
 def _restore_or_init(stages, ckpts, txs, data, replicated) -> list:
-    """Each member's latest checkpoint, or its initial state; all must be at the same step."""
-    states = [ckpt.restore_latest(abstract_state(stage.model, tx, data.image_shape, replicated))
-              for stage, ckpt, tx in zip(stages, ckpts, txs)]
+    """Each member's newest intact checkpoint, or its initial state. A member sent back to an earlier checkpoint
+    (its latest was damaged) takes the population with it; members that still differ are an error."""
+    abstracts = [abstract_state(stage.model, tx, data.image_shape, replicated) for stage, tx in zip(stages, txs)]
+    states = [ckpt.restore_latest(abstract) for ckpt, abstract in zip(ckpts, abstracts)]
     steps = [0 if state is None else int(state.step) for state in states]
+    if len(set(steps)) > 1 and min(steps) > 0:
+        states = [ckpt.restore_latest(abstract, at_most=min(steps)) for ckpt, abstract in zip(ckpts, abstracts)]
+        steps = [0 if state is None else int(state.step) for state in states]
     if len(set(steps)) > 1:
         raise ValueError("the members of a population resume from different steps (" + ", ".join(
             f"{stage.name} at {step}" for stage, step in zip(stages, steps)) + "); train them separately")

@@ -70,19 +70,25 @@ class MetricsLog:
     """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors scalars to TensorBoard.
 
     Object stores (a `gs://` workdir) cannot append to a file: there the lines are kept in memory (seeded from
-    the existing file, so a resumed run keeps its history) and the whole file is rewritten on every write."""
+    the existing file, so a resumed run keeps its history) and the whole file is rewritten on every write. A run
+    resumed at `resume_step` first drops the records after it (logged after its last intact checkpoint)."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, resume_step: Optional[int] = None):
         self.enabled = jax.process_index() == 0
         self.path = os.fspath(epath.Path(workdir) / "metrics.jsonl")
         self._tb = None
         self._lines = None  # remote workdirs only: every line of the file
         if self.enabled:
             epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+            path = epath.Path(self.path)
+            lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+            kept = [line for line in lines if line.strip() and (
+                resume_step is None or json.loads(line).get("step", 0) <= resume_step)]
+            if len(kept) != len(lines):
+                with io.atomic_open(path) as f:
+                    f.writelines(kept)
             if not io.is_local(self.path):
-                path = epath.Path(self.path)
-                text = path.read_text() if path.exists() else ""
-                self._lines = [line + "\n" for line in text.splitlines() if line.strip()]
+                self._lines = kept
             self._tb = _tensorboard_writer(os.fspath(epath.Path(workdir) / "tensorboard"))
 
     def write(self, record: Dict) -> None:

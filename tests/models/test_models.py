@@ -350,13 +350,35 @@ def test_train_mode_uses_batch_statistics_and_updates_running_stats(resnet8x4_se
     _, conv, bn, new_stats = _stem_intermediates(model, variables, images, train=True)
     mean, var = conv.mean((0, 1, 2)), conv.var((0, 1, 2))
     np.testing.assert_allclose(bn, (conv - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
-    # PyTorch momentum 0.1 from the initial (0, 1) running statistics.
+    # PyTorch momentum 0.1 from the initial (0, 1) running statistics, the unbiased variance in the average.
+    n = conv.size // conv.shape[-1]
     np.testing.assert_allclose(new_stats["bn1"]["mean"], 0.1 * mean, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(new_stats["bn1"]["var"], 0.9 + 0.1 * var, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(new_stats["bn1"]["var"], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-4, atol=1e-6)
     # Every batch norm got new statistics.
     changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
                                      variables["batch_stats"], new_stats)
     assert all(jax.tree_util.tree_leaves(changed))
+
+
+def test_batch_norm_step_follows_pytorch_by_hand():
+    """One train-mode step of the batch norm, by hand in float64: PyTorch's BatchNorm2d normalises with the biased
+    batch variance and averages the unbiased one (n / (n - 1), n = 16 values per channel here) into the running
+    variance, momentum 0.1, from arbitrary running statistics; eval mode then normalises with those."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (4, 2, 2, 5)).astype(np.float32)
+    params = {"scale": rng.uniform(0.5, 2.0, 5).astype(np.float32), "bias": rng.normal(size=5).astype(np.float32)}
+    stats = {"mean": rng.normal(size=5).astype(np.float32), "var": rng.uniform(0.5, 2.0, 5).astype(np.float32)}
+    y, updated = layers.batch_norm(True).apply({"params": params, "batch_stats": stats}, x, mutable=["batch_stats"])
+    rows = x.astype(np.float64).reshape(-1, 5)
+    mean, biased, unbiased = rows.mean(0), rows.var(0), rows.var(0, ddof=1)
+    expected = (rows - mean) / np.sqrt(biased + 1e-5) * params["scale"] + params["bias"]
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, 5), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(updated["batch_stats"]["mean"], 0.9 * stats["mean"] + 0.1 * mean, rtol=1e-6)
+    np.testing.assert_allclose(updated["batch_stats"]["var"], 0.9 * stats["var"] + 0.1 * unbiased, rtol=1e-6)
+    running = {k: np.asarray(v, np.float64) for k, v in updated["batch_stats"].items()}
+    y_eval = layers.batch_norm(False).apply({"params": params, "batch_stats": updated["batch_stats"]}, x)
+    expected = (rows - running["mean"]) / np.sqrt(running["var"] + 1e-5) * params["scale"] + params["bias"]
+    np.testing.assert_allclose(np.asarray(y_eval).reshape(-1, 5), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_eval_mode_uses_running_statistics_and_leaves_them_alone(resnet8x4_setup):

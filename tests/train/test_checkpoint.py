@@ -1,9 +1,22 @@
-"""Checkpointer: last-N and best sets, asynchronous writes that a restore and a reopen see complete."""
+"""Checkpointer: last-N and best sets, asynchronous writes that a restore and a reopen see complete, and the
+checksums that catch a damaged checkpoint before orbax reads it."""
+import json
+import logging
+import os
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from etils import epath
 
+from ltkd_jax import train
 from ltkd_jax.train import checkpoint
+import synthetic
+
+EPOCHS = 3  # 10 steps each: checkpoints 20 and 30 are kept
+TIMING = ("images_per_sec", "input_wait_fraction")
 
 
 def _state(value):
@@ -50,3 +63,83 @@ def test_restore_errors_stay_one_line():
         "Exception: Encountered error while reading array index: (slice(0, 96, 1),).")
     long_message = checkpoint._first_line(ValueError("x" * 500))  # pylint: disable=protected-access
     assert long_message.endswith(" " + "x" * 200 + "...")
+
+
+def _teacher_run(workdir):
+    return train.run_stage(train.Stage("teacher", synthetic.TinyNet(), 0.05, EPOCHS, 0), synthetic.make_data(),
+                           str(workdir), **synthetic.RECIPE)
+
+
+def _records(workdir):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in train.read_metrics(f"{workdir}/metrics.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("finished") / "teacher"
+    state = _teacher_run(workdir)
+    return workdir, [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state)]
+
+
+def _damage(workdir, how):
+    """Damage the largest array file of the latest step (30) as `how` says; returns its path."""
+    step_dir = workdir / "checkpoints" / "30"
+    target = max((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
+                 key=lambda p: p.stat().st_size)
+    blob = bytearray(target.read_bytes())
+    if how == "flip":
+        blob[len(blob) // 2] ^= 0x01
+        target.write_bytes(bytes(blob))
+    elif how == "truncate":
+        target.write_bytes(bytes(blob[:len(blob) // 2]))
+    else:
+        target.unlink()
+    return step_dir, target
+
+
+def test_every_saved_file_has_its_checksum(finished_run):
+    workdir, _ = finished_run
+    for step_dir in [*(workdir / "checkpoints").iterdir(), *(workdir / "best").iterdir()]:
+        recorded = json.loads((step_dir / "checksums.process_0.json").read_text())
+        files = {str(p.relative_to(step_dir)) for p in step_dir.rglob("*") if p.is_file()}
+        assert recorded["processes"] == 1 and set(recorded["files"]) == files - {"checksums.process_0.json"}
+        assert checkpoint.damage(epath.Path(step_dir)) is None
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+def test_a_damaged_latest_checkpoint_is_skipped_before_any_read(finished_run, tmp_path, monkeypatch, caplog, how):
+    """A byte flipped inside an array file, a truncated file or a deleted one: caught by the checksums before
+    orbax opens the step; one warning line, and the run resumes from the step before and ends as it did."""
+    source, final_leaves = finished_run
+    workdir = tmp_path / "teacher"
+    shutil.copytree(source, workdir)
+    step_dir, target = _damage(workdir, how)
+    problem = checkpoint.damage(epath.Path(step_dir))
+    assert str(target) in problem and ("missing" in problem if how == "delete" else "has changed" in problem)
+    read = []
+    restore = checkpoint.restore
+    monkeypatch.setattr(checkpoint, "restore", lambda manager, step, *args, **kwargs: (
+        read.append(step), restore(manager, step, *args, **kwargs))[1])
+    with caplog.at_level(logging.WARNING):
+        state = _teacher_run(workdir)
+    assert read == [20]  # step 30 was never handed to orbax
+    warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(warnings) == 1 and str(target) in warnings[0] and "\n" not in warnings[0]
+    for ours, theirs in zip(jax.tree_util.tree_leaves(state), final_leaves):
+        np.testing.assert_array_equal(np.asarray(ours), theirs)
+    assert _records(workdir) == _records(source)  # the records after step 20 were replaced, not repeated
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
+    assert checkpoint.damage(epath.Path(step_dir)) is None  # step 30 saved again
+
+
+def test_a_damaged_teacher_checkpoint_is_one_error_naming_the_file(finished_run, tmp_path, monkeypatch):
+    source, _ = finished_run
+    workdir = tmp_path / "teacher"
+    shutil.copytree(source, workdir)
+    _, target = _damage(workdir, "flip")
+    monkeypatch.setattr(checkpoint, "restore", lambda *args, **kwargs: pytest.fail("read a damaged checkpoint"))
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        train.load_teacher(synthetic.TinyNet(), str(workdir), (8, 8, 1))
+    message = str(error.value)
+    assert message.startswith(f"teacher checkpoint {workdir / 'checkpoints' / '30'} is damaged: {target} has changed")
+    assert "\n" not in message

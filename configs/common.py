@@ -54,6 +54,8 @@ def base(dataset: str, arg: str, *, num_epochs: int, batch_size: int, learning_r
     c.ce_weight = 1.0
     c.distill_weight = 1.0
     c.warmup_epochs = warmup_epochs
+    c.ce_loss = "cross_entropy"  # or "balanced_softmax": CE of logits + log class prior (Ren et al. 2020)
+    c.teacher_loss = "cross_entropy"  # the teacher's; "balanced_softmax": a debiased one (its own directory)
     c.distill = ml_collections.ConfigDict()
     _method_defaults(c, f"{teacher}-{student}")
 
@@ -63,7 +65,7 @@ def base(dataset: str, arg: str, *, num_epochs: int, batch_size: int, learning_r
     c.teachers_dir = ""  # '' = <workdir>/../teachers
     c.teacher_seed = 0
     c.teacher_num_epochs = 0  # 0 = num_epochs
-    c.teacher_learning_rate = learning_rate  # teachers train with plain CE on the same split and recipe
+    c.teacher_learning_rate = learning_rate  # teachers train with CE (teacher_loss) on the same split and recipe
 
     c.eval_batch_size = 1024  # global; evaluation pads the last batch and masks it
     c.eval_every_epochs = 1
@@ -85,6 +87,18 @@ def _method_defaults(c, pair: str) -> None:
         c.ce_weight, c.distill_weight, c.warmup_epochs = 0.1, 0.9, 0
     elif method == "dkd":
         d.temperature, d.alpha, d.beta = 4.0, 1.0, DKD_BETA.get(pair, 8.0)
+    elif method == "bkd":  # EricZsy/BalancedKnowledgeDistillation, its CIFAR setting (weights from epoch 0)
+        d.temperature, d.alpha, d.beta_cb = 2.0, 1.0, 0.9999
+        c.warmup_epochs = 0
+    elif method == "dive":  # He et al., ICCV 2021: (1 - alpha) balanced-softmax CE + alpha KD, debiased teacher
+        d.temperature, d.power = 3.0, 0.5
+        c.ce_weight, c.distill_weight, c.warmup_epochs = 0.5, 0.5, 0  # 1 - alpha, alpha = 0.5
+        c.ce_loss = c.teacher_loss = "balanced_softmax"
+    elif method == "kd_ls":  # logit standardisation (Sun et al. 2024) README: --base-temp 2 --kd-weight 9 on KD
+        d.temperature = 2.0
+        c.ce_weight, c.distill_weight, c.warmup_epochs = 0.1, 9.0, 0  # mdistiller KD's CE weight 0.1
+    elif method == "ltkd_ls":  # LTKD on standardised logits at the base temperature 2; alpha, beta as LTKD's
+        d.temperature, d.alpha, d.beta = 2.0, 6.0, 6.0
     elif method.startswith("ltkd"):
         d.temperature = 4.0  # assumed (the paper does not state T); CE weight 1 and DKD's warm-up: assumed
         if method in ("ltkd", "ltkd_inter_biased", "ltkd_inter_balanced"):

@@ -15,7 +15,10 @@ import math
 
 CE_METHODS = ("teacher", "student")
 FEATURE_METHODS = ("fitnet", "reviewkd")  # ltkd_jax.distill
-LOGIT_METHODS = ("dkd", "kd", "ltkd", "ltkd_inter_balanced", "ltkd_inter_biased", "ltkd_intra_uniform")  # losses.py
+# losses.py, sorted; bkd, dive, kd_ls, ltkd_ls: long-tail and logit-standardisation baselines (not in the paper).
+LOGIT_METHODS = ("bkd", "dive", "dkd", "kd", "kd_ls", "ltkd", "ltkd_inter_balanced", "ltkd_inter_biased",
+                 "ltkd_intra_uniform", "ltkd_ls")
+CE_LOSSES = ("cross_entropy", "balanced_softmax")  # a run's CE: plain, or of the logits + log class prior
 METHODS = CE_METHODS + LOGIT_METHODS + FEATURE_METHODS
 
 
@@ -52,7 +55,7 @@ def build_config(dataset: str, arg: str | None = None):
 def distill_hparams(config) -> dict:
     """Keyword arguments of `losses.get_distill_loss` for this config (num_groups from the data set)."""
     hparams = dict(config.distill)
-    if config.method.startswith("ltkd"):
+    if config.method in ("ltkd", "ltkd_inter_biased", "ltkd_inter_balanced", "ltkd_intra_uniform", "ltkd_ls"):
         hparams["num_groups"] = config.dataset.num_groups
     return hparams
 

@@ -46,6 +46,9 @@ def validate(config) -> None:
         raise ValueError(f"distill.temperature={temperature!r} is invalid: it must be a finite number > 0")
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype {config.dtype!r} is invalid; allowed: float32, bfloat16")
+    for field in ("ce_loss", "teacher_loss"):
+        if config[field] not in config_lib.CE_LOSSES:
+            raise ValueError(f"{field} {config[field]!r} is invalid; allowed: {', '.join(config_lib.CE_LOSSES)}")
     if config.method in config_lib.FEATURE_METHODS:  # unsupported pair, option or image size
         distill.feature_settings(config.method, config.teacher_model, config.student_model, image_shape(config),
                                  **dict(config.distill))
@@ -129,9 +132,9 @@ def load_data(config):
 
 
 def teacher_config(config) -> ml_collections.ConfigDict:
-    """The config of the run that trains `config`'s teacher: the same data and recipe with plain cross-entropy,
-    its own learning rate, epochs and seed. Nothing of the student's method is left in it, so every student of
-    that seed shares one teacher run."""
+    """The config of the run that trains `config`'s teacher: the same data and recipe with cross-entropy (plain,
+    or `teacher_loss`), its own learning rate, epochs and seed. Nothing of the student's method is left in it, so
+    every student of that seed and teacher loss shares one teacher run."""
     teacher = ml_collections.ConfigDict(config.to_dict())
     gamma = longtail.gamma_text(config.dataset.imbalance_factor)
     teacher.arg = f"teacher,{config.teacher_model}-{config.teacher_model},{gamma}"
@@ -140,13 +143,14 @@ def teacher_config(config) -> ml_collections.ConfigDict:
     teacher.num_epochs = config.teacher_num_epochs or config.num_epochs
     teacher.seed = config.teacher_seed
     teacher.ce_weight, teacher.distill_weight, teacher.warmup_epochs = 1.0, 1.0, 0
+    teacher.ce_loss = teacher.teacher_loss = config.teacher_loss
     teacher.distill = ml_collections.ConfigDict()
     teacher.teacher_checkpoint, teacher.teacher_only = "", False
     return teacher
 
 
 def teacher_workdir(config, workdir: str) -> str:
-    """Deterministic: <teachers_dir>/<data set>_gamma<γ>/<arch>_seed<s>_ep<epochs>_bs<batch>[_<dtype>].
+    """Deterministic: <teachers_dir>/<data set>_gamma<γ>/<arch>_seed<s>_ep<epochs>_bs<batch>[_<dtype>][_<loss>].
 
     Any other difference in the teacher's recipe is caught by the workdir's config check, in one line."""
     if config.teacher_checkpoint:
@@ -158,13 +162,16 @@ def teacher_workdir(config, workdir: str) -> str:
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
     if config.dtype != "float32":
         name += f"_{config.dtype}"
+    if config.teacher_loss != "cross_entropy":
+        name += f"_{config.teacher_loss}"  # a debiased teacher
     return os.fspath(epath.Path(root) / f"{config.dataset.name}_{subset}" / name)
 
 
 def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
     num_classes, dtype = data_lib.get_spec(config.dataset.name).num_classes, jnp.dtype(config.dtype)
     name = config.method if distilled else ("teacher" if config.method == "teacher" else "student")
-    stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed)
+    stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed,
+                 ce_prior_weight=float(config.ce_loss == "balanced_softmax"))
     if distilled:
         stage.update(ce_weight=config.ce_weight, distill_weight=config.distill_weight,
                      warmup_epochs=config.warmup_epochs, log_temperature=config.distill.get("temperature", 1.0))

@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["kd_loss", "dkd_loss", "ltkd_loss", "kd_decomposition", "rebalance_group_log_probs", "teacher_group_sums",
            "cross_entropy", "warmup_factor", "student_objective", "DISTILL_LOSSES", "get_distill_loss",
-           "validate_group_ids"]
+           "validate_group_ids", "bkd_loss", "dive_loss", "standardize_logits", "log_class_prior"]
 
 
 # Validation of the class -> group map (host side, before tracing).
@@ -222,6 +222,55 @@ def cross_entropy(logits, labels):
     return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1))
 
 
+# Long-tail-aware KD baselines (not in the paper), each as its authors' code computes it.
+def log_class_prior(class_counts) -> jax.Array:
+    """log(n_c / N) of the training counts: cross-entropy of `logits + log_class_prior` is the balanced softmax
+    (Ren et al. 2020), which is logit adjustment (Menon et al. 2021) with tau = 1."""
+    counts = jnp.maximum(jnp.asarray(class_counts, jnp.float32), 1.0)  # an empty class: finite, very unlikely
+    return jnp.log(counts) - jnp.log(jnp.sum(counts))
+
+
+def with_log_prior(logits, class_counts, weight):
+    """`logits + weight * log_class_prior(class_counts)`; the logits themselves where the weight is a plain 0."""
+    if isinstance(weight, (int, float)) and weight == 0:
+        return logits
+    if class_counts is None:
+        raise ValueError(f"a class-prior weight of {weight} needs the training class counts")
+    return logits + weight * log_class_prior(class_counts)
+
+
+def bkd_loss(student_logits, teacher_logits, class_counts, *, temperature: float, alpha: float = 1.0,
+             beta_cb: float = 0.9999):
+    """Balanced KD (Zhang et al. 2021, EricZsy/BalancedKnowledgeDistillation): `alpha * T**2 * KL(q || p_s)`,
+    q = w * softmax(t / T) renormalised per sample, w_c = (1 - beta_cb) / (1 - beta_cb**n_c) (class-balanced
+    weights of the training counts) normalised to sum to C. Its cross-entropy is the plain one."""
+    _check_logits(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    counts = np.asarray(class_counts, np.float64)
+    weights = (1.0 - beta_cb) / (1.0 - np.power(beta_cb, counts))
+    log_weights = jnp.asarray(np.log(weights / weights.sum() * len(counts)), jnp.float32)
+    log_q = jax.nn.log_softmax(jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature) + log_weights)
+    log_p_s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
+    return alpha * temperature**2 * jnp.mean(_kl_from_logs(log_q, log_p_s))
+
+
+def dive_loss(student_logits, teacher_logits, *, temperature: float, power: float):
+    """DiVE's distillation term (He et al. 2021): `T**2 * KL(q || softmax(s / T))`, q = softmax(t / T)**power
+    renormalised (= softmax(power * t / T)). Its (1 - alpha) balanced-softmax CE is the student objective's."""
+    _check_logits(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    log_q = jax.nn.log_softmax(power * teacher_logits.astype(jnp.float32) / temperature, axis=-1)
+    log_p_s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
+    return temperature**2 * jnp.mean(_kl_from_logs(log_q, log_p_s))
+
+
+def standardize_logits(logits) -> jax.Array:
+    """Logit standardisation (Sun et al. 2024): each row's z-score, (z - mean) / (std + 1e-7), unbiased std."""
+    logits = jnp.asarray(logits, jnp.float32)
+    mean = jnp.mean(logits, axis=-1, keepdims=True)
+    return (logits - mean) / (jnp.std(logits, axis=-1, ddof=1, keepdims=True) + 1e-7)
+
+
 def warmup_factor(epoch, warmup_epochs):
     """`min(epoch / warmup_epochs, 1)` with epochs counted from 1 as in mdistiller; no warm-up when 0."""
     if isinstance(warmup_epochs, (int, float)) and warmup_epochs <= 0:
@@ -230,10 +279,12 @@ def warmup_factor(epoch, warmup_epochs):
 
 
 def student_objective(student_logits, teacher_logits, labels, group_ids, *, distill_loss: Callable,
-                      ce_weight: float, distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0):
-    """`ce_weight * CE + warmup(epoch) * distill_weight * distill`. Returns (total, parts)."""
-    ce = cross_entropy(student_logits, labels)
-    distill = distill_loss(student_logits, teacher_logits, labels, group_ids)
+                      ce_weight: float, distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0,
+                      class_counts=None, prior_weight=0.0):
+    """`ce_weight * CE + warmup(epoch) * distill_weight * distill`. Returns (total, parts). The CE is of the logits
+    plus `prior_weight` times the log class prior of `class_counts` (1: balanced softmax, DiVE's student)."""
+    ce = cross_entropy(with_log_prior(student_logits, class_counts, prior_weight), labels)
+    distill = distill_loss(student_logits, teacher_logits, labels, group_ids, class_counts)
     total = ce_weight * ce + warmup_factor(epoch, warmup_epochs) * distill_weight * distill
     return total, {"ce": ce, "distill": distill}
 
@@ -241,32 +292,33 @@ def student_objective(student_logits, teacher_logits, labels, group_ids, *, dist
 # ----------------------------------------------------------------------------------------------------------------
 # Registry: a config names its distillation loss and gives its hyper-parameters.
 #
-# Every entry builds `loss(student_logits, teacher_logits, labels, group_ids) -> scalar`.
+# Every entry builds `loss(student_logits, teacher_logits, labels, group_ids, class_counts=None) -> scalar`.
 # The LTKD ablations are the rows of the paper's Tables VI-VII:
 #   ltkd_inter_biased    inter only, teacher group distribution as is        (Table VI "Biased")
 #   ltkd_inter_balanced  inter only, rebalanced                              (Table VI "Ours", VII "Inter only")
 #   ltkd_intra_uniform   intra only, uniform group weights                   (Table VII "Intra only")
 #   ltkd                 both                                                (Table VII "Inter + Intra")
-# Table VII's "Baseline" is plain `kd`.
+# Table VII's "Baseline" is plain `kd`. bkd, dive, kd_ls (KD on standardised logits) and ltkd_ls: the long-tail
+# and logit-standardisation baselines above; `class_counts` (the training counts, host numpy) feeds bkd.
 
 
 def _kd_entry(*, temperature):
-    def loss(student_logits, teacher_logits, labels, group_ids):
-        del labels, group_ids
+    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
+        del labels, group_ids, class_counts
         return kd_loss(student_logits, teacher_logits, temperature=temperature)
     return loss
 
 
 def _dkd_entry(*, alpha, beta, temperature):
-    def loss(student_logits, teacher_logits, labels, group_ids):
-        del group_ids
+    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
+        del group_ids, class_counts
         return dkd_loss(student_logits, teacher_logits, labels, alpha=alpha, beta=beta, temperature=temperature)
     return loss
 
 
 def _ltkd_entry(*, alpha, beta, temperature, num_groups=3, rebalance=True, uniform_intra=True):
-    def loss(student_logits, teacher_logits, labels, group_ids):
-        del labels
+    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
+        del labels, class_counts
         return ltkd_loss(student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta,
                          temperature=temperature, num_groups=num_groups, rebalance=rebalance,
                          uniform_intra=uniform_intra)
@@ -284,6 +336,30 @@ def _intra_only(*, beta, temperature, num_groups=3):
     return _ltkd_entry(alpha=0.0, beta=beta, temperature=temperature, num_groups=num_groups)
 
 
+def _bkd_entry(*, temperature, alpha=1.0, beta_cb=0.9999):
+    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
+        del labels, group_ids
+        if class_counts is None:
+            raise ValueError("bkd needs the training class counts")
+        return bkd_loss(student_logits, teacher_logits, class_counts, temperature=temperature, alpha=alpha,
+                        beta_cb=beta_cb)
+    return loss
+
+
+def _dive_entry(*, temperature, power):
+    return lambda student_logits, teacher_logits, *_: dive_loss(student_logits, teacher_logits,
+                                                                temperature=temperature, power=power)
+
+
+def _standardized(entry):
+    """The loss `entry` builds, on z-scored logits (logit standardisation: KD or LTKD at a base temperature)."""
+    def standardized_entry(**hparams):
+        loss = entry(**hparams)
+        return lambda student_logits, teacher_logits, *rest: loss(
+            standardize_logits(student_logits), standardize_logits(teacher_logits), *rest)
+    return standardized_entry
+
+
 DISTILL_LOSSES: Mapping[str, Callable[..., Callable]] = {
     "kd": _kd_entry,
     "dkd": _dkd_entry,
@@ -291,6 +367,10 @@ DISTILL_LOSSES: Mapping[str, Callable[..., Callable]] = {
     "ltkd_inter_biased": _inter_only(rebalance=False),
     "ltkd_inter_balanced": _inter_only(rebalance=True),
     "ltkd_intra_uniform": _intra_only,
+    "bkd": _bkd_entry,
+    "dive": _dive_entry,
+    "kd_ls": _standardized(_kd_entry),
+    "ltkd_ls": _standardized(_ltkd_entry),
 }
 
 

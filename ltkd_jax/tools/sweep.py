@@ -167,7 +167,9 @@ def populations(runs: Sequence[Run]) -> List[Run]:
     train exactly its students' configs, each where its solo run would."""
     groups: Dict[object, List[Run]] = {}
     for run in runs:
-        key = (os.path.dirname(run.workdir), run.member[0][1:]) if run.member[1] else run.workdir  # [0]: method
+        # [0]: the config file and method; a student of another teacher (DiVE's debiased one) stays apart.
+        key = ((os.path.dirname(run.workdir), run.member[0][1:], run.teacher_workdir) if run.member[1]
+               else run.workdir)
         groups.setdefault(key, []).append(run)
     planned = []
     for members in groups.values():

@@ -39,6 +39,7 @@ class Stage:
     distill_weight: float = 1.0
     warmup_epochs: float = 0
     log_temperature: float = 1.0
+    ce_prior_weight: float = 0.0  # 1: balanced-softmax CE (logits + log class prior; DiVE, debiased teachers)
 
     @property
     def distills(self) -> bool:

@@ -57,20 +57,21 @@ def _member_step(stage, data, tx, steps_per_epoch):
                              distill_loss=stage.distill_loss, feature_loss=stage.feature_loss,
                              group_ids=data.group_ids if stage.distills else None, num_groups=data.num_groups,
                              ce_weight=stage.ce_weight, distill_weight=stage.distill_weight,
-                             warmup_epochs=stage.warmup_epochs, log_temperature=stage.log_temperature)
+                             warmup_epochs=stage.warmup_epochs, log_temperature=stage.log_temperature,
+                             class_counts=data.train_counts, ce_prior_weight=stage.ce_prior_weight)
 
 
 def _group_step(stages, data, tx, steps_per_epoch):
     """`step(stacked_state, teacher_out, batch)` of a group: one vmapped train_step, per-member weights as arrays."""
     member_losses = [stage.distill_loss for stage in stages]
     weights = {name: np.asarray([getattr(stage, name) for stage in stages], np.float32)
-               for name in ("ce_weight", "distill_weight", "warmup_epochs", "log_temperature")}
+               for name in ("ce_weight", "distill_weight", "warmup_epochs", "log_temperature", "ce_prior_weight")}
 
     def member(state, member_weights, index, teacher_out, batch):
         loss = lambda *args: jax.lax.switch(index, member_losses, *args)  # noqa: E731
         return step_lib.train_step(state, teacher_out, batch, model=stages[0].model, tx=tx,
                                    steps_per_epoch=steps_per_epoch, distill_loss=loss, group_ids=data.group_ids,
-                                   num_groups=data.num_groups, **member_weights)
+                                   num_groups=data.num_groups, class_counts=data.train_counts, **member_weights)
 
     def step(state, teacher_out, batch):
         return jax.vmap(member, in_axes=(0, 0, 0, None, None))(state, weights, np.arange(len(stages)),

@@ -66,11 +66,13 @@ def teacher_forward(teacher_model: nn.Module, teacher_variables, images, *, feat
 def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: optax.GradientTransformation,
                steps_per_epoch: int, distill_loss: Optional[Callable] = None, feature_loss: Optional[Callable] = None,
                group_ids: Optional[np.ndarray] = None, num_groups: int = 3, ce_weight: float = 1.0,
-               distill_weight: float = 1.0, warmup_epochs: float = 0, log_temperature: float = 1.0):
+               distill_weight: float = 1.0, warmup_epochs: float = 0, log_temperature: float = 1.0,
+               class_counts: Optional[np.ndarray] = None, ce_prior_weight: float = 0.0):
     """One SGD step: `ce_weight * CE + warmup(epoch) * distill_weight * distill`.
 
     * Neither loss given: plain cross-entropy (teachers, the CE student); `teacher_out` is then None.
-    * `distill_loss(student_logits, teacher_logits, labels, group_ids)`: logit distillation (KD, DKD, LTKD).
+    * `distill_loss(student_logits, teacher_logits, labels, group_ids, class_counts)`: logit distillation.
+    * `ce_prior_weight` 1: the CE is the balanced softmax (logits + log prior of `class_counts`), 0: plain.
     * `feature_loss(hints, teacher_features)`: feature distillation (FitNet, ReviewKD). `model` is then a
       student wrapper whose `apply(..., with_hints=True)` returns `(logits, hints)`, its connector modules
       trained with it; `teacher_out` holds the teacher's features (`teacher_forward(..., features=True)`).
@@ -92,7 +94,7 @@ def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: o
         else:
             logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
         if not distilling:
-            ce = losses.cross_entropy(logits, labels)
+            ce = losses.cross_entropy(losses.with_log_prior(logits, class_counts, ce_prior_weight), labels)
             return ce, (logits, updates, {"ce": ce})
         if feature_loss is not None:
             loss_of_batch = lambda *_: feature_loss(hints, teacher_features)  # noqa: E731
@@ -100,7 +102,8 @@ def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: o
             loss_of_batch = distill_loss
         total, parts = losses.student_objective(
             logits, teacher_logits, labels, group_ids, distill_loss=loss_of_batch, ce_weight=ce_weight,
-            distill_weight=distill_weight, epoch=epoch, warmup_epochs=warmup_epochs)
+            distill_weight=distill_weight, epoch=epoch, warmup_epochs=warmup_epochs, class_counts=class_counts,
+            prior_weight=ce_prior_weight)
         return total, (logits, updates, parts)
 
     (loss, (logits, updates, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

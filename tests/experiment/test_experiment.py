@@ -243,6 +243,8 @@ def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
      "batch_size=0 is invalid: it must be a positive multiple of the device count"),
     ("ltkd,demo_resnet_teacher-demo_resnet_student,4", {"distill.temperature": 0.0},
      r"distill.temperature=0.0 is invalid: it must be a finite number > 0"),
+    ("kd,demo_resnet_teacher-demo_resnet_student,4", {"teacher_loss": "focal"},
+     "teacher_loss 'focal' is invalid; allowed: cross_entropy, balanced_softmax"),
 ])
 def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message):
     with pytest.raises(ValueError, match=message):  # from the config file itself, or from validate
@@ -400,6 +402,23 @@ def test_config_names_match_the_registries_and_import_no_jax():
     code = "import sys, ltkd_jax.config, configs.common; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_a_debiased_teacher_trains_with_the_balanced_softmax_in_its_own_directory(tmp_path):
+    """DiVE distils from a balanced-softmax teacher; any method can (`teacher_loss`); CE students stay plain."""
+    dive = config_lib.build_config("fashion_mnist", f"dive,{PAIR},100")
+    kd = config_lib.build_config("fashion_mnist", f"kd,{PAIR},100")
+    assert (dive.ce_loss, dive.teacher_loss, dive.ce_weight, dive.distill_weight) == (
+        "balanced_softmax", "balanced_softmax", 0.5, 0.5)
+    workdir = str(tmp_path / "runs" / "x")
+    assert experiment.teacher_workdir(dive, workdir) == experiment.teacher_workdir(kd, workdir) + "_balanced_softmax"
+    teacher = experiment.teacher_config(dive)
+    assert (teacher.method, teacher.ce_loss, teacher.ce_weight) == ("teacher", "balanced_softmax", 1.0)
+    assert experiment.make_stage(teacher, teacher.teacher_model, distilled=False).ce_prior_weight == 1.0
+    assert experiment.make_stage(kd, kd.student_model, distilled=True).ce_prior_weight == 0.0
+    kd.teacher_loss = "balanced_softmax"  # KD from a debiased teacher: the teacher changes, the student's CE not
+    assert experiment.teacher_workdir(kd, workdir) == experiment.teacher_workdir(dive, workdir)
+    assert experiment.teacher_config(kd).ce_loss == "balanced_softmax" and kd.ce_loss == "cross_entropy"
 
 
 def test_teacher_config_is_the_recipe_with_cross_entropy_only():

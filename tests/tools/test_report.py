@@ -294,3 +294,17 @@ def test_variants_are_every_field_but_the_runtime_ones_and_seeds(tmp_path):
     _, rows, _ = report.build(root, ["I"])
     assert sorted((r["variant"], r["n"], r["seeds"]) for r in rows) == [
         ("", 2, "0 1"), ("dtype=None", 1, "3"), ("eval_every_epochs=5", 1, "2")]
+
+
+def test_the_beyond_table_sets_the_long_tail_baselines_beside_ltkd(tmp_path):
+    root = str(tmp_path / "runs")
+    for method, (overall, tail) in {"kd": (55, 40), "bkd": (56, 45), "dive": (57, 47), "kd_ls": (56, 41),
+                                    "ltkd_ls": (60, 52), "ltkd": (61, 51)}.items():
+        for seed in (0, 1):
+            make_run(root, "cifar100", f"{method},{PAIR},20", seed, finished(overall + seed, tail + seed))
+    text, _, _ = report.build(root, ["beyond"])
+    rows = table_rows(text, "### ResNet32×4 – ResNet8×4")
+    assert rows["BKD"][2:4] == ["45.50 ± 0.71", "56.50 ± 0.71"]  # γ = 20: T, All
+    assert rows["DiVE"][2] == "47.50 ± 0.71" and rows["LTKD + LS"][2] == "**52.50 ± 0.71**"
+    assert rows["LTKD − best other"][2:4] == ["-1.00", "+1.00"]  # LTKD + LS is the best other in both
+    assert "Paper (Table" not in text  # no published numbers for these

@@ -80,6 +80,8 @@ def expected_runs(table):
         runs = main([pair], [10, 100], ["kd", "dkd", "ltkd"])
         return runs | {("student", m, pair, 100, s, None, None) for s in SEEDS
                        for m in ("ltkd_inter_biased", "ltkd_inter_balanced", "ltkd_intra_uniform")}
+    if table == "fashion_mnist_beyond":
+        return main(["demo_resnet_teacher-demo_resnet_student"], [10, 100], BEYOND)
     raise KeyError(table)
 
 
@@ -92,7 +94,10 @@ EXPECTED_COUNTS = {
     "VII": 6 * 4 * 3 + 3 * 3,  # 81
     "fig4": 11 * 3 + 3,  # 11 distinct (alpha, beta) points: (6, 1) is on both lines: 36
     "fashion_mnist": 2 * 3 + 2 * 3 + 2 * 3 * 3 + 3 * 3,  # 39
+    # DiVE's balanced-softmax teacher is a teacher job of its own: 2 per (γ, seed), 6 methods, CE students: 54
+    "fashion_mnist_beyond": 2 * 3 * 2 + 2 * 3 * 6 + 2 * 3,
 }
+BEYOND = ["kd", "bkd", "dive", "kd_ls", "ltkd_ls", "ltkd"]
 
 
 def parse_with_flags(args):
@@ -124,13 +129,14 @@ def _repo_cwd(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-@pytest.mark.parametrize("table", ["I", "II", "III", "IV", "V", "VI", "VII", "fig4", "fashion_mnist"])
+@pytest.mark.parametrize("table", ["I", "II", "III", "IV", "V", "VI", "VII", "fig4", "fashion_mnist",
+                                   "fashion_mnist_beyond"])
 def test_dry_run_lists_exactly_the_table(sweep, capsys, table):
     commands, comments = dry_run(sweep, capsys, table)
     assert len(commands) == EXPECTED_COUNTS[table]
     assert any(f"{EXPECTED_COUNTS[table]} runs" in c for c in comments)
     assert any("estimated device time" in c and " h on " in c for c in comments)
-    full_check = table in ("VI", "VII", "fig4", "fashion_mnist")  # the others: seed-0 runs (keeps this fast)
+    full_check = table in ("VI", "VII", "fig4", "fashion_mnist", "fashion_mnist_beyond")  # others: seed 0 only
     found, teachers_at = set(), {}
     for index, command in enumerate(commands):
         words = shlex.split(command)
@@ -400,7 +406,8 @@ def test_teacher_job_trains_the_teacher_its_student_then_reuses(sweep, tmp_path)
     assert open(os.path.join(teacher.workdir, "metrics.jsonl")).read() == teacher_records
 
 
-@pytest.mark.parametrize("table, args", [("fashion_mnist", ()), ("fig4", ("--seeds=0",)), ("VII", ("--seeds=1",))])
+@pytest.mark.parametrize("table, args", [("fashion_mnist", ()), ("fig4", ("--seeds=0",)), ("VII", ("--seeds=1",)),
+                                         ("fashion_mnist_beyond", ("--seeds=0",))])
 def test_populations_train_exactly_the_solo_runs(sweep, capsys, table, args):
     """Grouped, the plan trains the same configs in the same directories as one job per run: each population
     holds the distilled students of one teacher job and seed, and its members are those runs' configs."""

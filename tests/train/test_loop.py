@@ -16,7 +16,7 @@ from etils import epath
 
 from ltkd_jax.data import device
 from ltkd_jax.train import loop
-from ltkd_jax.train import checkpoint
+from ltkd_jax.train import checkpoint, step as step_lib
 from ltkd_jax.tools import diagnose
 from ltkd_jax import losses, train
 import synthetic
@@ -318,3 +318,21 @@ def test_bfloat16_compute_keeps_float32_state_and_tracks_float32(tmp_path):
     first_fp32 = finals["float32"][0]["loss"]
     first_bf16 = finals["bfloat16"][0]["loss"]
     assert np.isfinite(first_bf16) and first_bf16 == pytest.approx(first_fp32, rel=0.02)
+
+
+def test_a_balanced_softmax_teacher_step_adds_the_log_prior():
+    """The CE of a debiased teacher's step is the balanced softmax of its logits (float64 by hand)."""
+    data = synthetic.make_data()
+    counts = np.array([40, 30, 20, 15, 12, 10, 8, 6, 5, 4])
+    model, tx = synthetic.TinyNet(), train.sgd(0.1, momentum=0.9, weight_decay=0.0)
+    state = train.init_state(model, tx, (8, 8, 1), 0)
+    batch = {"image": jnp.asarray(data.train_images[:16], jnp.float32) / 255.0,
+             "label": jnp.asarray(data.train_labels[:16])}
+    logits, _ = model.apply(state.variables, batch["image"], train=True, mutable=["batch_stats"])
+    _, metrics = step_lib.train_step(state, None, batch, model=model, tx=tx, steps_per_epoch=10,
+                                     class_counts=counts, ce_prior_weight=1.0)
+    z = np.asarray(logits, np.float64) + np.log(counts / counts.sum())
+    z -= z.max(1, keepdims=True)
+    labels = np.asarray(batch["label"])
+    expected = -np.mean(z[np.arange(16), labels] - np.log(np.exp(z).sum(1)))
+    np.testing.assert_allclose(float(metrics["ce"]), expected, rtol=1e-5)

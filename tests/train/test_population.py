@@ -142,7 +142,7 @@ def test_members_have_their_methods_defaults_and_the_populations_fields():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("kd,teacher", "population member 'teacher': unknown method 'teacher'; known: student, dkd"),
+    ("kd,teacher", "population member 'teacher': unknown method 'teacher'; known: student, bkd, dive"),
     ("kd,ltdk", "population member 'ltdk': unknown method 'ltdk'"),
     ("kd:seed=3", "population member 'kd:seed=3' has seed=3 where the population has 0; members differ only in"),
     ("ltkd:teacher_model=resnet8x4", "population member 'ltkd:teacher_model=resnet8x4' has "

@@ -97,8 +97,9 @@ def _method_defaults(c, pair: str) -> None:
     elif method == "kd_ls":  # logit standardisation (Sun et al. 2024) README: --base-temp 2 --kd-weight 9 on KD
         d.temperature = 2.0
         c.ce_weight, c.distill_weight, c.warmup_epochs = 0.1, 9.0, 0  # mdistiller KD's CE weight 0.1
-    elif method == "ltkd_ls":  # LTKD on standardised logits at the base temperature 2; alpha, beta as LTKD's
-        d.temperature, d.alpha, d.beta = 2.0, 6.0, 6.0
+    elif method == "ltkd_ls":  # LTKD on standardised logits, LS's base temperature 2 and KD weight 9; alpha, beta
+        d.temperature, d.alpha, d.beta = 2.0, 6.0, 6.0  # as LTKD's
+        c.distill_weight = 9.0
     elif method.startswith("ltkd"):
         d.temperature = 4.0  # assumed (the paper does not state T); CE weight 1 and DKD's warm-up: assumed
         if method in ("ltkd", "ltkd_inter_biased", "ltkd_inter_balanced"):

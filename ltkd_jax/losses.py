@@ -246,7 +246,7 @@ def bkd_loss(student_logits, teacher_logits, class_counts, *, temperature: float
     weights of the training counts) normalised to sum to C. Its cross-entropy is the plain one."""
     _check_logits(student_logits, teacher_logits)
     _check_temperature(temperature)
-    counts = np.asarray(class_counts, np.float64)
+    counts = np.maximum(np.asarray(class_counts, np.float64), 1.0)  # an empty class: finite weights
     weights = (1.0 - beta_cb) / (1.0 - np.power(beta_cb, counts))
     log_weights = jnp.asarray(np.log(weights / weights.sum() * len(counts)), jnp.float32)
     log_q = jax.nn.log_softmax(jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature) + log_weights)

@@ -26,6 +26,7 @@ from etils import epath
 from ltkd_jax.io import absolute, atomic_open, first_line  # absolute: local paths made so, gs:// URLs kept
 
 CHECKSUMS = "checksums.process_{}.json"
+NO_CHECKSUMS = "no checksums"  # saved before they were recorded (a run killed between saves): unverified, not damaged
 
 
 class CheckpointError(ValueError):
@@ -90,7 +91,10 @@ class Checkpointer:
                 continue
             step_dir = epath.Path(self.latest.directory) / str(step)
             problem = damage(step_dir)
-            if problem is None:
+            if problem in (None, NO_CHECKSUMS):
+                if problem:
+                    logging.warning("%s %s has no checksums to verify it against; restoring it as it is", what,
+                                    step_dir)
                 return restore(self.latest, step, abstract_state, what)
             logging.warning("%s %s is damaged (%s): deleted it, resuming from the step before", what, step_dir,
                             problem)
@@ -121,7 +125,7 @@ def _files(directory: epath.Path, prefix: str = ""):
     for child in sorted(directory.iterdir(), key=lambda child: child.name):
         if child.is_dir():
             yield from _files(child, f"{prefix}{child.name}/")
-        elif not re.fullmatch(CHECKSUMS.format(r"\d+").replace(".", r"\."), child.name):
+        elif not child.name.startswith(CHECKSUMS.split("{")[0]):  # the checksum files and their temporary copies
             yield prefix + child.name, child
 
 
@@ -146,7 +150,7 @@ def damage(step_dir: epath.Path) -> Optional[str]:
     """Why the files of `step_dir` are not those its save recorded (one phrase naming the file), or None."""
     records = sorted(step_dir.glob(CHECKSUMS.format("*")))
     if not records:
-        return "no checksums: its save did not complete"
+        return NO_CHECKSUMS
     files, processes = {}, 0
     for record in records:
         try:
@@ -184,7 +188,10 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
         if step is None:
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
         problem = damage(directory / str(step))
-        if problem:
+        if problem == NO_CHECKSUMS:
+            logging.warning("%s %s has no checksums to verify it against; loading it as it is", what,
+                            directory / str(step))
+        elif problem:
             raise CheckpointError(f"{what} {directory / str(step)} is damaged: {problem}")
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}
         variables = restore(manager, step, abstract_variables, what, args=ocp.args.PyTreeRestore(

@@ -67,8 +67,11 @@ def _group_step(stages, data, tx, steps_per_epoch):
     weights = {name: np.asarray([getattr(stage, name) for stage in stages], np.float32)
                for name in ("ce_weight", "distill_weight", "warmup_epochs", "log_temperature", "ce_prior_weight")}
 
+    # The class counts stay host constants in every branch (lax.switch would trace its operands; BKD needs numpy).
+    branches = [lambda s, t, labels, ids, f=f: f(s, t, labels, ids, data.train_counts) for f in member_losses]
+
     def member(state, member_weights, index, teacher_out, batch):
-        loss = lambda *args: jax.lax.switch(index, member_losses, *args)  # noqa: E731
+        loss = lambda s, t, labels, ids, counts=None: jax.lax.switch(index, branches, s, t, labels, ids)  # noqa: E731
         return step_lib.train_step(state, teacher_out, batch, model=stages[0].model, tx=tx,
                                    steps_per_epoch=steps_per_epoch, distill_loss=loss, group_ids=data.group_ids,
                                    num_groups=data.num_groups, class_counts=data.train_counts, **member_weights)

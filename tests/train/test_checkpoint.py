@@ -143,3 +143,23 @@ def test_a_damaged_teacher_checkpoint_is_one_error_naming_the_file(finished_run,
     message = str(error.value)
     assert message.startswith(f"teacher checkpoint {workdir / 'checkpoints' / '30'} is damaged: {target} has changed")
     assert "\n" not in message
+
+
+def test_a_step_without_checksums_is_restored_unverified(finished_run, tmp_path, monkeypatch, caplog):
+    """A run killed after a save finished but before its checksums were written: the step is complete (orbax
+    renames it only then), so it is restored with a warning, not thrown away."""
+    source, final_leaves = finished_run
+    workdir = tmp_path / "teacher"
+    shutil.copytree(source, workdir)
+    (workdir / "checkpoints" / "30" / "checksums.process_0.json").unlink()
+    read = []
+    restore = checkpoint.restore
+    monkeypatch.setattr(checkpoint, "restore", lambda manager, step, *args, **kwargs: (
+        read.append(step), restore(manager, step, *args, **kwargs))[1])
+    with caplog.at_level(logging.WARNING):
+        state = _teacher_run(workdir)
+        train.load_teacher(synthetic.TinyNet(), str(workdir), (8, 8, 1))
+    assert read[0] == 30 and sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
+    assert sum("has no checksums" in r.getMessage() for r in caplog.records) == 2
+    for ours, theirs in zip(jax.tree_util.tree_leaves(state), final_leaves):
+        np.testing.assert_array_equal(np.asarray(ours), theirs)

@@ -20,7 +20,7 @@ def _stage(name, model=None, **options):
 
 
 def _stages():
-    """A CE student, KD and two LTKD weightings and DKD on one architecture, and LTKD on a wider one."""
+    """A CE student, KD, LTKD, DKD and BKD on one architecture, and LTKD on a wider one."""
     ltkd = lambda alpha, beta: losses.get_distill_loss("ltkd", alpha=alpha, beta=beta, temperature=4.0)  # noqa: E731
     return [
         _stage("student"),
@@ -30,6 +30,8 @@ def _stages():
         _stage("dkd", distill_loss=losses.get_distill_loss("dkd", alpha=1.0, beta=8.0, temperature=2.0),
                warmup_epochs=1, log_temperature=2.0),
         _stage("ltkd_wide", model=synthetic.TinyNet(width=12), distill_loss=ltkd(2.0, 8.0), log_temperature=4.0),
+        # BKD reads the class counts (host constants, also inside the vmapped group's switch).
+        _stage("bkd", distill_loss=losses.get_distill_loss("bkd", temperature=2.0), log_temperature=2.0),
     ]
 
 
@@ -62,8 +64,8 @@ def _run(stages, root, teacher, **options):
 
 
 def test_units_group_logit_members_of_one_architecture():
-    assert population.units(_stages(), batched=True) == ((0,), (1, 2, 3), (4,))
-    assert population.units(_stages(), batched=False) == ((0,), (1,), (2,), (3,), (4,))
+    assert population.units(_stages(), batched=True) == ((0,), (1, 2, 3, 5), (4,))
+    assert population.units(_stages(), batched=False) == ((0,), (1,), (2,), (3,), (4,), (5,))
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["one_after_another", "vmapped"])

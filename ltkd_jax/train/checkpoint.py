@@ -20,6 +20,7 @@ from typing import Optional
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -58,6 +59,7 @@ class Checkpointer:
         metrics = self.best.metrics(best_step) if best_step is not None else None
         self.best_accuracy = float(metrics["accuracy"]) if metrics else -np.inf
         self._unrecorded = []  # step directories saved (maybe still being written) without checksums yet
+        self.deleted = []  # damaged steps restore_latest deleted
 
     def save(self, step: int, state, accuracy: Optional[float] = None) -> None:
         """Save `step` to the last-N set, and to `best` when `accuracy` beats every earlier one (only then:
@@ -98,7 +100,10 @@ class Checkpointer:
                 return restore(self.latest, step, abstract_state, what)
             logging.warning("%s %s is damaged (%s): deleted it, resuming from the step before", what, step_dir,
                             problem)
+            if jax.process_count() > 1:  # every process has checked the step before the primary deletes it
+                multihost_utils.sync_global_devices(f"checked checkpoint {step}")
             self.latest.delete(step)
+            self.deleted.append(step)
         return None
 
     def close(self):

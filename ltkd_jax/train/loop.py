@@ -174,7 +174,9 @@ def _restore_or_init(stages, ckpts, txs, data, replicated) -> list:
     abstracts = [abstract_state(stage.model, tx, data.image_shape, replicated) for stage, tx in zip(stages, txs)]
     states = [ckpt.restore_latest(abstract) for ckpt, abstract in zip(ckpts, abstracts)]
     steps = [0 if state is None else int(state.step) for state in states]
-    if len(set(steps)) > 1 and min(steps) > 0:
+    while len(set(steps)) > 1 and any(ckpt.deleted for ckpt in ckpts):  # until the members agree (0: afresh)
+        for ckpt in ckpts:
+            ckpt.deleted = []
         states = [ckpt.restore_latest(abstract, at_most=min(steps)) for ckpt, abstract in zip(ckpts, abstracts)]
         steps = [0 if state is None else int(state.step) for state in states]
     if len(set(steps)) > 1:

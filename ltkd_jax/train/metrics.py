@@ -82,8 +82,7 @@ class MetricsLog:
             epath.Path(workdir).mkdir(parents=True, exist_ok=True)
             path = epath.Path(self.path)
             lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-            kept = [line for line in lines if line.strip() and (
-                resume_step is None or json.loads(line).get("step", 0) <= resume_step)]
+            kept = [line for line in lines if line.strip() and (resume_step is None or _step(line) <= resume_step)]
             if len(kept) != len(lines):
                 with io.atomic_open(path) as f:
                     f.writelines(kept)
@@ -104,6 +103,14 @@ class MetricsLog:
             io.write_file(self.path, "".join(self._lines))
         if self._tb is not None:
             self._tb(record)
+
+
+def _step(line: str) -> float:
+    """The step of a metrics line; infinite for a line a killed run left half-written (dropped on resume)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        return math.inf
 
 
 def read_metrics(path: str):

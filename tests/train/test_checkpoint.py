@@ -163,3 +163,12 @@ def test_a_step_without_checksums_is_restored_unverified(finished_run, tmp_path,
     assert sum("has no checksums" in r.getMessage() for r in caplog.records) == 2
     for ours, theirs in zip(jax.tree_util.tree_leaves(state), final_leaves):
         np.testing.assert_array_equal(np.asarray(ours), theirs)
+
+
+def test_a_resumed_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
+    """Records after the resumed step (and a last line a kill left half-written) go; the rest stays as it was."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 5, "split": "test"}\n{"step": 9}\n{"step": 1')
+    train.MetricsLog(str(tmp_path), resume_step=5)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 5, "split": "test"}\n'
+    train.MetricsLog(str(tmp_path))  # a fresh run's log: nothing dropped
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 5, "split": "test"}\n'

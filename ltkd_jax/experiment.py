@@ -170,8 +170,9 @@ def teacher_workdir(config, workdir: str) -> str:
 def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
     num_classes, dtype = data_lib.get_spec(config.dataset.name).num_classes, jnp.dtype(config.dtype)
     name = config.method if distilled else ("teacher" if config.method == "teacher" else "student")
+    ce_loss = config.teacher_loss if config.method == "teacher" else config.ce_loss  # a teacher run: its own loss
     stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed,
-                 ce_prior_weight=float(config.ce_loss == "balanced_softmax"))
+                 ce_prior_weight=float(ce_loss == "balanced_softmax"))
     if distilled:
         stage.update(ce_weight=config.ce_weight, distill_weight=config.distill_weight,
                      warmup_epochs=config.warmup_epochs, log_temperature=config.distill.get("temperature", 1.0))

@@ -416,6 +416,9 @@ def test_a_debiased_teacher_trains_with_the_balanced_softmax_in_its_own_director
     assert (teacher.method, teacher.ce_loss, teacher.ce_weight) == ("teacher", "balanced_softmax", 1.0)
     assert experiment.make_stage(teacher, teacher.teacher_model, distilled=False).ce_prior_weight == 1.0
     assert experiment.make_stage(kd, kd.student_model, distilled=True).ce_prior_weight == 0.0
+    direct = config_lib.build_config("fashion_mnist", "teacher,demo_resnet_teacher-demo_resnet_teacher,100")
+    direct.teacher_loss = "balanced_softmax"  # a teacher trained on its own command follows teacher_loss too
+    assert experiment.make_stage(direct, direct.student_model, distilled=False).ce_prior_weight == 1.0
     kd.teacher_loss = "balanced_softmax"  # KD from a debiased teacher: the teacher changes, the student's CE not
     assert experiment.teacher_workdir(kd, workdir) == experiment.teacher_workdir(dive, workdir)
     assert experiment.teacher_config(kd).ce_loss == "balanced_softmax" and kd.ce_loss == "cross_entropy"

@@ -38,3 +38,8 @@ def make_data(seed=0, test_per_class=7):
 
 RECIPE = dict(batch_size=16, lr_decay_epochs=(2,), lr_decay_rate=0.1, momentum=0.9, weight_decay=5e-4,
               log_every_steps=4)
+
+
+def largest_array_file(step_dir):
+    """The largest array data file (an ocdbt `d/` file) of a checkpoint step: the one to damage in tests."""
+    return max((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"), key=lambda p: p.stat().st_size)

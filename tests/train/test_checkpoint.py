@@ -81,11 +81,30 @@ def finished_run(tmp_path_factory):
     return workdir, [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state)]
 
 
+def _copy(source, tmp_path):
+    """A copy of the finished run to damage."""
+    workdir = tmp_path / "teacher"
+    shutil.copytree(source, workdir)
+    return workdir
+
+
+def _record_reads(monkeypatch):
+    """The steps handed to orbax from now on (checkpoint.restore still reads them)."""
+    read, restore = [], checkpoint.restore
+    monkeypatch.setattr(checkpoint, "restore", lambda manager, step, *args, **kwargs: (
+        read.append(step), restore(manager, step, *args, **kwargs))[1])
+    return read
+
+
+def _assert_same_leaves(state, final_leaves):
+    for ours, theirs in zip(jax.tree_util.tree_leaves(state), final_leaves):
+        np.testing.assert_array_equal(np.asarray(ours), theirs)
+
+
 def _damage(workdir, how):
     """Damage the largest array file of the latest step (30) as `how` says; returns its path."""
     step_dir = workdir / "checkpoints" / "30"
-    target = max((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
-                 key=lambda p: p.stat().st_size)
+    target = synthetic.largest_array_file(step_dir)
     blob = bytearray(target.read_bytes())
     if how == "flip":
         blob[len(blob) // 2] ^= 0x01
@@ -111,22 +130,17 @@ def test_a_damaged_latest_checkpoint_is_skipped_before_any_read(finished_run, tm
     """A byte flipped inside an array file, a truncated file or a deleted one: caught by the checksums before
     orbax opens the step; one warning line, and the run resumes from the step before and ends as it did."""
     source, final_leaves = finished_run
-    workdir = tmp_path / "teacher"
-    shutil.copytree(source, workdir)
+    workdir = _copy(source, tmp_path)
     step_dir, target = _damage(workdir, how)
     problem = checkpoint.damage(epath.Path(step_dir))
     assert str(target) in problem and ("missing" in problem if how == "delete" else "has changed" in problem)
-    read = []
-    restore = checkpoint.restore
-    monkeypatch.setattr(checkpoint, "restore", lambda manager, step, *args, **kwargs: (
-        read.append(step), restore(manager, step, *args, **kwargs))[1])
+    read = _record_reads(monkeypatch)
     with caplog.at_level(logging.WARNING):
         state = _teacher_run(workdir)
     assert read == [20]  # step 30 was never handed to orbax
     warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
     assert len(warnings) == 1 and str(target) in warnings[0] and "\n" not in warnings[0]
-    for ours, theirs in zip(jax.tree_util.tree_leaves(state), final_leaves):
-        np.testing.assert_array_equal(np.asarray(ours), theirs)
+    _assert_same_leaves(state, final_leaves)
     assert _records(workdir) == _records(source)  # the records after step 20 were replaced, not repeated
     assert sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
     assert checkpoint.damage(epath.Path(step_dir)) is None  # step 30 saved again
@@ -134,8 +148,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_before_any_read(finished_run, tm
 
 def test_a_damaged_teacher_checkpoint_is_one_error_naming_the_file(finished_run, tmp_path, monkeypatch):
     source, _ = finished_run
-    workdir = tmp_path / "teacher"
-    shutil.copytree(source, workdir)
+    workdir = _copy(source, tmp_path)
     _, target = _damage(workdir, "flip")
     monkeypatch.setattr(checkpoint, "restore", lambda *args, **kwargs: pytest.fail("read a damaged checkpoint"))
     with pytest.raises(checkpoint.CheckpointError) as error:
@@ -149,20 +162,15 @@ def test_a_step_without_checksums_is_restored_unverified(finished_run, tmp_path,
     """A run killed after a save finished but before its checksums were written: the step is complete (orbax
     renames it only then), so it is restored with a warning, not thrown away."""
     source, final_leaves = finished_run
-    workdir = tmp_path / "teacher"
-    shutil.copytree(source, workdir)
+    workdir = _copy(source, tmp_path)
     (workdir / "checkpoints" / "30" / "checksums.process_0.json").unlink()
-    read = []
-    restore = checkpoint.restore
-    monkeypatch.setattr(checkpoint, "restore", lambda manager, step, *args, **kwargs: (
-        read.append(step), restore(manager, step, *args, **kwargs))[1])
+    read = _record_reads(monkeypatch)
     with caplog.at_level(logging.WARNING):
         state = _teacher_run(workdir)
         train.load_teacher(synthetic.TinyNet(), str(workdir), (8, 8, 1))
     assert read[0] == 30 and sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
     assert sum("has no checksums" in r.getMessage() for r in caplog.records) == 2
-    for ours, theirs in zip(jax.tree_util.tree_leaves(state), final_leaves):
-        np.testing.assert_array_equal(np.asarray(ours), theirs)
+    _assert_same_leaves(state, final_leaves)
 
 
 def test_a_resumed_log_drops_what_was_logged_after_its_checkpoint(tmp_path):

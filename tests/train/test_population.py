@@ -113,8 +113,7 @@ def test_a_sigterm_population_resumes_to_the_same_end(teacher, tmp_path, monkeyp
             np.testing.assert_array_equal(a, b, err_msg=stage.name)
     # One member's latest checkpoint damaged: the whole population goes back to the step before, to the same end.
     step_dir = tmp_path / "killed" / stages[0].name / "checkpoints" / "20"
-    array_file = max((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
-                     key=lambda p: p.stat().st_size)
+    array_file = synthetic.largest_array_file(step_dir)
     array_file.write_bytes(array_file.read_bytes()[:-1] + bytes([array_file.read_bytes()[-1] ^ 1]))
     again = _run(stages, tmp_path / "killed", teacher, batched=True)
     for stage, ours, theirs in zip(stages, again, reference):

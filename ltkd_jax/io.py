@@ -3,6 +3,7 @@ hosts of a pod): every file operation goes through ``etils.epath.Path``; these h
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from typing import Optional
@@ -97,3 +98,14 @@ def write_file(path: str | os.PathLike, data: str | bytes) -> None:
     else:
         with atomic_open(path, mode) as f:
             f.write(data)
+
+
+def file_digest(path: str | os.PathLike) -> list:
+    """``[size in bytes, SHA-256 hex digest]`` of a file: what checkpoints and data caches record once written and
+    verify before they are read."""
+    sha, size = hashlib.sha256(), 0
+    with epath.Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+            size += len(chunk)
+    return [size, sha.hexdigest()]

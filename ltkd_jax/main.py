@@ -4,8 +4,10 @@ Intentionally thin: the experiment (teacher, then student, then report) is `expe
 flags, the config file or the config ends in one line: the exception's own first line.
 """
 
+import os
 import re
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -73,7 +75,23 @@ def main(argv):
         experiment.run(FLAGS.config, FLAGS.workdir)
     except (ValueError, OSError, FloatingPointError, train.Preempted) as error:  # a bug's error keeps its traceback
         sys.stderr.write(f"error: {error_line(error)}\n")
-        sys.exit(143 if isinstance(error, train.Preempted) else 1)
+        _leave(jax, 143 if isinstance(error, train.Preempted) else 1)
+    except Exception:  # pylint: disable=broad-except
+        if jax.process_count() == 1:
+            raise
+        traceback.print_exc()
+        _leave(jax, 1)
+
+
+def _leave(jax, status: int) -> None:
+    """Exit with `status`. A failed run of several processes leaves at once: jax.distributed's shutdown at exit
+    waits for every process, and after a failure one may be dead (the wait would last its heartbeat time-out,
+    100 s, then abort) or still stepping (then its collective never completes). The loop closed every file."""
+    if jax.process_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)  # pylint: disable=protected-access
+    sys.exit(status)
 
 
 if __name__ == "__main__":

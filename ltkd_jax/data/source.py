@@ -18,6 +18,8 @@ from ltkd_jax import io
 from ltkd_jax.data import tf_env
 from ltkd_jax.data.registry import DatasetSpec, get_spec
 
+# (size, SHA-256) of every cache file of a split, recorded once the file is complete, verified before it is read.
+CHECKSUMS_FILE = "checksums.json"
 INTERLEAVE_CYCLE_LENGTH = 16
 INTERLEAVE_BLOCK_LENGTH = 16
 _SCAN_BATCH = 4096
@@ -68,6 +70,14 @@ class SplitMeta:
         return inv
 
 
+class DataCacheError(ValueError):
+    """A numpy cache file that is not the one written (truncated, changed, missing)."""
+
+    def __init__(self, path, problem: str, rebuild: str):
+        super().__init__(f"data cache {path} is damaged ({problem}); rebuild it with: {rebuild}")
+        self.path, self.problem = path, problem
+
+
 def save_npy(path, array: np.ndarray):
     """``array`` to the .npy file ``path`` (local or remote), written under a temporary name and renamed."""
     with io.atomic_open(path, "wb", suffix=".npy") as f:
@@ -82,13 +92,49 @@ def load_npy(path, mmap: bool = False) -> np.ndarray:
         return np.load(f)
 
 
+def _checksums(directory: epath.Path) -> dict:
+    path = directory / CHECKSUMS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_checksum(path) -> None:
+    """Record the (size, SHA-256) of the complete cache file ``path`` beside it."""
+    path = epath.Path(path)
+    records = {**_checksums(path.parent), path.name: io.file_digest(path)}
+    with io.atomic_open(path.parent / CHECKSUMS_FILE) as f:
+        json.dump(records, f, indent=1)
+
+
+def verify(path, name: str, data_dir) -> None:
+    """A DataCacheError line naming ``path`` and the command that rebuilds it, unless the file is the one recorded
+    (a cache written before checksums were recorded is recorded as it is)."""
+    path = epath.Path(path)
+    recorded = _checksums(path.parent).get(path.name)
+    if recorded is None:
+        if path.exists():
+            record_checksum(path)
+        return
+    problem = "it is missing" if not path.exists() else None
+    if problem is None:
+        size, sha = io.file_digest(path)
+        if size != recorded[0]:
+            problem = f"{size} bytes, written with {recorded[0]}"
+        elif sha != recorded[1]:
+            problem = "its SHA-256 differs from the one recorded when it was written"
+    if problem:
+        where = tf_env.resolve_data_dir(data_dir)
+        raise DataCacheError(path, problem, f"python -m ltkd_jax.data.prepare {name} --data_dir={where}")
+
+
 def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
     """Labels (canonical order) and the canonical<->stored mapping of a split, cached as .npy files."""
     spec = get_spec(name)
     d = epath.Path(tf_env.cache_dir(data_dir, name, split))
     labels_p, pos_p, keys_p = (os.fspath(d / f) for f in ("labels.npy", "stored_positions.npy", "keys.npy"))
-    if (epath.Path(labels_p).exists() and epath.Path(pos_p).exists()
-            and (spec.order_key is None or epath.Path(keys_p).exists())):
+    files = (labels_p, pos_p) + ((keys_p,) if spec.order_key else ())
+    if all(epath.Path(f).exists() for f in files):
+        for f in files:
+            verify(f, name, data_dir)
         keys = load_npy(keys_p) if spec.order_key else None
         return SplitMeta(load_npy(labels_p), load_npy(pos_p), keys)
     meta = _scan(spec, split, data_dir)
@@ -97,6 +143,8 @@ def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
         save_npy(keys_p, meta.keys)
     save_npy(pos_p, meta.stored_positions)
     save_npy(labels_p, meta.labels)
+    for f in files:
+        record_checksum(f)
     b = builder(spec, data_dir)
     with io.atomic_open(d / "meta.json", "w") as f:
         json.dump({"name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
@@ -137,6 +185,8 @@ def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> 
     meta = split_metadata(name, split, data_dir)
     if not epath.Path(images_p).exists():
         _build_images(spec, split, data_dir, meta, images_p)
+        record_checksum(images_p)
+    verify(images_p, name, data_dir)
     images = load_npy(images_p, mmap)
     if images.shape[0] != meta.num_examples:
         raise ValueError(f"cache {images_p} holds {images.shape[0]} images but labels.npy {meta.num_examples}; "

@@ -28,6 +28,7 @@ from ltkd_jax import io, losses, models, train
 from ltkd_jax.data import device, longtail
 from ltkd_jax.tools import models_table
 from ltkd_jax.train import population as train_population
+from ltkd_jax.train.dispatch import InFlight
 
 # Dense peak TFLOP/s per chip (vendor figures, no sparsity) for (float32, bfloat16) inputs; the GPUs' float32
 # column is their TF32 peak, as JAX's default precision runs fp32 there (docs/benchmarks.md).
@@ -114,10 +115,11 @@ def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int
     calls = max(1, steps // num_steps_per_call)
     times = []
     for _ in range(windows):
-        start = time.perf_counter()
+        start, in_flight = time.perf_counter(), InFlight()  # as training dispatches
         for _ in range(calls):
             state, metrics = call(state)
-        jax.block_until_ready(metrics)
+            in_flight.add(metrics)
+        in_flight.wait()
         times.append((time.perf_counter() - start) / (calls * num_steps_per_call))
     return compile_s, float(np.median(times)), state
 

@@ -11,12 +11,12 @@ store (``gs://bucket/...``, shared by the hosts of a pod).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import re
-from typing import Optional
+import shutil
+from typing import Optional, Sequence
 
 import jax
 import numpy as np
@@ -24,10 +24,13 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from etils import epath
 
-from ltkd_jax.io import absolute, atomic_open, first_line  # absolute: local paths made so, gs:// URLs kept
+from ltkd_jax.io import absolute, atomic_open, file_digest, first_line, is_local  # absolute: local paths kept absolute
 
 CHECKSUMS = "checksums.process_{}.json"
 NO_CHECKSUMS = "no checksums"  # saved before they were recorded (a run killed between saves): unverified, not damaged
+# Beyond the arrays, per checkpoint: orbax's metadata files and file-system blocks (a demo student's step is 0.13 MB
+# of arrays in 0.2 MB on disk).
+METADATA_BYTES = 1 << 20
 
 
 class CheckpointError(ValueError):
@@ -59,35 +62,44 @@ class Checkpointer:
         metrics = self.best.metrics(best_step) if best_step is not None else None
         self.best_accuracy = float(metrics["accuracy"]) if metrics else -np.inf
         self._unrecorded = []  # step directories saved (maybe still being written) without checksums yet
+        self._unrecorded_bytes = 0  # what they need on disk
         self.deleted = []  # damaged steps restore_latest deleted
 
     def save(self, step: int, state, accuracy: Optional[float] = None) -> None:
         """Save `step` to the last-N set, and to `best` when `accuracy` beats every earlier one (only then:
         an epoch that does not improve writes one checkpoint, not two)."""
-        self._record_checksums()
+        self.finish_writes()
         if step not in (self.latest.all_steps() or ()):
             self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
             self._unrecorded.append(epath.Path(self.latest.directory) / str(step))
+            self._unrecorded_bytes += bytes_needed(state)
         if accuracy is not None and accuracy > self.best_accuracy and step not in (self.best.all_steps() or ()):
             self.best.save(step, args=ocp.args.StandardSave(state), metrics={"accuracy": float(accuracy)},
                            force=True)
             self._unrecorded.append(epath.Path(self.best.directory) / str(step))
+            self._unrecorded_bytes += bytes_needed(state)
             self.best_accuracy = float(accuracy)
 
-    def _record_checksums(self) -> None:
+    def finish_writes(self) -> None:
         """Checksums of the saves that were in flight, once complete (orbax's next save would wait for them too:
         the saves stay asynchronous, only the hashing runs here)."""
         if self._unrecorded:
-            self.latest.wait_until_finished()
-            self.best.wait_until_finished()
+            try:
+                self.latest.wait_until_finished()
+                self.best.wait_until_finished()
+            except Exception as error:  # a background write failed: a full disk is the usual reason
+                short = _shortage([self], self._unrecorded_bytes, self._unrecorded[-1].name)
+                if short:
+                    raise CheckpointError(short) from error
+                raise
             for step_dir in self._unrecorded:
                 write_checksums(step_dir)
-            self._unrecorded = []
+            self._unrecorded, self._unrecorded_bytes = [], 0
 
     def restore_latest(self, abstract_state, what: str = "checkpoint", at_most: Optional[int] = None):
         """The newest intact step (<= `at_most`), or None. A damaged step is one warning line and is deleted (so
         that training saves that step again); the run goes on from the one before."""
-        self._record_checksums()
+        self.finish_writes()
         for step in sorted(self.latest.all_steps(), reverse=True):
             if at_most is not None and step > at_most:
                 continue
@@ -110,12 +122,54 @@ class Checkpointer:
         """Wait for the writes in flight (an error of a background write surfaces here), record their checksums
         and release both."""
         try:
-            self._record_checksums()
+            self.finish_writes()
         finally:
             try:
                 self.latest.close()
             finally:
                 self.best.close()
+
+
+def bytes_needed(state) -> int:
+    """Disk space one checkpoint of `state` takes at most (its arrays, whole, and metadata)."""
+    return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(state)) + METADATA_BYTES
+
+
+def free_bytes(directory: str) -> Optional[int]:
+    """Free space of the file system `directory` is (or will be) on; None on an object store."""
+    if not is_local(directory):
+        return None
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def _shortage(checkpointers: Sequence[Checkpointer], needed: int, step) -> Optional[str]:
+    """The error line when the file system of the checkpointers lacks `needed` bytes (as seen now), else None."""
+    directory = checkpointers[0].directory
+    free = free_bytes(directory)
+    if free is None or free >= needed:
+        return None
+    last = checkpointers[0].latest.latest_step()
+    return (f"not enough disk space for checkpoint {step} in {directory}: {free / 2**20:.1f} MiB free, "
+            f"{needed / 2**20:.1f} MiB needed; free some and rerun the same command to resume from "
+            + (f"step {last}" if last is not None else "the start"))
+
+
+def ensure_space(checkpointers: Sequence[Checkpointer], states: Sequence, step: int) -> None:
+    """Before anything of `step` is written (its test metrics, its checkpoints): a CheckpointError line, the same
+    on every process, where the disk cannot take a last-N and a best checkpoint of every member. The saves in
+    flight are waited for first (they take their space), so the previous checkpoint is complete and intact."""
+    for ckpt in checkpointers:
+        ckpt.finish_writes()
+    needed = sum(2 * bytes_needed(state) for state in states)
+    short = _shortage(checkpointers, needed, step)
+    if jax.process_count() > 1:
+        anywhere = bool(np.max(multihost_utils.process_allgather(np.int32(short is not None))))
+        short = short or (f"not enough disk space for checkpoint {step} on another process" if anywhere else None)
+    if short:
+        raise CheckpointError(short)
 
 
 def _owner(relative_path: str) -> int:
@@ -134,19 +188,10 @@ def _files(directory: epath.Path, prefix: str = ""):
             yield prefix + child.name, child
 
 
-def _digest(path: epath.Path):
-    sha, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-            size += len(chunk)
-    return [size, sha.hexdigest()]
-
-
 def write_checksums(step_dir: epath.Path) -> None:
     """Record (size, SHA-256) of the files this process wrote into the complete step `step_dir`, atomically."""
     index = jax.process_index()
-    files = {name: _digest(path) for name, path in _files(step_dir) if _owner(name) == index}
+    files = {name: file_digest(path) for name, path in _files(step_dir) if _owner(name) == index}
     with atomic_open(step_dir / CHECKSUMS.format(index)) as f:
         json.dump({"processes": jax.process_count(), "files": files}, f)
 
@@ -170,7 +215,7 @@ def damage(step_dir: epath.Path) -> Optional[str]:
         path = step_dir / name
         if not path.exists():
             return f"{path} is missing"
-        found_size, found_sha = _digest(path)
+        found_size, found_sha = file_digest(path)
         if (found_size, found_sha) != (size, sha):
             how = f"{found_size} bytes, saved with {size}" if found_size != size else "SHA-256 differs from its save"
             return f"{path} has changed ({how})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import time
 from typing import Callable, Optional
@@ -21,6 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ltkd_jax.data import device, host
 from ltkd_jax.train import checkpoint, metrics as metrics_lib, population, step as step_lib
+from ltkd_jax.train.dispatch import InFlight
 from ltkd_jax.train.state import Teacher, abstract_state, init_state, make_mesh
 
 
@@ -129,6 +131,7 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
         for progress in window.progresses[1:]:  # one terminal line: the first member's
             progress.enabled = False
         del states  # donated to the unit states
+        in_flight = InFlight()
         with SigtermFlag() as sigterm:
             while step < total_steps:
                 epoch, left_in_epoch = step // steps_per_epoch + 1, steps_per_epoch - step % steps_per_epoch
@@ -139,6 +142,7 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                 else:
                     unit_states, metrics = jit_one(unit_states, teacher_variables, step_inputs)
                     previous, step = step, step + 1
+                in_flight.add(metrics)
                 epoch_done = step % steps_per_epoch == 0
                 log_now = step // log_every_steps != previous // log_every_steps or epoch_done
                 window.add(metrics, step, epoch, log_now)
@@ -146,6 +150,9 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                     evaluate_now = epoch % eval_every_epochs == 0 or step == total_steps
                     save_now = epoch % checkpoint_every_epochs == 0 or step == total_steps
                     member_states = population.unstack(unit_states, unit_list, len(stages))
+                    if save_now:  # nothing of this epoch is written unless all of it can be, and is finite
+                        _check_finite(member_states, stages, workdirs, step)
+                        checkpoint.ensure_space(ckpts, member_states, step)
                     summaries = evaluate(member_states) if evaluate_now else [None] * len(stages)
                     for state, summary, log, ckpt in zip(member_states, summaries, logs, ckpts):
                         if summary is not None:
@@ -186,6 +193,20 @@ def _restore_or_init(stages, ckpts, txs, data, replicated) -> list:
             if state is None else state for stage, tx, state in zip(stages, txs, states)]
 
 
+@jax.jit
+def _finite(state) -> jax.Array:
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(state)
+                                if jnp.issubdtype(leaf.dtype, jnp.inexact)]))
+
+
+def _check_finite(states, stages, workdirs, step: int) -> None:
+    """A state with a non-finite value is never saved: the error names the member; its last checkpoint stays."""
+    for state, stage, workdir in zip(states, stages, workdirs):
+        if not bool(_finite(state)):
+            raise NonFiniteLoss(f"the parameters of {stage.name} ({workdir}) are not finite after step {step}; "
+                                "not saved: lower the learning rate or check the inputs")
+
+
 def _close(ckpt, finished: bool) -> None:
     """Wait for the last asynchronous writes: their errors are this run's errors, unless training already failed
     (NaN loss, SIGTERM, ...): then that error stays in front and a failed write is only logged."""
@@ -210,13 +231,18 @@ def _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size, 
                                    teacher_predictions=teacher_predictions if stage.distills else None)
                 for stage, variables in zip(stages, member_variables)]
 
-    program = jax.jit(eval_counts, out_shardings=replicated)
+    def add_counts(totals, member_variables, batch, teacher_variables):
+        return jax.tree_util.tree_map(jnp.add, totals, eval_counts(member_variables, batch, teacher_variables))
+
+    program = jax.jit(add_counts, out_shardings=replicated)
 
     def evaluate(states):
-        totals = None
+        member_variables, totals, in_flight = [state.variables for state in states], None, InFlight()
         for batch in feed.eval_batches(eval_batch_size, batch_sharding):
-            counts = program([state.variables for state in states], batch, teacher_variables)
-            totals = counts if totals is None else jax.tree_util.tree_map(jnp.add, totals, counts)
+            if totals is None:
+                totals = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype, device=replicated),
+                                                jax.eval_shape(eval_counts, member_variables, batch, teacher_variables))
+            totals = in_flight.add(program(totals, member_variables, batch, teacher_variables))
         return [metrics_lib.summarize(member, data.group_ids, data.train_counts) for member in jax.device_get(totals)]
     return evaluate
 
@@ -227,7 +253,7 @@ class _Window:
 
     def __init__(self, logs, progresses, data):
         self.logs, self.progresses, self.data = logs, progresses, data
-        self.metrics, self.input_wait, self.start = [], 0.0, time.perf_counter()
+        self.metrics, self.steps, self.input_wait, self.start = [], [], 0.0, time.perf_counter()
 
     def timed_input(self, inputs, step):
         waited = time.perf_counter()
@@ -237,12 +263,14 @@ class _Window:
 
     def add(self, member_metrics, step, epoch, log_now):
         self.metrics.append(member_metrics)
+        self.steps.append(step)
         if log_now:
             fetched = jax.device_get(self.metrics)  # waits for the window's steps: the window ends when they are done
             input_wait_fraction = self.input_wait / max(time.perf_counter() - self.start, 1e-9)
             for member, (log, progress) in enumerate(zip(self.logs, self.progresses)):
-                _log_train(log, progress, [m[member] for m in fetched], step, epoch, self.data, input_wait_fraction)
-            self.metrics, self.input_wait, self.start = [], 0.0, time.perf_counter()
+                _log_train(log, progress, [m[member] for m in fetched], self.steps, epoch, self.data,
+                           input_wait_fraction)
+            self.metrics, self.steps, self.input_wait, self.start = [], [], 0.0, time.perf_counter()
 
     def restart(self):
         """After evaluation and checkpoints: their time is not training time."""
@@ -251,11 +279,15 @@ class _Window:
         self.start = time.perf_counter()
 
 
-def _log_train(log, progress, fetched, step, epoch, data, input_wait_fraction: float):
-    loss = float(np.mean([m["loss"] for m in fetched]))
-    if not np.isfinite(loss):
-        raise NonFiniteLoss(f"training loss of {progress.name} became {loss} at step {step} (epoch {epoch}); "
-                            "lower the learning rate or check the inputs")
+def _log_train(log, progress, fetched, steps, epoch, data, input_wait_fraction: float):
+    """One train record of a member from its metrics of the window's dispatches (ending at `steps`)."""
+    losses = [float(m["loss"]) for m in fetched]
+    if not np.all(np.isfinite(losses)):
+        first = next(i for i, loss in enumerate(losses) if not np.isfinite(loss))
+        where = os.path.dirname(log.path)
+        raise NonFiniteLoss(f"training loss of {progress.name} ({where}) became {losses[first]} at step "
+                            f"{steps[first]}; its last checkpoint is kept: lower the learning rate or check the inputs")
+    step, loss = steps[-1], float(np.mean(losses))
     progress.update(step, epoch, loss)
     record = {"step": step, "epoch": epoch, "split": "train", "images_per_sec": progress.images_per_sec,
               "input_wait_fraction": input_wait_fraction,

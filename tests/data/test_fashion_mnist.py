@@ -99,4 +99,30 @@ def test_real_fashion_mnist(tmp_path):
     assert info.group_sizes.tolist() == [4, 3, 3]
     b = next(iter(data.build_dataset(info, "train", global_batch_size=64, process_index=0, process_count=1)))
     assert b["image"].shape == (64, 28, 28, 1)
+
+    # A damaged cache is found before it is used: one line naming the file and the command that rebuilds it,
+    # which does. (The test split: its cache is the cheaper one to build again.)
+    cache = data.tf_env.cache_dir(str(data_dir), "fashion_mnist", "test")
+    images, labels = (os.path.join(cache, f) for f in ("images.npy", "labels.npy"))
+    with open(images, "r+b") as f:  # truncated
+        f.truncate(os.path.getsize(images) // 2)
+    _assert_damaged(images, data_dir)
+    prepare.prepare("fashion_mnist", data_dir=str(data_dir), network_check=lambda host, port: False)
+    np.testing.assert_array_equal(data.load_arrays("fashion_mnist", "test", str(data_dir))[0], arrays["test"][0])
+    with open(labels, "r+b") as f:  # one label changed, same size
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([(last[0] + 1) % 10]))
+    _assert_damaged(labels, data_dir)
+    prepare.prepare("fashion_mnist", data_dir=str(data_dir), network_check=lambda host, port: False)
+    np.testing.assert_array_equal(data.load_arrays("fashion_mnist", "test", str(data_dir))[1], arrays["test"][1])
     shutil.rmtree(data_dir)
+
+
+def _assert_damaged(path, data_dir):
+    with pytest.raises(ValueError) as raised:
+        data.load_arrays("fashion_mnist", "test", str(data_dir))
+    message = str(raised.value)
+    assert "\n" not in message and path in message
+    assert f"python -m ltkd_jax.data.prepare fashion_mnist --data_dir={data_dir}" in message

@@ -95,12 +95,21 @@ def _is_prepared(builder) -> bool:
 
 
 def _build_caches(name: str, data_dir: str, arrays: bool):
+    """Build (or verify) the numpy caches of both splits; a damaged one is deleted and built again."""
     spec = get_spec(name)
     for split in (spec.train_split, spec.eval_split):
-        if arrays and spec.in_memory:
-            source.load_arrays(name, split, data_dir, mmap=True)
-        else:
-            source.split_metadata(name, split, data_dir)
+        for attempt in range(2):
+            try:
+                if arrays and spec.in_memory:
+                    source.load_arrays(name, split, data_dir, mmap=True)
+                else:
+                    source.split_metadata(name, split, data_dir)
+                break
+            except source.DataCacheError as error:
+                if attempt:
+                    raise
+                print(f"prepare: data cache {error.path} is damaged ({error.problem}): building it again", file=sys.stderr)
+                epath.Path(tf_env.cache_dir(data_dir, name, split)).rmtree()
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ test: $(INSTALLED)
 demo: $(INSTALLED) fashion-mnist
 	$(PY) -m ltkd_jax.tools.demo --workdir=workdirs/demo
 
-# The real data set this machine can have offline: Debian's copy of Fashion-MNIST (SPEC §2).
+# The real data set a machine without internet can have: Debian's copy of Fashion-MNIST (docs/data.md).
 fashion-mnist:
 	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null; then \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi

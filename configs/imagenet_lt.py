@@ -4,14 +4,14 @@
 
 For the literature's OLTR split instead of the exponential profile: --config.dataset.split_file=ImageNet_LT_train.txt
 """
-from configs import common
+from ltkd_jax import recipes
 
 
 def get_config(arg=None):
     # mdistiller's ImageNet recipe: 100 epochs, batch 512, lr 0.2 x0.1 at 30/60/90, weight decay 1e-4,
     # distillation warm-up 1 epoch.
-    config = common.base("imagenet2012", arg or "ltkd,resnet34-resnet18,10", num_epochs=100, batch_size=512,
-                         learning_rate=0.2, lr_decay_epochs=(30, 60, 90), weight_decay=1e-4, warmup_epochs=1)
+    config = recipes.base("imagenet2012", arg or "ltkd,resnet34-resnet18,10", num_epochs=100, batch_size=512,
+                          learning_rate=0.2, lr_decay_epochs=(30, 60, 90), weight_decay=1e-4, warmup_epochs=1)
     config.dataset.image_size = 224
     config.dataset.device_resident = False  # streamed through the host tf.data pipeline
     if config.method in ("kd", "dkd"):

@@ -2,10 +2,10 @@
 
     python -m ltkd_jax.main --config=configs/tiny_imagenet_lt.py:ltkd,resnet32x4-resnet8x4,100 --workdir=runs/tiny
 """
-from configs import cifar100_lt
+from ltkd_jax import recipes
 
 
 def get_config(arg=None):
-    config = cifar100_lt.get_config(arg)  # the paper trains Tiny-LT with the CIFAR recipe, at 64x64
+    config = recipes.build_config("cifar100", arg)  # the paper trains Tiny-LT with the CIFAR recipe, at 64x64
     config.dataset.name = "tiny_imagenet"
     return config

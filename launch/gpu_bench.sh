@@ -13,11 +13,15 @@
 #
 # Usage: [OUT=DIR] [PYTHON=INTERPRETER] launch/gpu_bench.sh
 #
-# Needs jax with an accelerator, flax, optax and orbax (torch for the reference; no TensorFlow). PYTHON defaults
-# to <repo>/.venv/bin/python if present, else python3 (`make` builds .venv with CPU-only jax: on a GPU host set
-# PYTHON to an interpreter with jax[cuda12]). Writes under OUT (default <repo>/workdirs/gpu_bench; 6 files, none
-# deeper than OUT): bench.log (versions and every table), one JSON per part, trace_b64_fp32.tgz (open with
-# TensorBoard's profile plugin or xprof; dropped if over 15 MB).
+# Needs jax with an accelerator, flax, optax and orbax (torch for the reference; no TensorFlow), and ml_collections
+# (the benchmark reads its recipe from configs/). PYTHON defaults to <repo>/.venv/bin/python if present, else
+# python3 (`make` builds .venv with CPU-only jax: on a GPU host set PYTHON to an interpreter with jax[cuda12]).
+# Pure-Python wheels in <repo>/.whl/ go on PYTHONPATH (a wheel is a zip Python imports from): for a host without
+# ml_collections and without the network, on the development machine run
+#     pip download --no-deps ml-collections==1.1.0 -d .whl
+# in the repository and carry .whl (git-ignored) with the checkout. Writes under OUT (default
+# <repo>/workdirs/gpu_bench; 6 files, none deeper than OUT): bench.log (versions and every table), one JSON per
+# part, trace_b64_fp32.tgz (open with TensorBoard's profile plugin or xprof; dropped if over 15 MB).
 set -uo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.." || exit 2
@@ -34,10 +38,15 @@ case ${1:-} in
 esac
 OUT=${OUT:-workdirs/gpu_bench}
 PY=$(pick_python)  # the repository's .venv, if any (we are in the repository root)
+path=$PWD
+for wheel in .whl/*.whl; do  # pure-Python wheels (see above); none: the pattern itself, not a file
+    [[ ! -f $wheel ]] || path+=":$PWD/$wheel"
+done
+export PYTHONPATH="$path${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # One start of jax: a problem comes back marked with '!', else the versions line that bench.log gets.
 versions=$("$PY" -c '
 try:
-    import jax, flax, optax, orbax.checkpoint as o
+    import jax, flax, optax, orbax.checkpoint as o, ml_collections
 except Exception as error:
     print("!cannot import", getattr(error, "name", None) or error)
 else:
@@ -47,10 +56,12 @@ else:
         print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, "orbax", o.__version__,
               jax.devices())
 ' 2>/dev/null) || versions="!does not run"
-[[ $versions != '!'* ]] ||
-    die "$PY ${versions#!}; set PYTHON to an interpreter with jax for the accelerator, flax, optax and orbax"
+case $versions in
+    '!cannot import ml_collections') die "$PY cannot import ml_collections (the benchmark reads its recipe from" \
+        "configs/); install it, or put its wheel in .whl/: pip download --no-deps ml-collections==1.1.0 -d .whl" ;;
+    '!'*) die "$PY ${versions#!}; set PYTHON to an interpreter with jax for the accelerator, flax, optax and orbax" ;;
+esac
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 LOG="$OUT/bench.log"
 failed=0
 

@@ -15,12 +15,10 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from ltkd_jax import config as config_lib, distill, io, losses, models, train
+from ltkd_jax import config as config_lib, distill, io, losses, methods, models, recipes, run_dir, train
 from ltkd_jax import data as data_lib
-from ltkd_jax.data import device, longtail
-from ltkd_jax.tools import run_report
+from ltkd_jax.data import device, host, longtail
 
-CONFIG_FILE = "config.json"
 # Fields (dotted) that may change between a run and its resumption without changing its results: logging, where
 # teachers and data live, and the config argument string (its resolved values are fields of their own).
 RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "dataset.data_dir", "teacher_only")
@@ -28,8 +26,8 @@ RUNTIME_FIELDS = ("overwrite", "log_every_steps", "teachers_dir", "arg", "datase
 
 def validate(config) -> None:
     """Every mistake in a config that can be seen before any data is read, as one ValueError line."""
-    if config.method not in config_lib.METHODS:
-        raise ValueError(f"unknown method {config.method!r}; known: {', '.join(config_lib.METHODS)}")
+    if config.method not in methods.METHODS:
+        raise ValueError(f"unknown method {config.method!r}; known: {', '.join(methods.METHODS)}")
     data_lib.get_spec(config.dataset.name)  # an unknown data set names the known ones
     for role in ("teacher_model", "student_model"):
         if config[role] not in models.MODEL_NAMES:
@@ -49,11 +47,12 @@ def validate(config) -> None:
     for field in ("ce_loss", "teacher_loss"):
         if config[field] not in config_lib.CE_LOSSES:
             raise ValueError(f"{field} {config[field]!r} is invalid; allowed: {', '.join(config_lib.CE_LOSSES)}")
-    if config.method in config_lib.FEATURE_METHODS:  # unsupported pair, option or image size
+    kind = methods.METHODS[config.method].kind
+    if kind == "feature":  # unsupported pair, option or image size
         distill.feature_settings(config.method, config.teacher_model, config.student_model, image_shape(config),
                                  **dict(config.distill))
-    elif config.method not in config_lib.CE_METHODS:
-        losses.get_distill_loss(config.method, **config_lib.distill_hparams(config))  # bad hyper-parameters
+    elif kind == "logit":  # bad hyper-parameters
+        losses.get_distill_loss(config.method, num_groups=config.dataset.num_groups, **dict(config.distill))
 
 
 def image_shape(config):
@@ -79,7 +78,7 @@ def refuse_workdir(config, workdir: str) -> list:
     blocking = io.file_in_the_way(workdir)
     if blocking is not None:
         raise ValueError(f"workdir {workdir} cannot be created: {blocking} is a file")
-    path = epath.Path(workdir) / CONFIG_FILE
+    path = epath.Path(workdir) / run_dir.CONFIG_FILE
     if not path.exists():
         return []
     differing = config_differences(json.loads(path.read_text()), config)
@@ -101,7 +100,7 @@ def check_workdir(config, workdir: str) -> None:
         if differing:
             epath.Path(workdir).rmtree()
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        io.write_file(epath.Path(workdir) / CONFIG_FILE, config.to_json(indent=2))
+        io.write_file(epath.Path(workdir) / run_dir.CONFIG_FILE, config.to_json(indent=2))
     _sync("check_workdir_written")
 
 
@@ -120,12 +119,12 @@ def load_data(config):
         image_size=d.image_size or None)
     common = dict(name=d.name, num_classes=info.num_classes, group_ids=np.asarray(info.group_ids),
                   train_counts=np.asarray(info.train_counts),
-                  augmentation=device.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
+                  augmentation=data_lib.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
     if not (info.spec.in_memory and d.device_resident):  # ImageNet: stream through the host pipeline
-        return device.ExperimentData(host_info=info, **common), info
+        return host.HostData(info=info, **common), info
     train_images, train_labels = data_lib.load_arrays(d.name, info.train_split, d.data_dir or None)
     test_images, test_labels = data_lib.load_arrays(d.name, info.eval_split, d.data_dir or None)
-    return device.ExperimentData(
+    return device.DeviceData(
         train_images=np.asarray(train_images[info.lt_indices]),
         train_labels=np.asarray(train_labels[info.lt_indices], np.int32), test_images=np.asarray(test_images),
         test_labels=np.asarray(test_labels, np.int32), **common), info
@@ -167,16 +166,20 @@ def teacher_workdir(config, workdir: str) -> str:
     return os.fspath(epath.Path(root) / f"{config.dataset.name}_{subset}" / name)
 
 
-def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
+def make_stage(config, model_name: str, *, distilled: bool, group_ids=None, class_counts=None) -> train.Stage:
+    """The stage `config` trains (its teacher's with `distilled` False), the loss bound to the data's class groups
+    and training counts."""
     num_classes, dtype = data_lib.get_spec(config.dataset.name).num_classes, jnp.dtype(config.dtype)
     name = config.method if distilled else ("teacher" if config.method == "teacher" else "student")
     ce_loss = config.teacher_loss if config.method == "teacher" else config.ce_loss  # a teacher run: its own loss
-    stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed,
-                 ce_prior_weight=float(ce_loss == "balanced_softmax"))
+    objective = train.Objective(ce_prior_weight=float(ce_loss == "balanced_softmax"))
     if distilled:
-        stage.update(ce_weight=config.ce_weight, distill_weight=config.distill_weight,
-                     warmup_epochs=config.warmup_epochs, log_temperature=config.distill.get("temperature", 1.0))
-    if distilled and config.method in config_lib.FEATURE_METHODS:
+        objective = objective.replace(ce_weight=config.ce_weight, distill_weight=config.distill_weight,
+                                      warmup_epochs=config.warmup_epochs,
+                                      log_temperature=config.distill.get("temperature", 1.0))
+    stage = dict(name=name, learning_rate=config.learning_rate, num_epochs=config.num_epochs, seed=config.seed,
+                 objective=objective)
+    if distilled and methods.METHODS[config.method].kind == "feature":
         # The student wrapped with its trainable connector (FitNet regressor / ReviewKD ABF blocks).
         args = (config.method, config.teacher_model, config.student_model)
         options = dict(config.distill)
@@ -185,7 +188,9 @@ def make_stage(config, model_name: str, *, distilled: bool) -> train.Stage:
         return train.Stage(**stage)
     stage["model"] = models.get_model(model_name, num_classes, dtype=dtype)
     if distilled:
-        stage["distill_loss"] = losses.get_distill_loss(config.method, **config_lib.distill_hparams(config))
+        stage["distill_loss"] = losses.get_distill_loss(
+            config.method, group_ids=group_ids, num_groups=config.dataset.num_groups, class_counts=class_counts,
+            **dict(config.distill))
     return train.Stage(**stage)
 
 
@@ -197,11 +202,11 @@ def _run_configs(configs, workdirs, data, info, teacher: Optional[train.Teacher]
         check_workdir(member, workdir)
         if jax.process_index() == 0:
             data_lib.write_split(info, workdir)
-            if teacher is not None and member.method not in config_lib.CE_METHODS:  # the checkpoints hold
-                with io.atomic_open(epath.Path(workdir) / run_report.TEACHER_FILE) as f:  # only the student
-                    json.dump({"checkpoint": teacher.checkpoint, "model": member.teacher_model}, f, indent=2)
+            if teacher is not None and methods.METHODS[member.method].kind != "ce":  # the checkpoints hold
+                run_dir.write_teacher_record(workdir, teacher.checkpoint, member.teacher_model)  # only the student
     stages = [make_stage(member, member.teacher_model if member.method == "teacher" else member.student_model,
-                         distilled=member.method not in config_lib.CE_METHODS) for member in configs]
+                         distilled=methods.METHODS[member.method].kind != "ce", group_ids=data.group_ids,
+                         class_counts=data.train_counts) for member in configs]
     train.run_population(
         stages, data, workdirs, batch_size=config.batch_size, lr_decay_epochs=config.lr_decay_epochs,
         lr_decay_rate=config.lr_decay_rate, momentum=config.momentum, weight_decay=config.weight_decay,
@@ -211,8 +216,8 @@ def _run_configs(configs, workdirs, data, info, teacher: Optional[train.Teacher]
     _sync("stage_done")
     if jax.process_index() == 0:
         for member, workdir in zip(configs, workdirs):
-            run_report.write_report(workdir, member, data)
-    return [train.read_metrics(os.fspath(epath.Path(workdir) / "metrics.jsonl")) for workdir in workdirs]
+            run_dir.write_report(workdir, member, data)
+    return [run_dir.read_metrics(workdir) for workdir in workdirs]
 
 
 def run(config, workdir: str):
@@ -220,12 +225,12 @@ def run(config, workdir: str):
     records of the last run trained. With `config.population`, its members train together, each in
     `<workdir>/<member>`, and the result is `{member: records}`."""
     validate(config)
-    members = config_lib.population_members(config) if config.population else [("", config)]
+    members = recipes.population_members(config) if config.population else [("", config)]
     configs = [member for _, member in members]
     workdirs = [os.fspath(epath.Path(workdir) / name) if name else workdir for name, _ in members]
     for member in configs if config.population else ():  # a solo run's config was validated above
         validate(member)
-    distilled = [member for member in configs if member.method not in config_lib.CE_METHODS]
+    distilled = [member for member in configs if methods.METHODS[member.method].kind != "ce"]
     if not config.teacher_only:
         for member, member_workdir in zip(configs, workdirs):
             refuse_workdir(member, member_workdir)  # before any teacher is trained for it

@@ -12,22 +12,21 @@ from etils import epath
 
 
 def first_line(error: BaseException) -> str:
-    """An exception's message cut to one line for a one-line error (its type's name when it has none)."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """An exception's message cut to one line for a one-line error (its type's name when it has none). A KeyError's
+    message is its first argument (its str() is that argument's repr)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str) \
+        else str(error)
+    return (message.strip().splitlines() or [type(error).__name__])[0]
 
 
-def error_line(error: BaseException) -> str:
-    """One line for a user's mistake: the exception's first line and, when it wraps another error (a config file
-    that failed to load), the innermost error's text after it."""
-    line, root = first_line(error), error
+def root_cause(error: BaseException) -> BaseException:
+    """The exception at the bottom of `error`'s chain (its cause's cause ...): what went wrong first."""
     while True:
-        inner = root.__cause__ if root.__cause__ is not None else (
-            None if root.__suppress_context__ else root.__context__)
+        inner = error.__cause__ if error.__cause__ is not None else (
+            None if error.__suppress_context__ else error.__context__)
         if inner is None:
-            break
-        root = inner
-    text = " ".join(str(root).split())
-    return f"{line.rstrip(':')}: {text}" if root is not error and text and text not in line else line
+            return error
+        error = inner
 
 
 def is_local(path: str | os.PathLike) -> bool:

@@ -1,4 +1,5 @@
-"""Distillation losses: KD, DKD, LTKD (and its ablations), cross-entropy and the warm-up.
+"""Distillation losses: KD, DKD, LTKD (and its ablations), BKD, DiVE, logit standardisation, the (balanced)
+cross-entropy and the warm-up; the registry of the `logit` methods.
 
 Pure functions of logits, safe under `jax.jit`, no Python loop over classes or batch. `p = softmax(z / T)`;
 every scalar loss is a batch mean times `T**2` (mdistiller's "batchmean"). `group_ids` maps classes to groups:
@@ -13,11 +14,14 @@ term by the batch-rebalanced `P^_t` and drops the weights `P_t,k` of the second.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ltkd_jax import methods
 
 __all__ = ["kd_loss", "dkd_loss", "ltkd_loss", "kd_decomposition", "rebalance_group_log_probs", "teacher_group_sums",
            "cross_entropy", "warmup_factor", "student_objective", "DISTILL_LOSSES", "get_distill_loss",
@@ -244,6 +248,8 @@ def bkd_loss(student_logits, teacher_logits, class_counts, *, temperature: float
     """Balanced KD (Zhang et al. 2021, EricZsy/BalancedKnowledgeDistillation): `alpha * T**2 * KL(q || p_s)`,
     q = w * softmax(t / T) renormalised per sample, w_c = (1 - beta_cb) / (1 - beta_cb**n_c) (class-balanced
     weights of the training counts) normalised to sum to C. Its cross-entropy is the plain one."""
+    if class_counts is None:
+        raise ValueError("bkd needs the training class counts")
     _check_logits(student_logits, teacher_logits)
     _check_temperature(temperature)
     counts = np.maximum(np.asarray(class_counts, np.float64), 1.0)  # an empty class: finite weights
@@ -278,85 +284,76 @@ def warmup_factor(epoch, warmup_epochs):
     return jnp.minimum(jnp.asarray(epoch, jnp.float32) / warmup_epochs, 1.0)
 
 
-def student_objective(student_logits, teacher_logits, labels, group_ids, *, distill_loss: Callable,
-                      ce_weight: float, distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0,
-                      class_counts=None, prior_weight=0.0):
+def student_objective(student_logits, teacher_logits, labels, *, distill_loss: Callable, ce_weight: float,
+                      distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0, class_counts=None,
+                      prior_weight=0.0):
     """`ce_weight * CE + warmup(epoch) * distill_weight * distill`. Returns (total, parts). The CE is of the logits
     plus `prior_weight` times the log class prior of `class_counts` (1: balanced softmax, DiVE's student)."""
     ce = cross_entropy(with_log_prior(student_logits, class_counts, prior_weight), labels)
-    distill = distill_loss(student_logits, teacher_logits, labels, group_ids, class_counts)
+    distill = distill_loss(student_logits, teacher_logits, labels)
     total = ce_weight * ce + warmup_factor(epoch, warmup_epochs) * distill_weight * distill
     return total, {"ce": ce, "distill": distill}
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Registry: a config names its distillation loss and gives its hyper-parameters.
+# Registry: a config names its distillation loss (a `logit` row of ltkd_jax/methods.py) and gives its
+# hyper-parameters; the experiment's constants are bound when the loss is built.
 #
-# Every entry builds `loss(student_logits, teacher_logits, labels, group_ids, class_counts=None) -> scalar`.
+# Every entry takes the hyper-parameters and the constants it needs (`group_ids`, `num_groups`, `class_counts`:
+# host numpy, fixed for a run) and builds `loss(student_logits, teacher_logits, labels) -> scalar`.
 # The LTKD ablations are the rows of the paper's Tables VI-VII:
 #   ltkd_inter_biased    inter only, teacher group distribution as is        (Table VI "Biased")
 #   ltkd_inter_balanced  inter only, rebalanced                              (Table VI "Ours", VII "Inter only")
 #   ltkd_intra_uniform   intra only, uniform group weights                   (Table VII "Intra only")
 #   ltkd                 both                                                (Table VII "Inter + Intra")
 # Table VII's "Baseline" is plain `kd`. bkd, dive, kd_ls (KD on standardised logits) and ltkd_ls: the long-tail
-# and logit-standardisation baselines above; `class_counts` (the training counts, host numpy) feeds bkd.
+# and logit-standardisation baselines above.
 
 
 def _kd_entry(*, temperature):
-    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
-        del labels, group_ids, class_counts
-        return kd_loss(student_logits, teacher_logits, temperature=temperature)
-    return loss
+    return lambda student_logits, teacher_logits, labels: kd_loss(student_logits, teacher_logits,
+                                                                  temperature=temperature)
 
 
 def _dkd_entry(*, alpha, beta, temperature):
-    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
-        del group_ids, class_counts
-        return dkd_loss(student_logits, teacher_logits, labels, alpha=alpha, beta=beta, temperature=temperature)
-    return loss
+    return lambda student_logits, teacher_logits, labels: dkd_loss(student_logits, teacher_logits, labels,
+                                                                   alpha=alpha, beta=beta, temperature=temperature)
 
 
-def _ltkd_entry(*, alpha, beta, temperature, num_groups=3, rebalance=True, uniform_intra=True):
-    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
-        del labels, class_counts
-        return ltkd_loss(student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta,
-                         temperature=temperature, num_groups=num_groups, rebalance=rebalance,
-                         uniform_intra=uniform_intra)
-    return loss
+def _ltkd_entry(*, group_ids, num_groups, alpha, beta, temperature, rebalance=True, uniform_intra=True):
+    return lambda student_logits, teacher_logits, labels: ltkd_loss(
+        student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta, temperature=temperature,
+        num_groups=num_groups, rebalance=rebalance, uniform_intra=uniform_intra)
 
 
 def _inter_only(*, rebalance):
-    def entry(*, alpha, temperature, num_groups=3):
-        return _ltkd_entry(alpha=alpha, beta=0.0, temperature=temperature, num_groups=num_groups,
-                           rebalance=rebalance)
+    def entry(*, group_ids, num_groups, alpha, temperature):
+        return _ltkd_entry(group_ids=group_ids, num_groups=num_groups, alpha=alpha, beta=0.0,
+                           temperature=temperature, rebalance=rebalance)
     return entry
 
 
-def _intra_only(*, beta, temperature, num_groups=3):
-    return _ltkd_entry(alpha=0.0, beta=beta, temperature=temperature, num_groups=num_groups)
+def _intra_only(*, group_ids, num_groups, beta, temperature):
+    return _ltkd_entry(group_ids=group_ids, num_groups=num_groups, alpha=0.0, beta=beta, temperature=temperature)
 
 
-def _bkd_entry(*, temperature, alpha=1.0, beta_cb=0.9999):
-    def loss(student_logits, teacher_logits, labels, group_ids, class_counts=None):
-        del labels, group_ids
-        if class_counts is None:
-            raise ValueError("bkd needs the training class counts")
-        return bkd_loss(student_logits, teacher_logits, class_counts, temperature=temperature, alpha=alpha,
-                        beta_cb=beta_cb)
-    return loss
+def _bkd_entry(*, class_counts, temperature, alpha=1.0, beta_cb=0.9999):
+    return lambda student_logits, teacher_logits, labels: bkd_loss(
+        student_logits, teacher_logits, class_counts, temperature=temperature, alpha=alpha, beta_cb=beta_cb)
 
 
 def _dive_entry(*, temperature, power):
-    return lambda student_logits, teacher_logits, *_: dive_loss(student_logits, teacher_logits,
-                                                                temperature=temperature, power=power)
+    return lambda student_logits, teacher_logits, labels: dive_loss(student_logits, teacher_logits,
+                                                                    temperature=temperature, power=power)
 
 
 def _standardized(entry):
     """The loss `entry` builds, on z-scored logits (logit standardisation: KD or LTKD at a base temperature)."""
-    def standardized_entry(**hparams):
-        loss = entry(**hparams)
-        return lambda student_logits, teacher_logits, *rest: loss(
-            standardize_logits(student_logits), standardize_logits(teacher_logits), *rest)
+    def standardized_entry(**settings):
+        loss = entry(**settings)
+        return lambda student_logits, teacher_logits, labels: loss(
+            standardize_logits(student_logits), standardize_logits(teacher_logits), labels)
+    standardized_entry.__signature__ = inspect.signature(entry)  # the constants it needs are the entry's
     return standardized_entry
 
 
@@ -372,15 +369,26 @@ DISTILL_LOSSES: Mapping[str, Callable[..., Callable]] = {
     "kd_ls": _standardized(_kd_entry),
     "ltkd_ls": _standardized(_ltkd_entry),
 }
+methods.check_registry("logit", DISTILL_LOSSES)
+CONSTANTS = ("group_ids", "num_groups", "class_counts")  # what an experiment binds; the rest are hyper-parameters
 
 
-def get_distill_loss(name: str, **hparams) -> Callable:
-    """The registered loss `name` with its hyper-parameters bound, e.g. `get_distill_loss("ltkd", alpha=6,
-    beta=6, temperature=4)`. Unknown names or hyper-parameters raise one clear ValueError."""
+def get_distill_loss(name: str, *, group_ids=None, num_groups: int = 3, class_counts=None, **hparams) -> Callable:
+    """The registered loss `name` with the experiment's constants and its hyper-parameters bound:
+    `loss(student_logits, teacher_logits, labels)`, e.g. `get_distill_loss("ltkd", group_ids=ids, num_groups=3,
+    alpha=6, beta=6, temperature=4)`. An unknown name or hyper-parameter raises one ValueError line."""
     if name not in DISTILL_LOSSES:
         raise ValueError(f"unknown distillation loss {name!r}; known: {', '.join(sorted(DISTILL_LOSSES))}")
     entry = DISTILL_LOSSES[name]
-    try:
-        return entry(**hparams)
-    except TypeError as error:
-        raise ValueError(f"bad hyper-parameters {sorted(hparams)} for loss {name!r}: {error}") from None
+    parameters = inspect.signature(entry).parameters
+    unknown = sorted(set(hparams) - set(parameters) - set(CONSTANTS))
+    if unknown or set(hparams) & set(CONSTANTS):
+        bad = unknown[0] if unknown else sorted(set(hparams) & set(CONSTANTS))[0]
+        raise ValueError(f"{name} has no hyper-parameter {bad!r}; it takes "
+                         f"{', '.join(p for p in parameters if p not in CONSTANTS)}")
+    constants = dict(group_ids=group_ids, num_groups=num_groups, class_counts=class_counts)
+    missing = [p.name for p in parameters.values()
+               if p.default is inspect.Parameter.empty and p.name not in hparams and p.name not in CONSTANTS]
+    if missing:
+        raise ValueError(f"{name} needs hyper-parameter {missing[0]!r}")
+    return entry(**{k: v for k, v in constants.items() if k in parameters}, **hparams)

@@ -1,18 +1,18 @@
 """`python -m ltkd_jax.main --config=configs/cifar100_lt.py:ltkd,resnet32x4-resnet8x4,100 --workdir=DIR`.
 
 Intentionally thin: the experiment (teacher, then student, then report) is `experiment.run`. A mistake in the
-flags, the config file or the config ends in one line: the exception's own first line.
+flags or the config file ends in one line, `error: <type>: <first line>` of the error at the root of the chain the
+flag libraries raise; a mistake in the config, or a fault of the run, in `error: <first line>` of our own error.
 """
 
 import os
-import re
 import sys
 import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ltkd_jax.io import error_line
+from ltkd_jax.io import first_line, root_cause
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py:method,teacher-student,gamma).",
@@ -32,21 +32,9 @@ def parse_flags(argv):
         FLAGS.config.get("method")  # a config file that failed to load raises here
         return remaining
     except Exception as error:  # pylint: disable=broad-except  # absl's, ml_collections' or the config file's
-        sys.stderr.write(f"error: {_unknown_field(error) or error_line(error)}\n")
+        root = root_cause(error)  # absl and ml_collections wrap the config file's own error: that one, named
+        sys.stderr.write(f"error: {type(root).__name__}: {first_line(root)}\n")
         sys.exit(2)
-
-
-def _unknown_field(error: Exception):
-    """ml_collections' text for an override of a field the config lacks: KeyErrors inside an AttributeError,
-    the innermost naming the field, one of them suggesting a near name."""
-    chain = [error]
-    while chain[-1].__cause__ or chain[-1].__context__:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)
-    if not (isinstance(error, (AttributeError, KeyError)) and isinstance(chain[-1], KeyError) and chain[-1].args):
-        return None
-    hint = next((m.group(0) for m in (re.search(r'Did you mean "[^"]+" instead of "[^"]+"\?', str(e)) for e in chain)
-                 if m), "")
-    return f"no such config field: {chain[-1].args[0]}" + (f"; {hint}" if hint else "")
 
 
 def _initialize_distributed(jax) -> None:
@@ -55,7 +43,7 @@ def _initialize_distributed(jax) -> None:
         jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                    num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
     except RuntimeError as error:
-        raise ValueError(f"jax.distributed.initialize failed: {error_line(error)}") from error
+        raise ValueError(f"jax.distributed.initialize failed: {first_line(error)}") from None
 
 
 def main(argv):
@@ -74,7 +62,7 @@ def main(argv):
             train.use_every_cpu_core(FLAGS.config.batch_size, FLAGS.config.eval_batch_size or FLAGS.config.batch_size)
         experiment.run(FLAGS.config, FLAGS.workdir)
     except (ValueError, OSError, FloatingPointError, train.Preempted) as error:  # a bug's error keeps its traceback
-        sys.stderr.write(f"error: {error_line(error)}\n")
+        sys.stderr.write(f"error: {first_line(error)}\n")
         _leave(jax, 143 if isinstance(error, train.Preempted) else 1)
     except Exception:  # pylint: disable=broad-except
         if jax.process_count() == 1:

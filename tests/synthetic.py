@@ -30,7 +30,7 @@ def make_data(seed=0, test_per_class=7):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), COUNTS).astype(np.int32)
     test_labels = np.repeat(np.arange(10), test_per_class).astype(np.int32)
-    return device.ExperimentData(
+    return device.DeviceData(
         name="synthetic", num_classes=10, train_images=_images(rng, labels), train_labels=labels,
         test_images=_images(rng, test_labels), test_labels=test_labels, group_ids=GROUP_IDS, train_counts=COUNTS,
         augmentation=device.Augmentation(pad=1, flip=True, mean=(0.5,), std=(0.25,)))

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec
 
-from ltkd_jax.data.info import DatasetInfo
-
-
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    """Zero-pad by `pad`, take a random crop of the original size, flip horizontally with probability 1/2,
-    then normalise with per-channel `mean` / `std` of pixel values in [0, 1]."""
-
-    pad: int
-    flip: bool
-    mean: Sequence[float]
-    std: Sequence[float]
+from ltkd_jax.data.info import Augmentation, ExperimentData  # noqa: F401  # Augmentation: this module's API too
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:
@@ -88,38 +76,21 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
 
 
 @dataclasses.dataclass(kw_only=True)
-class ExperimentData:
-    """A long-tailed training set and its balanced test set.
+class DeviceData(ExperimentData):
+    """Host numpy arrays (uint8 images), moved once to the devices and batched inside the jitted step."""
 
-    Small data sets come as host numpy arrays (uint8 images), moved once to the devices and batched inside
-    the jitted step (`DeviceFeed`). Large ones (ImageNet) leave the arrays None and give `host_info`, a
-    `ltkd_jax.data.DatasetInfo` streamed through the host pipeline (`HostFeed`).
-    """
+    train_images: np.ndarray  # (N, H, W, C) uint8, the long-tailed subset
+    train_labels: np.ndarray  # (N,) int32
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_train: int = dataclasses.field(init=False)
+    image_shape: tuple = dataclasses.field(init=False)
 
-    name: str
-    num_classes: int
-    group_ids: np.ndarray  # (num_classes,) 0 = head ... tail
-    train_counts: np.ndarray  # (num_classes,)
-    augmentation: Augmentation
-    train_images: Optional[np.ndarray] = None  # (N, H, W, C) uint8, the long-tailed subset
-    train_labels: Optional[np.ndarray] = None  # (N,) int32
-    test_images: Optional[np.ndarray] = None
-    test_labels: Optional[np.ndarray] = None
-    host_info: Optional[DatasetInfo] = None
+    def __post_init__(self):
+        self.num_train, self.image_shape = len(self.train_labels), tuple(self.train_images.shape[1:])
 
-    @property
-    def num_groups(self) -> int:
-        return int(self.group_ids.max()) + 1
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train_labels) if self.train_labels is not None else len(self.host_info.lt_indices)
-
-    @property
-    def image_shape(self):
-        if self.train_images is not None:
-            return self.train_images.shape[1:]
-        return tuple(self.host_info.image_shape)
+    def feed(self, batch_size: int, seed: int, mesh) -> "DeviceFeed":
+        return DeviceFeed(self, batch_size, seed, NamedSharding(mesh, PartitionSpec()))
 
 
 class DeviceFeed:
@@ -130,7 +101,7 @@ class DeviceFeed:
 
     supports_scan = True
 
-    def __init__(self, data: ExperimentData, batch_size: int, seed: int, replicated):
+    def __init__(self, data: DeviceData, batch_size: int, seed: int, replicated):
         self.data, self.batch_size = data, batch_size
         self.key = jax.random.fold_in(jax.random.key(seed), 1)
         self.arrays = jax.device_put({"image": data.train_images, "label": data.train_labels.astype(np.int32)},

@@ -11,17 +11,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
 from ltkd_jax.data import sampling
-from ltkd_jax.data.info import DatasetInfo, get_info
+from ltkd_jax.data.info import DatasetInfo, ExperimentData, get_info
 from ltkd_jax.data.registry import get_spec
 from ltkd_jax.data.source import split_metadata, stored_dataset
-
-if TYPE_CHECKING:
-    from ltkd_jax.data.device import ExperimentData
 
 DEFAULT_SHUFFLE_BUFFER = 16_384  # records (encoded images) held by the tf.data shuffle for large data sets
 
@@ -170,6 +167,23 @@ def _eval_batches(*, info, split, batch_size, start_step, prefetch, canon, mask)
     return ds.batch(batch_size).skip(start_step).prefetch(prefetch).as_numpy_iterator()
 
 
+@dataclasses.dataclass(kw_only=True)
+class HostData(ExperimentData):
+    """A data set streamed through the host pipeline from its tfds files (ImageNet, or `dataset.device_resident`
+    off)."""
+
+    info: DatasetInfo
+    num_train: int = dataclasses.field(init=False)
+    image_shape: tuple = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.num_train, self.image_shape = self.info.num_train, tuple(self.info.image_shape)
+
+    def feed(self, batch_size: int, seed: int, mesh) -> "HostFeed":
+        from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=import-outside-toplevel
+        return HostFeed(self, batch_size, seed, NamedSharding(mesh, PartitionSpec("data")))
+
+
 class HostFeed:
     """Batches from the host pipeline, each process feeding its share of the global batch as uint8 (normalised
     inside the step); the next batches are put on the devices while the current step runs.
@@ -178,7 +192,7 @@ class HostFeed:
 
     supports_scan = False
 
-    def __init__(self, data: ExperimentData, batch_size: int, seed: int, sharding, prefetch: int = 2):
+    def __init__(self, data: HostData, batch_size: int, seed: int, sharding, prefetch: int = 2):
         self.data, self.batch_size, self.seed, self.sharding, self.prefetch = data, batch_size, seed, sharding, prefetch
         self._stream, self._next_step = None, None
 
@@ -196,7 +210,7 @@ class HostFeed:
         epoch, position = divmod(start_step, steps_per_epoch)
         queue = collections.deque()
         while True:
-            for batch in build_dataset(self.data.host_info, "train", global_batch_size=self.batch_size,
+            for batch in build_dataset(self.data.info, "train", global_batch_size=self.batch_size,
                                        seed=self.seed, epoch=epoch, start_step=position):
                 queue.append(device.put_process_batch(batch, ("image", "label"), self.sharding))
                 if len(queue) > self.prefetch:
@@ -211,5 +225,5 @@ class HostFeed:
 
     def eval_batches(self, eval_batch_size: int, sharding):
         from ltkd_jax.data import device  # pylint: disable=import-outside-toplevel
-        for batch in build_dataset(self.data.host_info, "eval", global_batch_size=eval_batch_size):
+        for batch in build_dataset(self.data.info, "eval", global_batch_size=eval_batch_size):
             yield device.put_process_batch(batch, ("image", "label", "mask"), sharding)

@@ -1,10 +1,11 @@
-"""The long-tailed view of a data set: :class:`DatasetInfo`, :func:`get_info`, :func:`write_split`."""
+"""The long-tailed view of a data set: :class:`DatasetInfo`, :func:`get_info`, :func:`write_split`; what training
+needs of it, :class:`ExperimentData`, with the :class:`Augmentation` of its batches (no JAX here)."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from etils import epath
@@ -18,9 +19,42 @@ LT_INDICES_FILE = "lt_indices.npy"
 CLASS_GROUPS_FILE = "class_groups.json"
 
 
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Zero-pad by `pad`, take a random crop of the original size, flip horizontally with probability 1/2,
+    then normalise with per-channel `mean` / `std` of pixel values in [0, 1]."""
+
+    pad: int
+    flip: bool
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExperimentData:
+    """What training needs to know of a long-tailed training set and its balanced test set. `feed(...)` gives its
+    batches: `device.DeviceData` holds a small data set on the devices, `host.HostData` streams a large one."""
+
+    name: str
+    num_classes: int
+    group_ids: np.ndarray  # (num_classes,) 0 = head ... tail
+    train_counts: np.ndarray  # (num_classes,)
+    augmentation: Augmentation
+    num_train: int  # images of the long-tailed training set
+    image_shape: tuple  # (H, W, C) of a batch's images
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.group_ids.max()) + 1
+
+    def feed(self, batch_size: int, seed: int, mesh):  # pylint: disable=unused-argument
+        """The training and test batches for a global `batch_size`, its order drawn from `seed`, over `mesh`."""
+        raise NotImplementedError
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class DatasetInfo:
-    """Everything a trainer needs to know about one (long-tailed) data set (built by :func:`get_info`)."""
+    """One (long-tailed) data set as its files and the split define it (built by :func:`get_info`)."""
 
     name: str
     spec: DatasetSpec

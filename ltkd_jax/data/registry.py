@@ -32,27 +32,35 @@ class DatasetSpec:
     order_key: Optional[str]  # feature whose sort order is the canonical one; None: tfds's stored order
     manual_files: Tuple[str, ...] = ()  # raw files put in the manual dir by hand (empty: tfds downloads)
     default_image_size: Optional[int] = None  # output size where image_shape is None
+    # Sizes of the full (balanced) data set, for estimates made before any data is read (tools/cost.py): training
+    # images per class (the long-tailed profile thins them) and images in the eval split.
+    full_train_per_class: int = 0
+    eval_images: int = 0
 
 
 DATASETS = {
     "cifar100": DatasetSpec(
         name="cifar100", tfds_name="cifar100", num_classes=100, image_shape=(32, 32, 3),
         train_split="train", eval_split="test", mean=CIFAR100_MEAN, std=CIFAR100_STD,
-        augment="pad_crop_flip", pad=4, in_memory=True, order_key="id"),
+        augment="pad_crop_flip", pad=4, in_memory=True, order_key="id", full_train_per_class=500,
+        eval_images=10_000),
     "tiny_imagenet": DatasetSpec(
         name="tiny_imagenet", tfds_name="tiny_imagenet", num_classes=200, image_shape=(64, 64, 3),
         train_split="train", eval_split="validation", mean=IMAGENET_MEAN, std=IMAGENET_STD,
         augment="pad_crop_flip", pad=8, in_memory=True, order_key="file_name",
-        manual_files=("tiny-imagenet-200.zip",)),
+        manual_files=("tiny-imagenet-200.zip",), full_train_per_class=500, eval_images=10_000),
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist", tfds_name="fashion_mnist", num_classes=10, image_shape=(28, 28, 1),
         train_split="train", eval_split="test", mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
-        augment="pad_crop_flip", pad=2, in_memory=True, order_key=None),
+        augment="pad_crop_flip", pad=2, in_memory=True, order_key=None, full_train_per_class=6000,
+        eval_images=10_000),
     "imagenet2012": DatasetSpec(
         name="imagenet2012", tfds_name="imagenet2012", num_classes=1000, image_shape=None,
         train_split="train", eval_split="validation", mean=IMAGENET_MEAN, std=IMAGENET_STD,
         augment="random_resized_crop", pad=0, in_memory=False, order_key="file_name",
-        manual_files=("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"), default_image_size=224),
+        manual_files=("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"), default_image_size=224,
+        # Approximation: the 1,281,167 training images range over 732-1,300 per class; 1,281 is their mean.
+        full_train_per_class=1281, eval_images=50_000),
 }
 
 

@@ -10,16 +10,17 @@ The connector (params ``connector``, beside ``student``) is sized from both netw
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from ltkd_jax import models
+from ltkd_jax import methods, models
 from ltkd_jax.distill import common, fitnet, reviewkd
 
 _METHODS = {"fitnet": fitnet, "reviewkd": reviewkd}  # each: OPTIONS, derive_settings, make_loss, Connector
-FEATURE_METHODS = tuple(_METHODS)
+methods.check_registry("feature", _METHODS)
 # Paper Tables I-V (CIFAR-100, then ImageNet) and the Fashion-MNIST demo pair, as "teacher-student".
 SUPPORTED_PAIRS = (
     "resnet32x4-resnet8x4", "vgg13-vgg8", "wrn_40_2-wrn_40_1", "resnet110-resnet32", "resnet32x4-shufflenet_v1",
@@ -27,16 +28,14 @@ SUPPORTED_PAIRS = (
     "resnet34-resnet18", "resnet50-mobilenet_v1",
     "demo_resnet_teacher-demo_resnet_student",
 )
-FITNET_HINT_LAYER = fitnet.HINT_LAYER
-STUDENT_PREACT_PAIRS = reviewkd.STUDENT_PREACT_PAIRS
 
 
 def feature_settings(method: str, teacher_name: str, student_name: str, image_shape, **options):
     """The connector settings of `method` for the pair at `image_shape` (H, W, C): a `FitNetSettings` or a
-    `ReviewKDSettings`. Options: fitnet `hint_layer` (default 2); reviewkd `student_preact` (default: True
-    on ImageNet pairs, as mdistiller) and `mid_channel` (default, or 0: min(512, deepest student width))."""
+    `ReviewKDSettings`. Options (the config's `distill.*`; defaults in ltkd_jax/methods.py): fitnet
+    `hint_layer`; reviewkd `student_preact` and `mid_channel` (0: min(512, deepest student width))."""
     if method not in _METHODS:
-        raise ValueError(f"unknown feature-distillation method {method!r}; allowed: {', '.join(FEATURE_METHODS)}")
+        raise ValueError(f"unknown feature-distillation method {method!r}; allowed: {', '.join(_METHODS)}")
     pair = f"{teacher_name}-{student_name}"
     if pair not in SUPPORTED_PAIRS:
         raise ValueError(f"{method} does not support the teacher-student pair {pair!r}; supported: "
@@ -45,6 +44,10 @@ def feature_settings(method: str, teacher_name: str, student_name: str, image_sh
     unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:
         raise ValueError(f"unknown {method} option {unknown[0]!r}; allowed: {', '.join(module.OPTIONS)}")
+    missing = [p.name for p in inspect.signature(module.derive_settings).parameters.values()
+               if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in options]
+    if missing:
+        raise ValueError(f"{method} needs option {missing[0]!r}")
     shape = common.image_shape(image_shape)
     return module.derive_settings(teacher_name, student_name, common.feature_shapes(teacher_name, shape),
                                   common.feature_shapes(student_name, shape), **options)

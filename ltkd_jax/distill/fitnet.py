@@ -14,8 +14,7 @@ import jax.numpy as jnp
 from ltkd_jax.distill.common import check_same_shape
 from ltkd_jax.models.layers import batch_norm, torch_default_bias, torch_default_kernel
 
-HINT_LAYER = 2  # mdistiller CFG.FITNET.HINT_LAYER, an index into `feats` (the post-activation list)
-OPTIONS = ("hint_layer",)
+OPTIONS = ("hint_layer",)  # an index into `feats` (the post-activation list); its default: ltkd_jax/methods.py
 
 # PyTorch's default ConvTranspose2d init takes its fan-in from weight dim 1, i.e. out_channels * k * k; in flax's
 # (k, k, in, out) kernel that is the fan-out.
@@ -48,10 +47,10 @@ class FitNetSettings:
         return convreg_kind(self.student_shape[:2], self.teacher_shape[:2])
 
 
-def derive_settings(teacher_name: str, student_name: str, teacher: dict, student: dict,
-                    hint_layer=None) -> FitNetSettings:
-    """Settings from the two networks' `common.feature_shapes`; `hint_layer` None means `HINT_LAYER`."""
-    layer = HINT_LAYER if hint_layer is None else hint_layer
+def derive_settings(teacher_name: str, student_name: str, teacher: dict, student: dict, *,
+                    hint_layer) -> FitNetSettings:
+    """Settings from the two networks' `common.feature_shapes`."""
+    layer = hint_layer
     limit = min(len(student["feats"]), len(teacher["feats"]))
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < limit:
         raise ValueError(f"hint_layer={layer!r} is invalid for {teacher_name}-{student_name}: "

@@ -17,9 +17,7 @@ from ltkd_jax.models.layers import batch_norm, torch_default_bias, torch_default
 
 MAX_MID_CHANNEL = 512  # mdistiller: mid_channel = min(512, in_channels[-1])
 HCL_LEVELS = (4, 2, 1)
-# mdistiller's ImageNet ReviewKD configs set STU_PREACT True; its CIFAR default is False.
-STUDENT_PREACT_PAIRS = ("resnet34-resnet18", "resnet50-mobilenet_v1")
-OPTIONS = ("student_preact", "mid_channel")
+OPTIONS = ("student_preact", "mid_channel")  # their defaults: ltkd_jax/methods.py
 
 # PyTorch kaiming_uniform_(a=1): gain 1, bound sqrt(3 / fan_in).
 _kaiming_uniform_a1 = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
@@ -35,13 +33,11 @@ class ReviewKDSettings:
     mid_channel: int
 
 
-def derive_settings(teacher_name: str, student_name: str, teacher: dict, student: dict,
-                    student_preact=None, mid_channel=None) -> ReviewKDSettings:
+def derive_settings(teacher_name: str, student_name: str, teacher: dict, student: dict, *,
+                    student_preact: bool, mid_channel=0) -> ReviewKDSettings:
     """Settings from the two networks' `common.feature_shapes`. Teacher maps: preact_feats[1:] + the pooled
-    feature as 1x1; student maps: the last K of feats (preact_feats with `student_preact`, by default on
-    `STUDENT_PREACT_PAIRS`) + pooled. `mid_channel` None or 0 means min(MAX_MID_CHANNEL, deepest width)."""
-    if student_preact is None:
-        student_preact = f"{teacher_name}-{student_name}" in STUDENT_PREACT_PAIRS
+    feature as 1x1; student maps: the last K of feats (preact_feats with `student_preact`) + pooled.
+    `mid_channel` 0 means min(MAX_MID_CHANNEL, deepest width)."""
     key = "preact_feats" if student_preact else "feats"
     teacher_maps = list(teacher["preact_feats"][1:]) + [(1, 1, teacher["pooled"])]
     student_maps = list(student[key]) + [(1, 1, student["pooled"])]

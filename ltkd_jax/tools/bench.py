@@ -11,6 +11,8 @@ says what each row times and has the figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import re
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ltkd_jax import io, losses, models, train
+from ltkd_jax import experiment, io, models, recipes, run_dir, train
 from ltkd_jax.data import device, longtail
 from ltkd_jax.tools import models_table
 from ltkd_jax.train import population as train_population
@@ -38,25 +40,22 @@ PEAK_TFLOPS = {
     "TPU v4": (None, 275.0), "TPU v5 lite": (None, 197.0), "TPU v5p": (None, 459.0), "TPU v6 lite": (None, 918.0),
 }
 
-# The CIFAR recipe of each benchmarked method as config_lib builds it for resnet32x4 -> resnet8x4, restated
-# because the benchmark runs where ml_collections is not installed (tests/test_bench.py pins the two together).
-RECIPE = dict(learning_rate=0.05, lr_decay_epochs=(150, 180, 210), lr_decay_rate=0.1, momentum=0.9,
-              weight_decay=5e-4)
-METHODS = {
-    "kd": dict(loss=dict(temperature=4.0), ce_weight=0.1, distill_weight=0.9, warmup_epochs=0),
-    "dkd": dict(loss=dict(alpha=1.0, beta=8.0, temperature=4.0), ce_weight=1.0, distill_weight=1.0,
-                warmup_epochs=20),
-    "ltkd": dict(loss=dict(alpha=6.0, beta=6.0, temperature=4.0), ce_weight=1.0, distill_weight=1.0,
-                 warmup_epochs=20),
-}
+# The benchmarked methods: their stage and SGD recipe are what the CIFAR-100-LT config builds for this pair and γ.
+BENCH_METHODS = ("kd", "dkd", "ltkd")
 
 
-def make_stage(method: str, student_model, num_epochs: int) -> train.Stage:
-    settings = METHODS[method]
-    return train.Stage(method, student_model, RECIPE["learning_rate"], num_epochs, 0,
-                         distill_loss=losses.get_distill_loss(method, **settings["loss"]),
-                         ce_weight=settings["ce_weight"], distill_weight=settings["distill_weight"],
-                         warmup_epochs=settings["warmup_epochs"], log_temperature=settings["loss"]["temperature"])
+@functools.lru_cache(maxsize=None)
+def cifar_config(method: str):
+    return recipes.build_config("cifar100", f"{method},resnet32x4-resnet8x4,100")
+
+
+def make_stage(method: str, student_model, num_epochs: int, data: device.ExperimentData) -> train.Stage:
+    """The stage an experiment trains for `method` (its loss bound to `data`'s groups and counts), with the
+    benchmarked student and epochs."""
+    config = cifar_config(method)
+    stage = experiment.make_stage(config, config.student_model, distilled=True, group_ids=data.group_ids,
+                                  class_counts=data.train_counts)
+    return dataclasses.replace(stage, model=student_model, num_epochs=num_epochs)
 
 
 def device_peak(dtype: str, kind: Optional[str] = None) -> Optional[float]:
@@ -77,7 +76,7 @@ def synthetic_data(num_train: int, num_test: int, image_shape, num_classes: int,
     counts = longtail.exponential_counts(np.full(num_classes, 500), 100)
     labels = np.resize(np.repeat(np.arange(num_classes), counts), num_train).astype(np.int32)
     train_counts = np.bincount(labels, minlength=num_classes)
-    return device.ExperimentData(
+    return device.DeviceData(
         name="synthetic", num_classes=num_classes, group_ids=longtail.class_groups(train_counts),
         train_counts=train_counts,
         augmentation=device.Augmentation(pad=4, flip=True, mean=(0.5,) * image_shape[-1],
@@ -126,7 +125,7 @@ def _time_program(call, state, num_steps_per_call: int, steps: int, windows: int
 
 def _setup(args, num_train: int, num_test: int = 256):
     """(image shape, teacher and student models, synthetic data, mesh, replicated sharding, steps per epoch, the
-    CIFAR recipe's SGD, teacher variables) of a timed program."""
+    method's CIFAR recipe's SGD, teacher variables) of a timed program."""
     image_shape, dtype = (args.image_size, args.image_size, args.channels), jnp.dtype(args.dtype)
     teacher_model = models.get_model(args.teacher, args.num_classes, dtype=dtype)
     student_model = models.get_model(args.student, args.num_classes, dtype=dtype)
@@ -134,9 +133,10 @@ def _setup(args, num_train: int, num_test: int = 256):
     mesh = train.make_mesh()
     replicated = NamedSharding(mesh, P())
     steps_per_epoch = data.num_train // args.batch_size
-    tx = train.sgd(train.step_decay_schedule(RECIPE["learning_rate"], steps_per_epoch, RECIPE["lr_decay_epochs"],
-                                             RECIPE["lr_decay_rate"]),
-                   momentum=RECIPE["momentum"], weight_decay=RECIPE["weight_decay"])
+    config = cifar_config(args.method)
+    tx = train.sgd(train.step_decay_schedule(config.learning_rate, steps_per_epoch, config.lr_decay_epochs,
+                                             config.lr_decay_rate),
+                   momentum=config.momentum, weight_decay=config.weight_decay)
     teacher_variables = jax.device_put(
         teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
     return image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables
@@ -145,7 +145,7 @@ def _setup(args, num_train: int, num_test: int = 256):
 def jax_rows(args) -> List[Dict]:
     image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables = \
         _setup(args, args.batch_size if args.step_only else args.num_train)
-    stage = make_stage(args.method, student_model, 1)
+    stage = make_stage(args.method, student_model, 1, data)
     fresh_state = lambda: (jax.device_put(train.init_state(student_model, tx, image_shape, 0), replicated),)  # noqa: E731
 
     device_feed = None if args.step_only else device.DeviceFeed(data, args.batch_size, 0, replicated)
@@ -196,12 +196,12 @@ def population_rows(args) -> List[Dict]:
                                               args.windows)
         return compile_s, seconds
 
-    solo_stages = [make_stage(method, student_model, 1) for method in METHODS]
+    solo_stages = [make_stage(method, student_model, 1, data) for method in BENCH_METHODS]
     solo = float(np.mean([seconds_per_step([stage], False)[1] for stage in solo_stages]))  # one step, mean method
     rows = [{"name": "jax solo program (per student, mean of kd/dkd/ltkd)", "batch": args.batch_size,
              "dtype": args.dtype, "img_per_s": args.batch_size / solo, "ms_per_step": solo * 1e3}]
     for size in args.population:
-        stages = [make_stage(tuple(METHODS)[i % len(METHODS)], student_model, 1) for i in range(size)]
+        stages = [make_stage(BENCH_METHODS[i % len(BENCH_METHODS)], student_model, 1, data) for i in range(size)]
         compile_s, seconds = seconds_per_step(stages, batched and size > 1)
         how = "vmapped" if batched and size > 1 else "one after another"
         rows.append({"name": f"jax population of {size}, {how} (per student: {size * solo / seconds:.2f}x solo)",
@@ -230,17 +230,18 @@ def epoch_rows(args, dispatch: int) -> List[Dict]:
     _, teacher_model, student_model, data, _, _, steps_per_epoch, _, teacher_variables = _setup(
         args, args.epoch_examples, 10_000)
     teacher = train.Teacher(teacher_model, teacher_variables, "random")
-    stage = make_stage(args.method, student_model, 2)
+    stage = make_stage(args.method, student_model, 2, data)
     # About 8 windows per epoch, each a whole number of dispatches.
     log_every = dispatch * max(1, round(steps_per_epoch / 8 / dispatch))
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        train.run_stage(stage, data, workdir, batch_size=args.batch_size, lr_decay_epochs=RECIPE["lr_decay_epochs"],
-                          lr_decay_rate=RECIPE["lr_decay_rate"], momentum=RECIPE["momentum"],
-                          weight_decay=RECIPE["weight_decay"], teacher=teacher, eval_batch_size=1024,
-                          log_every_steps=log_every, steps_per_dispatch=dispatch)
+        config = cifar_config(args.method)
+        train.run_stage(stage, data, workdir, batch_size=args.batch_size, lr_decay_epochs=config.lr_decay_epochs,
+                        lr_decay_rate=config.lr_decay_rate, momentum=config.momentum,
+                        weight_decay=config.weight_decay, teacher=teacher, eval_batch_size=1024,
+                        log_every_steps=log_every, steps_per_dispatch=dispatch)
         seconds = time.perf_counter() - start
-        logged = [r for r in train.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+        logged = [r for r in run_dir.read_metrics(workdir)
                   if r["split"] == "train" and r["epoch"] == 2]
     images = 2 * steps_per_epoch * args.batch_size
     per_dispatch = "" if dispatch == 1 else f" x{dispatch}"
@@ -286,7 +287,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m ltkd_jax.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="resnet32x4")
     parser.add_argument("--student", default="resnet8x4")
-    parser.add_argument("--method", default="kd", choices=tuple(METHODS))
+    parser.add_argument("--method", default="kd", choices=BENCH_METHODS)
     parser.add_argument("--batch_size", type=int, default=64, help="global batch")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--image_size", type=int, default=32)

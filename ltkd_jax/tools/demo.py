@@ -1,4 +1,4 @@
-"""The embedded default, `make demo` = `python -m ltkd_jax.tools.demo [--workdir=DIR]`: Fashion-MNIST-LT
+"""`make demo` = `python -m ltkd_jax.tools.demo [--workdir=DIR]`: Fashion-MNIST-LT
 (γ = 100) on the CPU. One teacher is trained once; then a CE student and KD, DKD and LTKD students train
 together as one population (one teacher forward pass per batch for all); the last-epoch accuracies per group
 end up in one markdown table."""
@@ -12,9 +12,7 @@ import sys
 import jax
 from absl import logging
 
-from configs import fashion_mnist_lt
-from ltkd_jax import experiment, io, train
-from ltkd_jax.tools import run_report
+from ltkd_jax import experiment, io, recipes, run_dir, train
 
 PAIR = "demo_resnet_teacher-demo_resnet_student"
 IMBALANCE_FACTOR = 100
@@ -22,7 +20,7 @@ METHODS = ("student", "kd", "dkd", "ltkd")
 
 
 def demo_config(method: str, data_dir: str = ""):
-    config = fashion_mnist_lt.get_config(f"{method},{PAIR},{IMBALANCE_FACTOR}")
+    config = recipes.build_config("fashion_mnist", f"{method},{PAIR},{IMBALANCE_FACTOR}")
     config.dataset.data_dir = data_dir
     config.log_every_steps = 20
     # 7 of the study's 10 epochs (decay and warm-up scaled with them) keep `make demo` under 8 min on a 2-core
@@ -53,11 +51,11 @@ def run_demo(workdir: str, data_dir: str = "", methods=METHODS, **config_overrid
     config.update_from_flattened_dict(config_overrides)
     config.population = ",".join(methods)
     results = experiment.run(config, workdir)
-    rows = [(method, run_report.final_and_best(results[method])[0]) for method in methods]
+    rows = [(method, run_dir.final_and_best(results[method])[0]) for method in methods]
     if distilled:
         teacher_dir = experiment.teacher_workdir(config, workdir)
-        teacher_records = train.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))
-        rows.insert(0, ("teacher", run_report.final_and_best(teacher_records)[0]))
+        teacher_records = run_dir.read_metrics(teacher_dir)
+        rows.insert(0, ("teacher", run_dir.final_and_best(teacher_records)[0]))
     table = results_table(rows)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -79,7 +77,7 @@ def main(argv=None) -> int:
     try:
         run_demo(args.workdir, args.data_dir)
     except (ValueError, OSError) as error:
-        print(f"error: {io.error_line(error)}", file=sys.stderr)
+        print(f"error: {io.first_line(error)}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,9 +18,9 @@ import jax
 import numpy as np
 from etils import epath
 
-from ltkd_jax import config as config_lib, experiment, io, models, train
+from ltkd_jax import experiment, io, models, recipes, train
+from ltkd_jax.run_dir import CONFIG_FILE, pyplot, save_png
 from ltkd_jax.data import device, longtail
-from ltkd_jax.tools import run_report
 
 
 def predictions(model, variables, images: np.ndarray, augmentation, batch_size: int, temperature: float):
@@ -67,10 +67,10 @@ def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray, bi
 
 
 def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, out_dir: str = ""):
-    stored = json.loads((epath.Path(run_dir) / experiment.CONFIG_FILE).read_text())
+    stored = json.loads((epath.Path(run_dir) / CONFIG_FILE).read_text())
     dataset = stored["dataset"]["name"]
     model_name = stored["teacher_model"] if stored["method"] == "teacher" else stored["student_model"]
-    config = config_lib.build_config(dataset, stored["arg"])
+    config = recipes.build_config(dataset, stored["arg"])
     config.dataset.update(stored["dataset"])
     config.dataset.device_resident = True
     data, _ = experiment.load_data(config)
@@ -101,7 +101,7 @@ def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, ou
 
 
 def _plot(result, path):
-    plt = run_report.pyplot()
+    plt = pyplot()
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -114,7 +114,7 @@ def _plot(result, path):
     ax.set_ylabel(f"group-probability sum per batch of {result['batch_size']}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    run_report.save_png(fig, path)  # through epath: matplotlib cannot write to gs://
+    save_png(fig, path)  # through epath: matplotlib cannot write to gs://
 
 
 def format_result(result) -> str:
@@ -150,8 +150,8 @@ def main(argv=None) -> int:
     if blocking is not None:
         parser.error(f"--out={args.out or '<teacher>/diagnose'}: {blocking} is a file, not a directory")
     try:
-        if not (epath.Path(args.teacher) / experiment.CONFIG_FILE).exists():
-            raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {experiment.CONFIG_FILE})")
+        if not (epath.Path(args.teacher) / CONFIG_FILE).exists():
+            raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {CONFIG_FILE})")
         result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
     except (ValueError, OSError) as error:  # a corrupted checkpoint (CheckpointError) among them
         print(f"error: {io.first_line(error)}", file=sys.stderr)

@@ -8,6 +8,7 @@ ImageNet models with 1000). Nothing is run on data.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Optional, Sequence
 
@@ -39,15 +40,22 @@ def flops_per_multiply_add() -> float:
     return xla_flops(jax.jit(jnp.matmul).lower(*spec)) / (64 * 64)
 
 
-def model_row(name: str) -> tuple[str, str, int, float]:
-    num_classes = 100 if is_cifar_model(name) else 1000
+@functools.lru_cache(maxsize=None)
+def forward_flops(name: str, image_shape: tuple, num_classes: int, compiled: bool = False) -> Optional[float]:
+    """XLA's FLOPs of `name`'s eval-mode forward pass for one image of `image_shape` (H, W, C) with `num_classes`
+    outputs: of the compiled executable, or (`compiled=False`) of the lowered HLO, no compile (cached)."""
     model = get_model(name, num_classes)
-    input_shape = (1, *native_resolution(name))
-    variables = abstract_variables(model, input_shape)
+    input_shape = (1, *image_shape)
     forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
-    lowered = forward.lower(variables, jax.ShapeDtypeStruct(input_shape, jnp.float32))
-    resolution = "x".join(str(d) for d in input_shape[1:])
-    return name, resolution, count_params(variables["params"]), xla_flops(lowered) / 1e9
+    lowered = forward.lower(abstract_variables(model, input_shape), jax.ShapeDtypeStruct(input_shape, jnp.float32))
+    return xla_flops(lowered, compiled=compiled)
+
+
+def model_row(name: str) -> tuple[str, str, int, float]:
+    num_classes, resolution = (100 if is_cifar_model(name) else 1000), native_resolution(name)
+    variables = abstract_variables(get_model(name, num_classes), (1, *resolution))
+    flops = forward_flops(name, resolution, num_classes, compiled=True)
+    return name, "x".join(map(str, resolution)), count_params(variables["params"]), flops / 1e9
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

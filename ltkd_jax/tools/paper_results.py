@@ -1,6 +1,6 @@
 """The paper's published numbers (Tables I-VII, Fig. 4) and the layout of each table, as plain data.
 
-Source: `paper/ltkd_paper.txt` ("Biased Teacher, Balanced Student", Kim). Every cell is (T, All): the tail-group
+Source: the paper ("Biased Teacher, Balanced Student", Kim, CVPR 2026), its tables' text. Every cell is (T, All): the tail-group
 accuracy and the overall accuracy in percent, mean over the paper's three runs ("Each experiment is conducted three
 times, and the average performance is reported"; the paper gives no std). Tables I-V were transcribed from the
 text's tab-separated rows, VI-VII by hand; tests/tools/test_report.py checks every published Δ row and legible
@@ -17,12 +17,6 @@ Cell = Tuple[float, float]  # (T, All) in percent
 
 # Row order and labels of the paper's tables.
 METHOD_ORDER = ("teacher", "student", "kd", "fitnet", "dkd", "reviewkd", "ltkd")
-METHOD_LABELS = {
-    "teacher": "Teacher", "student": "Student", "kd": "KD", "fitnet": "FitNet", "dkd": "DKD",
-    "reviewkd": "ReviewKD", "ltkd": "LTKD", "ltkd_inter_biased": "Inter only, biased",
-    "ltkd_inter_balanced": "Inter only, balanced (ours)", "ltkd_intra_uniform": "Intra only, uniform (ours)",
-    "bkd": "BKD", "dive": "DiVE", "kd_ls": "KD + LS", "ltkd_ls": "LTKD + LS",
-}
 # Beyond the paper: the long-tail-aware KD baselines (BKD, DiVE with its debiased teacher) and logit
 # standardisation (LS) beside KD and LTKD, on Table I's pairs and our Fashion-MNIST-LT study.
 BEYOND_METHODS = ("teacher", "student", "kd", "bkd", "dive", "kd_ls", "ltkd_ls", "ltkd")

@@ -10,192 +10,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
-import functools
 from io import StringIO
-import json
-import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
-import numpy as np
 from etils import epath
 
-from ltkd_jax import config as config_lib, experiment, io, train
+from ltkd_jax import io
+from ltkd_jax.run_dir import pyplot, save_png
 from ltkd_jax.tools import paper_results
 from ltkd_jax.tools.report_tables import CSV_FIELDS, Report
-from ltkd_jax.tools.run_report import METRICS_FILE, final_and_best, pyplot, save_png
+from ltkd_jax.tools.runs import collect, default_flat_config
 
-# Fields that do not define what was trained: seeds are aggregated over, the rest is bookkeeping.
-IGNORED_FIELDS = experiment.RUNTIME_FIELDS + ("seed", "teacher_seed")
-HP_FIELDS = ("distill.alpha", "distill.beta")
 EPOCH_TEXT = {
     "last": "last — each run's final-epoch test accuracy (mdistiller reports the best epoch: --epoch=best)",
     "best": "best — each run's epoch of highest overall test accuracy, T from that same epoch (mdistiller's "
             "convention; the final epoch: --epoch=last)",
 }
-
-
-@functools.lru_cache(maxsize=None)
-def default_flat_config(dataset: str, arg: str) -> dict:
-    """`flat_config` of the config `arg` builds for `dataset` with no overrides (cached, so shared: read it, do not
-    change it; reports and sweeps ask once per run)."""
-    return config_lib.flat_config(config_lib.build_config(dataset, arg))
-
-
-@dataclasses.dataclass
-class RunResult:
-    path: str
-    config: dict
-    record: dict  # the chosen test record
-    finished: bool
-    last_epoch: int
-
-
-def find_run_dirs(root: str) -> List[str]:
-    """Run directories under `root`, local or on an object store (gs://...), in sorted order."""
-    found = []
-
-    def visit(directory: epath.Path):  # not Path.walk: its fsspec backend drops the gs:// of the paths it yields
-        children = sorted(directory.iterdir(), key=lambda child: child.name)
-        if {experiment.CONFIG_FILE, METRICS_FILE} <= {child.name for child in children}:
-            found.append(os.fspath(directory))
-            return  # not into a run's own outputs (checkpoints: thousands of files on a remote store)
-        for child in children:
-            # Not through symlinks (os.walk's rule: a link back up, or to another run, would count runs twice).
-            if not (io.is_local(child) and os.path.islink(child)) and child.is_dir():
-                visit(child)
-
-    visit(epath.Path(root))
-    return found
-
-
-def _relative(path: str, root: str) -> str:
-    """`path` relative to `root` (os.path.relpath would mangle gs:// URLs)."""
-    return os.fspath(path)[len(os.fspath(epath.Path(root))):].lstrip("/") or "."
-
-
-def load_run(path: str, epoch: str = "last") -> Optional[RunResult]:
-    """The run in `path` with its chosen test record, or None without one (or with an unreadable file)."""
-    try:
-        config = json.loads((epath.Path(path) / experiment.CONFIG_FILE).read_text())
-        records = train.read_metrics(epath.Path(path) / METRICS_FILE)
-    except (OSError, ValueError):
-        return None
-    # A config.json or metrics record that is valid JSON but not an object (`[1, 2]`) is not an ltkd_jax run's.
-    if not isinstance(config, dict) or not all(isinstance(r, dict) for r in records):
-        return None
-    try:
-        last, best = final_and_best(records)
-        if last is None:
-            return None
-        last_epoch = max(int(r["epoch"]) for r in records if r.get("split") == "test")
-        finished = last_epoch >= int(config["num_epochs"])
-    except (KeyError, TypeError, ValueError):  # a test record without accuracy, a non-numeric epoch, ...
-        return None
-    return RunResult(path, config, best if epoch == "best" else last, finished, last_epoch)
-
-
-@dataclasses.dataclass(frozen=True)
-class GroupKey:
-    dataset: str
-    gamma: object
-    method: str
-    teacher: str  # '' for student (CE) runs
-    student: str  # '' for teacher runs
-    alpha: Optional[float]
-    beta: Optional[float]
-    default_hp: bool  # alpha/beta are the config's defaults
-    variant: str  # other non-default fields, "k=v, ..." ('' = the config's defaults)
-
-    @property
-    def pair(self) -> str:
-        return f"{self.teacher}-{self.student}"
-
-
-def _format_field(value) -> str:
-    if isinstance(value, list):
-        return "(" + ",".join(_format_field(v) for v in value) + ")"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def group_key(config: dict) -> GroupKey:
-    dataset, method = config["dataset"]["name"], config["method"]
-    gamma = float(config["dataset"]["imbalance_factor"])
-    gamma = int(gamma) if gamma == int(gamma) else gamma
-    teacher, student = config["teacher_model"], config["student_model"]
-    defaults = default_flat_config(dataset, f"{method},{teacher}-{student},{gamma}")
-    flat = config_lib.flatten(config)
-    differing = sorted(k for k in set(flat) | set(defaults) if k not in IGNORED_FIELDS
-                       and flat.get(k) != defaults.get(k))
-    variant = ", ".join(f"{k}={_format_field(flat.get(k))}" for k in differing if k not in HP_FIELDS)
-    alpha, beta = config["distill"].get("alpha"), config["distill"].get("beta")
-    return GroupKey(dataset, gamma, method, "" if method == "student" else teacher,
-                    "" if method == "teacher" else student, None if alpha is None else float(alpha),
-                    None if beta is None else float(beta), not any(k in HP_FIELDS for k in differing), variant)
-
-
-@dataclasses.dataclass
-class Group:
-    key: GroupKey
-    runs: List[RunResult]
-
-    @property
-    def n(self) -> int:
-        return len(self.runs)
-
-    @property
-    def seeds(self) -> List[int]:
-        return sorted(r.config["seed"] for r in self.runs)
-
-    def values(self, metric: str) -> List[float]:
-        return [float(r.record[metric]) for r in self.runs if r.record.get(metric) is not None]
-
-    def mean(self, metric: str) -> Optional[float]:
-        values = self.values(metric)
-        return float(np.mean(values)) if values else None
-
-    def std(self, metric: str) -> Optional[float]:
-        values = self.values(metric)
-        return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
-def collect(root: str, epoch: str = "last", include_unfinished: bool = False):
-    """(groups by key, notes): every run under `root` aggregated over seeds."""
-    groups: Dict[GroupKey, Group] = {}
-    skipped, unreadable = [], []
-    for path in find_run_dirs(root):
-        run = load_run(path, epoch)
-        if run is None:
-            unreadable.append(path)
-            continue
-        if not run.finished and not include_unfinished:
-            skipped.append(f"{_relative(path, root)} (epoch {run.last_epoch}/{run.config['num_epochs']})")
-            continue
-        try:
-            key = group_key(run.config)
-        except (KeyError, TypeError, ValueError, AttributeError):  # a config.json that is not an ltkd_jax run's
-            unreadable.append(path)
-            continue
-        groups.setdefault(key, Group(key, [])).runs.append(run)
-    notes = []
-    if skipped:
-        notes.append(f"{len(skipped)} unfinished runs left out (--include_unfinished to use them): "
-                     + "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
-    if unreadable:
-        notes.append(f"{len(unreadable)} run directories unreadable or without a test record: "
-                     + "; ".join(_relative(p, root) for p in unreadable[:10]))
-    for group in groups.values():
-        if len(set(group.seeds)) != len(group.seeds):
-            notes.append(f"duplicate seeds {group.seeds} in {describe(group.key)}")
-    return groups, notes
-
-
-def describe(key: GroupKey) -> str:
-    what = key.teacher if key.method == "teacher" else key.student if key.method == "student" else key.pair
-    hp = "" if key.default_hp else f" α={key.alpha:g} β={key.beta:g}"
-    variant = f" [{key.variant}]" if key.variant else ""
-    return f"{key.dataset} γ={key.gamma} {key.method} {what}{hp}{variant}"
 
 
 def _cell_identity(dataset, pair, gamma, method, alpha, beta):

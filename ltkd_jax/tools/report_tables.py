@@ -2,12 +2,11 @@
 and Δ rows, the paper's numbers and ours − paper beside, and the CSV rows of every run group."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from ltkd_jax.methods import label as method_label
 from ltkd_jax.tools import paper_results
-
-if TYPE_CHECKING:  # report builds the groups and imports this module
-    from ltkd_jax.tools.report import Group, GroupKey
+from ltkd_jax.tools.runs import Group, GroupKey
 
 METRICS = (("T", "accuracy_tail"), ("All", "accuracy"), ("head", "accuracy_head"), ("medium", "accuracy_medium"),
            ("many", "accuracy_many"), ("medium_shot", "accuracy_medium_shot"), ("few", "accuracy_few"))
@@ -157,12 +156,12 @@ class Report:
         """Tables I-V: per pair, methods × (γ, T / All) with the Δ rows, then the paper's and ours − paper."""
         dataset, gammas, methods = layout["dataset"], layout["gammas"], list(layout["methods"])
         header = ["Method"] + [f"γ={g} {col}" for g in gammas for col in COLUMNS]
-        labels = {m: [paper_results.METHOD_LABELS[m]] for m in methods}
+        labels = {m: [method_label(m)] for m in methods}
         lines = []
         for pair in layout["pairs"]:
             ours, stds, counts = self._ours(
                 methods, gammas, lambda m, g: self.find(dataset, g, m, pair, variant),
-                lambda m, g: f"{paper_results.METHOD_LABELS[m]} γ={g}")
+                lambda m, g: f"{method_label(m)} γ={g}")
             lines += [f"### {paper_results.PAIR_LABELS.get(pair, pair)}", ""]
             lines += _table(header, self._main_rows(labels, methods, gammas, ours, stds))
             lines += ["", _n_note(counts) + f"; epoch: {self.epoch}.", ""]
@@ -193,7 +192,7 @@ class Report:
         dataset, gamma = layout["dataset"], layout["gammas"][0]
         methods, pairs = list(layout["methods"]), list(layout["pairs"])
         named = paper_results.ABLATION_LABELS.get(name, {})
-        labels = {m: [named.get(m, paper_results.METHOD_LABELS.get(m, m)), *paper_results.ABLATION_COMPONENTS[m]]
+        labels = {m: [named.get(m, method_label(m)), *paper_results.ABLATION_COMPONENTS[m]]
                   for m in methods}
         header = ["Loss", "Inter", "Intra"] + [f"{paper_results.PAIR_LABELS[p]} {c}" for p in pairs for c in COLUMNS]
         ours, stds, counts = self._ours(methods, pairs, lambda m, p: self.find(dataset, gamma, m, p, variant),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import subprocess
@@ -20,17 +19,15 @@ import sys
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import jax
-import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from configs import CONFIG_FILES
-from ltkd_jax import config as config_lib, experiment, io
+from ltkd_jax import config as config_lib, experiment, io, recipes
 from ltkd_jax.data import longtail
-from ltkd_jax.tools import cost, paper_results, report
+from ltkd_jax.tools import cost, paper_results
+from ltkd_jax.tools.runs import default_flat_config, load_run
 
-# The checkout the printed commands run in (their config files are relative to it).
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = recipes.REPO_ROOT  # the checkout the printed commands run in (their config files are relative to it)
 # Fields a sweep sets itself: not accepted as extra overrides.
 SWEEP_FIELDS = ("seed", "teacher_seed", "teachers_dir", "teacher_only", "population")
 
@@ -43,7 +40,7 @@ class Run:
     kind: str  # "teacher" (a teacher job), "population" (students trained together) or "student" (the others)
     args: Tuple[str, ...]  # ltkd_jax.main's arguments
     workdir: str  # where the run's results land
-    config: object  # the config trained there (for the cost estimate and the finished check)
+    config: object  # the config trained there (for the cost estimate and the finished check; a population: None)
     teacher_workdir: Optional[str] = None  # the teacher job this run needs
     tables: List[str] = dataclasses.field(default_factory=list)
     member: Tuple[Tuple[str, ...], str] = ((), "")  # a distilled student's (shared args, population member spec)
@@ -65,26 +62,18 @@ def main_config(args: Sequence[str]):
 
 
 class Planner:
-    def __init__(self, runs_dir: str, seeds: Sequence[int], teacher_seeds: str = "paired",
-                 extra_overrides: Sequence[str] = ()):
-        if teacher_seeds not in ("paired", "shared"):
-            raise ValueError(f"--teacher_seeds={teacher_seeds!r}: use 'paired' or 'shared'")
-        self.extra = {}  # override -> its field
-        for item in extra_overrides:
-            field = item[len("--config."):].split("=", 1)[0] if item.startswith("--config.") and "=" in item else ""
-            if not field:
-                raise ValueError(f"override {item!r} must look like --config.FIELD=VALUE")
+    def __init__(self, runs_dir: str, teacher_seeds: str = "paired", extra_overrides: Sequence[str] = ()):
+        self.extra = {item: item[len("--config."):].split("=", 1)[0] for item in extra_overrides}  # -> its field
+        for item, field in self.extra.items():
             if field in SWEEP_FIELDS:
                 raise ValueError(f"{item!r}: the sweep sets {field} itself (use --seeds / --teacher_seeds)")
-            self.extra[item] = field
-        self.runs_dir, self.seeds, self.teacher_seeds = runs_dir, list(seeds), teacher_seeds
+        self.runs_dir, self.teacher_seeds = runs_dir, teacher_seeds
         self.used_extra: Set[str] = set()
-        self.teachers: Dict[str, Run] = {}
-        self.students: Dict[str, Run] = {}
+        self.planned: Dict[str, Run] = {}  # by workdir
 
     def _extra_for(self, dataset: str, arg: str) -> List[str]:
         """The extra overrides whose field (or group of fields) this run's config has."""
-        fields = report.default_flat_config(dataset, arg)
+        fields = default_flat_config(dataset, arg)
         chosen = [item for item, field in self.extra.items()
                   if field in fields or any(key.startswith(field + ".") for key in fields)]
         self.used_extra.update(chosen)
@@ -92,7 +81,7 @@ class Planner:
 
     def _job(self, dataset: str, arg: str, workdir: str, overrides: Sequence[str], hparams: Sequence[str] = ()):
         """(arguments, config) of one ltkd_jax.main run, its config built and checked as ltkd_jax.main does."""
-        args = (f"--config={CONFIG_FILES[dataset]}:{arg}", f"--workdir={workdir}", *overrides, *hparams,
+        args = (f"--config={recipes.CONFIG_FILES[dataset]}:{arg}", f"--workdir={workdir}", *overrides, *hparams,
                 *self._extra_for(dataset, arg))
         try:
             config = main_config(args)
@@ -101,14 +90,9 @@ class Planner:
             raise ValueError(f"the {args[0]} run at {workdir} is invalid: {io.first_line(error)}") from None
         return args, config
 
-    def _add(self, registry: Dict[str, Run], run: Run, table: str) -> None:
-        existing = registry.setdefault(run.workdir, run)
-        if run.kind == "teacher":  # students of one teacher may differ in their commands, not in its config
-            differing = experiment.config_differences(json.loads(existing.config.to_json()), run.config)
-        else:
-            differing = existing.args != run.args
-        if differing:
-            raise ValueError(f"two different runs want {run.workdir}:\n  {existing.command()}\n  {run.command()}")
+    def _add(self, run: Run, table: str) -> None:
+        """`run`, once per workdir (a teacher of several students, a run of several tables)."""
+        existing = self.planned.setdefault(run.workdir, run)
         if table not in existing.tables:
             existing.tables.append(table)
 
@@ -123,7 +107,7 @@ class Planner:
         if method == "student":  # the Student row: the network alone, shared by every pair that has it
             workdir = os.path.join(cell, student, "student", f"seed{seed}")
             args, config = self._job(dataset, f"student,{student}-{student},{g}", workdir, [f"--config.seed={seed}"])
-            self._add(self.students, Run("student", args, workdir, config), table)
+            self._add(Run("student", args, workdir, config), table)
             return
         # The Teacher row is the teacher job itself, planned through the pair's KD student (every student of a
         # teacher seed shares that job: experiment.teacher_config keeps nothing of the student's method).
@@ -137,23 +121,22 @@ class Planner:
         args, config = self._job(dataset, arg, workdir, shared, hparams)
         teacher_dir = experiment.teacher_workdir(config, workdir)
         job = (args[0], f"--workdir={teacher_dir}", *args[2:], "--config.teacher_only=True")
-        self._add(self.teachers, Run("teacher", job, teacher_dir, experiment.teacher_config(config)), table)
+        self._add(Run("teacher", job, teacher_dir, experiment.teacher_config(config)), table)
         if method != "teacher":
             shared_args = tuple(a for i, a in enumerate(args) if i != 1 and a not in hparams)
-            self._add(self.students, Run("student", args, workdir, config, teacher_dir,
-                                         member=(shared_args, spec)), table)
+            self._add(Run("student", args, workdir, config, teacher_dir, member=(shared_args, spec)), table)
 
     def runs(self) -> List[Run]:
         unused = [item for item in self.extra if item not in self.used_extra]
         if unused:
             raise ValueError(f"no run of this sweep has the field of {', '.join(unused)}")
-        return list(self.teachers.values()) + list(self.students.values())
+        return sorted(self.planned.values(), key=lambda run: run.kind != "teacher")  # teachers first
 
 
 def _hparams(dataset: str, arg: str, alpha, beta) -> Tuple[List[str], str]:
     """Fig. 4's α/β as overrides and as a population member's spec (`ltkd:distill.alpha=2.0`), only where they
     are not the config's defaults (so its α = β = 6 point is Table I's LTKD run)."""
-    defaults, overrides, spec = report.default_flat_config(dataset, arg), [], arg.split(",")[0]
+    defaults, overrides, spec = default_flat_config(dataset, arg), [], arg.split(",")[0]
     for name, value in (("alpha", alpha), ("beta", beta)):
         if value is not None and float(defaults[f"distill.{name}"]) != float(value):
             overrides.append(f"--config.distill.{name}={float(value)!r}")
@@ -163,8 +146,8 @@ def _hparams(dataset: str, arg: str, alpha, beta) -> Tuple[List[str], str]:
 
 def populations(runs: Sequence[Run]) -> List[Run]:
     """The plan with the distilled students of one teacher job and seed (one directory, same shared arguments)
-    merged into one population job in that directory; the others as they were. Each population is checked to
-    train exactly its students' configs, each where its solo run would."""
+    merged into one population job in that directory, each member where its solo run would be; the others as
+    they were."""
     groups: Dict[object, List[Run]] = {}
     for run in runs:
         # [0]: the config file and method; a student of another teacher (DiVE's debiased one) stays apart.
@@ -179,14 +162,8 @@ def populations(runs: Sequence[Run]) -> List[Run]:
         shared, workdir = members[0].member[0], os.path.dirname(members[0].workdir)
         args = (shared[0], f"--workdir={workdir}", *shared[1:],
                 f"--config.population={','.join(m.member[1] for m in members)}")
-        config = main_config(args)
-        trained = {os.path.join(workdir, name): member for name, member in config_lib.population_members(config)}
-        for member in members:
-            if member.workdir not in trained or experiment.config_differences(
-                    json.loads(member.config.to_json()), trained[member.workdir]):
-                raise ValueError(f"the population at {workdir} would not train {member.workdir} as planned")
         tables = list(dict.fromkeys(t for member in members for t in member.tables))
-        planned.append(Run("population", args, workdir, config, members[0].teacher_workdir, tables,
+        planned.append(Run("population", args, workdir, None, members[0].teacher_workdir, tables,
                            members=tuple(members)))
     return planned
 
@@ -226,17 +203,14 @@ def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence
                pairs=None, grouped: bool = True) -> List[Run]:
     """Every run of `tables`, teacher jobs first, each listed once; `grouped`: students as populations."""
     check_selection(tables, methods, gammas, pairs)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
-        raise ValueError(f"seeds {list(seeds)} are invalid: give non-negative integers")
-    planner = Planner(runs_dir, seeds, teacher_seeds, extra_overrides)
+    planner = Planner(runs_dir, teacher_seeds, extra_overrides)
     for table in tables:
         dataset = paper_results.LAYOUTS[table]["dataset"]
         for pair, gamma, method, alpha, beta in paper_results.cells(table):
             if not selected(method, gamma, pair, methods, gammas, pairs):
                 continue
             # The paper's Teacher row averages one teacher per seed; shared: teacher seed 0 for every student.
-            row_seeds = [0] if method == "teacher" and teacher_seeds == "shared" else planner.seeds
-            for seed in row_seeds:
+            for seed in [0] if method == "teacher" and teacher_seeds == "shared" else seeds:
                 planner.add(table, dataset, pair, gamma, method, alpha, beta, seed)
     return populations(planner.runs()) if grouped else planner.runs()
 
@@ -246,7 +220,7 @@ def is_finished(run: Run) -> bool:
     population: each of its members')."""
     if run.members:
         return all(map(is_finished, run.members))
-    result = report.load_run(run.workdir)
+    result = load_run(run.workdir)
     return (result is not None and result.finished
             and not experiment.config_differences(result.config, run.config))
 
@@ -259,8 +233,8 @@ def slurm_lines(runs: Sequence[Run], sbatch_args: str = "") -> List[str]:
     """A bash script: teacher job ids in shell variables, each student submitted with afterok on its teacher."""
     lines, job_vars = ["set -euo pipefail"], {}
     for run in runs:
-        sbatch = ["sbatch", *(["--parsable"] if run.kind == "teacher" else []), f"--job-name=ltkd-{'population' if run.members else run.config.method}",
-                  *shlex.split(sbatch_args)]
+        sbatch = ["sbatch", *(["--parsable"] if run.kind == "teacher" else []),
+                  f"--job-name=ltkd-{'population' if run.members else run.config.method}", *shlex.split(sbatch_args)]
         if run.teacher_workdir:
             sbatch.append(f"--dependency=afterok:${{{job_vars[run.teacher_workdir]}%%;*}}")
         command = " ".join(sbatch) + " " + shlex.join(["launch/slurm.sbatch", "--", *run.args])
@@ -331,21 +305,18 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         parser.error(str(error))
     if not args.tables:
         parser.error("no table given")
-    try:
-        args.seed_list = _csv(args.seeds, int)
-    except ValueError:
-        parser.error(f"--seeds={args.seeds!r} must be comma-separated integers")
-    if not args.seed_list or min(args.seed_list) < 0:
-        parser.error(f"--seeds={args.seeds!r}: seeds must be non-negative integers")
-    args.method_list, args.pair_list = _csv(args.methods), _csv(args.pairs)
-    try:
-        args.gamma_list = _csv(args.gammas, float)
-    except ValueError:
-        parser.error(f"--gammas={args.gammas!r} must be comma-separated numbers")
-    for flag, text, values in (("--methods", args.methods, args.method_list),
-                               ("--gammas", args.gammas, args.gamma_list), ("--pairs", args.pairs, args.pair_list)):
+    for name, cast, kind in (("seeds", int, "integers"), ("methods", str, "values"), ("gammas", float, "numbers"),
+                             ("pairs", str, "values")):
+        text = getattr(args, name)
+        try:
+            values = _csv(text, cast)
+        except ValueError:
+            parser.error(f"--{name}={text!r} must be comma-separated {kind}")
         if text is not None and not values:
-            parser.error(f"{flag}={text!r} is empty; give comma-separated values or leave the flag out")
+            parser.error(f"--{name}={text!r} is empty; give comma-separated values or leave the flag out")
+        setattr(args, f"{name[:-1]}_list", values)
+    if min(args.seed_list) < 0:
+        parser.error(f"--seeds={args.seeds!r}: seeds must be non-negative integers")
     problem = args.sweep_file and io.local_output_file_problem(args.sweep_file)  # written after planning
     if problem:
         parser.error(f"--sweep_file={args.sweep_file}: {problem}")

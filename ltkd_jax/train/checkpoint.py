@@ -271,13 +271,15 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, what: str
     path = os.fspath(epath.Path(manager.directory) / str(step))
     with _reading(what, path):
         stored = manager.item_metadata(step)
-    _check_matches(stored, abstract_state, what, path)
+    variables = abstract_state if isinstance(abstract_state, dict) else abstract_state.variables
+    _check_matches(stored, variables["params"], variables.get("batch_stats", {}), what, path)
     with _reading(what, path):
         return manager.restore(step, args=args or ocp.args.StandardRestore(abstract_state))
 
 
-def _check_matches(stored, abstract_state, what: str, path: str) -> None:
-    """Same model variables (names and shapes), or a one-line error naming the first difference.
+def _check_matches(stored, params, batch_stats, what: str, path: str) -> None:
+    """The model variables `params` and `batch_stats` (names and shapes), or a one-line error naming the first
+    difference.
 
     The optimiser state mirrors the parameters, so comparing `params` and `batch_stats` decides it.
     """
@@ -289,10 +291,7 @@ def _check_matches(stored, abstract_state, what: str, path: str) -> None:
         flat, _ = jax.tree_util.tree_flatten_with_path(tree)
         return {jax.tree_util.keystr(key): tuple(leaf.shape) for key, leaf in flat}
 
-    if isinstance(abstract_state, dict):
-        abstract_state = type("Variables", (), {"params": abstract_state["params"],
-                                                "batch_stats": abstract_state.get("batch_stats", {})})
-    want = shapes({"params": abstract_state.params, "batch_stats": abstract_state.batch_stats})
+    want = shapes({"params": params, "batch_stats": batch_stats})
     try:
         have = shapes({"params": stored["params"], "batch_stats": stored.get("batch_stats", {})})
     except (KeyError, TypeError, AttributeError):

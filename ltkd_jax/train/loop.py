@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ltkd_jax.data import device, host
+from ltkd_jax.data import device
 from ltkd_jax.train import checkpoint, metrics as metrics_lib, population, step as step_lib
 from ltkd_jax.train.dispatch import InFlight
 from ltkd_jax.train.state import Teacher, abstract_state, init_state, make_mesh
@@ -35,13 +35,9 @@ class Stage:
     learning_rate: float
     num_epochs: int
     seed: int
-    distill_loss: Optional[Callable] = None  # logits: loss(student_logits, teacher_logits, labels, group_ids)
+    distill_loss: Optional[Callable] = None  # logits: loss(student_logits, teacher_logits, labels)
     feature_loss: Optional[Callable] = None  # features: loss(hints, teacher_features) (FitNet, ReviewKD)
-    ce_weight: float = 1.0
-    distill_weight: float = 1.0
-    warmup_epochs: float = 0
-    log_temperature: float = 1.0
-    ce_prior_weight: float = 0.0  # 1: balanced-softmax CE (logits + log class prior; DiVE, debiased teachers)
+    objective: step_lib.Objective = step_lib.Objective()
 
     @property
     def distills(self) -> bool:
@@ -115,10 +111,9 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
     try:
         states = _restore_or_init(stages, ckpts, txs, data, replicated)
         step = int(states[0].step)
-        if data.train_images is not None:
-            feed = device.DeviceFeed(data, batch_size, stages[0].seed, replicated)
-        else:  # host batches arrive one at a time
-            feed, steps_per_dispatch = host.HostFeed(data, batch_size, stages[0].seed, batch_sharding), 1
+        feed = data.feed(batch_size, stages[0].seed, mesh)
+        if not feed.supports_scan:  # host batches arrive one at a time
+            steps_per_dispatch = 1
         distills = any(stage.distills for stage in stages)
         jit_one, jit_many, unit_list = population.jitted_train_steps(
             stages, data, feed, txs, steps_per_epoch, mesh, teacher.model if distills else None, schedules, batched)

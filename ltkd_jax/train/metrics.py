@@ -19,6 +19,7 @@ from ltkd_jax.data import tf_env
 from ltkd_jax.data.longtail import shot_masks
 
 GROUP_NAMES = ("head", "medium", "tail")
+METRICS_FILE = "metrics.jsonl"  # in each run directory
 
 
 def group_names(num_groups: int):
@@ -75,7 +76,7 @@ class MetricsLog:
 
     def __init__(self, workdir: str, resume_step: Optional[int] = None):
         self.enabled = jax.process_index() == 0
-        self.path = os.fspath(epath.Path(workdir) / "metrics.jsonl")
+        self.path = os.fspath(epath.Path(workdir) / METRICS_FILE)
         self._tb = None
         self._lines = None  # remote workdirs only: every line of the file
         if self.enabled:

@@ -53,31 +53,27 @@ def unstack(unit_outputs, unit_list, num_members: int) -> list:
 
 
 def _member_step(stage, data, tx, steps_per_epoch):
-    return functools.partial(step_lib.train_step, model=stage.model, tx=tx, steps_per_epoch=steps_per_epoch,
-                             distill_loss=stage.distill_loss, feature_loss=stage.feature_loss,
-                             group_ids=data.group_ids if stage.distills else None, num_groups=data.num_groups,
-                             ce_weight=stage.ce_weight, distill_weight=stage.distill_weight,
-                             warmup_epochs=stage.warmup_epochs, log_temperature=stage.log_temperature,
-                             class_counts=data.train_counts, ce_prior_weight=stage.ce_prior_weight)
+    return functools.partial(step_lib.train_step, objective=stage.objective, model=stage.model, tx=tx,
+                             steps_per_epoch=steps_per_epoch, distill_loss=stage.distill_loss,
+                             feature_loss=stage.feature_loss, group_ids=data.group_ids if stage.distills else None,
+                             num_groups=data.num_groups, class_counts=data.train_counts)
 
 
 def _group_step(stages, data, tx, steps_per_epoch):
-    """`step(stacked_state, teacher_out, batch)` of a group: one vmapped train_step, per-member weights as arrays."""
+    """`step(stacked_state, teacher_out, batch)` of a group: one vmapped train_step over the members' stacked
+    objectives, each member's loss picked by its index."""
     member_losses = [stage.distill_loss for stage in stages]
-    weights = {name: np.asarray([getattr(stage, name) for stage in stages], np.float32)
-               for name in ("ce_weight", "distill_weight", "warmup_epochs", "log_temperature", "ce_prior_weight")}
+    objectives = jax.tree_util.tree_map(lambda *leaves: np.asarray(leaves, np.float32),
+                                        *[stage.objective for stage in stages])
 
-    # The class counts stay host constants in every branch (lax.switch would trace its operands; BKD needs numpy).
-    branches = [lambda s, t, labels, ids, f=f: f(s, t, labels, ids, data.train_counts) for f in member_losses]
-
-    def member(state, member_weights, index, teacher_out, batch):
-        loss = lambda s, t, labels, ids, counts=None: jax.lax.switch(index, branches, s, t, labels, ids)  # noqa: E731
-        return step_lib.train_step(state, teacher_out, batch, model=stages[0].model, tx=tx,
-                                   steps_per_epoch=steps_per_epoch, distill_loss=loss, group_ids=data.group_ids,
-                                   num_groups=data.num_groups, class_counts=data.train_counts, **member_weights)
+    def member(state, objective, index, teacher_out, batch):
+        return step_lib.train_step(
+            state, teacher_out, batch, objective, model=stages[0].model, tx=tx, steps_per_epoch=steps_per_epoch,
+            distill_loss=functools.partial(jax.lax.switch, index, member_losses), group_ids=data.group_ids,
+            num_groups=data.num_groups, class_counts=data.train_counts)
 
     def step(state, teacher_out, batch):
-        return jax.vmap(member, in_axes=(0, 0, 0, None, None))(state, weights, np.arange(len(stages)),
+        return jax.vmap(member, in_axes=(0, 0, 0, None, None))(state, objectives, np.arange(len(stages)),
                                                               teacher_out, batch)
     return step
 

@@ -1,4 +1,5 @@
-"""The training state, the device mesh, and the frozen teacher loaded from its run directory.
+"""The training state, the device mesh and the devices a CPU host gets (`use_every_cpu_core`), the global batch they
+share (`check_batch_size`), and the frozen teacher loaded from its run directory.
 
 Parallelism: one 1-D `data` mesh over every device of every process. The batch is sharded along it;
 parameters and optimiser state are replicated. Batch-norm statistics and LTKD's rebalancing sums are therefore
@@ -20,6 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ltkd_jax import models
 from ltkd_jax.train import checkpoint
 
 
@@ -83,16 +85,16 @@ def init_state(model: nn.Module, tx, image_shape, seed: int) -> TrainState:
 
 
 def abstract_state(model: nn.Module, tx, image_shape, sharding) -> TrainState:
-    shapes = jax.eval_shape(functools.partial(init_state, model, tx, image_shape), 0)
+    return _placed(jax.eval_shape(functools.partial(init_state, model, tx, image_shape), 0), sharding)
+
+
+def _placed(shapes, sharding):
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def load_teacher(model: nn.Module, run_dir: str, image_shape) -> Teacher:
     """The teacher with its variables (params + batch_stats) from the last checkpoint of its run directory,
     replicated over the mesh."""
-    replicated = NamedSharding(make_mesh(), P())
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape)),
-                                               train=False))
-    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
+    target = _placed(models.abstract_variables(model, (1, *image_shape)), NamedSharding(make_mesh(), P()))
     variables, step_dir = checkpoint.restore_variables(run_dir, target)
     return Teacher(model, variables, step_dir)

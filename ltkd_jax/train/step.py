@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ def step_decay_schedule(base_learning_rate: float, steps_per_epoch: int, decay_e
 
 
 def sgd(learning_rate: optax.ScalarOrSchedule, *, momentum: float, weight_decay: float) -> optax.GradientTransformation:
-    """torch.train.SGD(momentum, weight_decay), no Nesterov, no dampening.
+    """torch.optim.SGD(momentum, weight_decay), no Nesterov, no dampening.
 
     PyTorch adds `weight_decay * param` to the gradient of every parameter before the momentum buffer
     (`buf = momentum * buf + grad`, `param -= lr * buf`); optax's `trace` is that buffer.
@@ -63,22 +64,34 @@ def teacher_forward(teacher_model: nn.Module, teacher_variables, images, *, feat
     return out if features else (out, None)
 
 
-def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: optax.GradientTransformation,
-               steps_per_epoch: int, distill_loss: Optional[Callable] = None, feature_loss: Optional[Callable] = None,
-               group_ids: Optional[np.ndarray] = None, num_groups: int = 3, ce_weight: float = 1.0,
-               distill_weight: float = 1.0, warmup_epochs: float = 0, log_temperature: float = 1.0,
-               class_counts: Optional[np.ndarray] = None, ce_prior_weight: float = 0.0):
-    """One SGD step: `ce_weight * CE + warmup(epoch) * distill_weight * distill`.
+@flax.struct.dataclass
+class Objective:
+    """A run's loss weights: `ce_weight * CE + warmup(epoch) * distill_weight * distill`, the CE of the logits plus
+    `ce_prior_weight` times the log class prior (1: the balanced softmax), and the temperature of the logged group
+    sums. Its leaves are numbers: a vmapped group of a population stacks its members' (population.py)."""
+
+    ce_weight: float = 1.0
+    distill_weight: float = 1.0
+    warmup_epochs: float = 0.0
+    log_temperature: float = 1.0
+    ce_prior_weight: float = 0.0
+
+
+def train_step(state: TrainState, teacher_out, batch, objective: Objective = Objective(), *, model: nn.Module,
+               tx: optax.GradientTransformation, steps_per_epoch: int, distill_loss: Optional[Callable] = None,
+               feature_loss: Optional[Callable] = None, group_ids: Optional[np.ndarray] = None, num_groups: int = 3,
+               class_counts: Optional[np.ndarray] = None):
+    """One SGD step of `objective`.
 
     * Neither loss given: plain cross-entropy (teachers, the CE student); `teacher_out` is then None.
-    * `distill_loss(student_logits, teacher_logits, labels, group_ids, class_counts)`: logit distillation.
-    * `ce_prior_weight` 1: the CE is the balanced softmax (logits + log prior of `class_counts`), 0: plain.
+    * `distill_loss(student_logits, teacher_logits, labels)`: logit distillation (losses.get_distill_loss).
+    * `class_counts`: the training counts, for a CE with a class prior (`objective.ce_prior_weight`).
     * `feature_loss(hints, teacher_features)`: feature distillation (FitNet, ReviewKD). `model` is then a
       student wrapper whose `apply(..., with_hints=True)` returns `(logits, hints)`, its connector modules
       trained with it; `teacher_out` holds the teacher's features (`teacher_forward(..., features=True)`).
 
-    Returns the new state and metrics: scalars, per-class counts, and for logit distillation the teacher's
-    batch group-probability sums before and after rebalancing at the loss's temperature (the paper's Fig. 3).
+    Returns the new state and metrics: scalars, per-class counts, and with `group_ids` the teacher's batch
+    group-probability sums before and after rebalancing at `objective.log_temperature` (the paper's Fig. 3).
     """
     images, labels = batch["image"], batch["label"]
     epoch = state.step // steps_per_epoch + 1  # 1-based, as mdistiller's warm-up counts
@@ -94,16 +107,16 @@ def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: o
         else:
             logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
         if not distilling:
-            ce = losses.cross_entropy(losses.with_log_prior(logits, class_counts, ce_prior_weight), labels)
+            ce = losses.cross_entropy(losses.with_log_prior(logits, class_counts, objective.ce_prior_weight), labels)
             return ce, (logits, updates, {"ce": ce})
         if feature_loss is not None:
             loss_of_batch = lambda *_: feature_loss(hints, teacher_features)  # noqa: E731
         else:
             loss_of_batch = distill_loss
         total, parts = losses.student_objective(
-            logits, teacher_logits, labels, group_ids, distill_loss=loss_of_batch, ce_weight=ce_weight,
-            distill_weight=distill_weight, epoch=epoch, warmup_epochs=warmup_epochs, class_counts=class_counts,
-            prior_weight=ce_prior_weight)
+            logits, teacher_logits, labels, distill_loss=loss_of_batch, ce_weight=objective.ce_weight,
+            distill_weight=objective.distill_weight, epoch=epoch, warmup_epochs=objective.warmup_epochs,
+            class_counts=class_counts, prior_weight=objective.ce_prior_weight)
         return total, (logits, updates, parts)
 
     (loss, (logits, updates, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -115,7 +128,7 @@ def train_step(state: TrainState, teacher_out, batch, *, model: nn.Module, tx: o
         metrics["teacher_accuracy"] = _accuracy(teacher_logits, labels)
         if group_ids is not None:
             before, after = losses.teacher_group_sums(teacher_logits, group_ids, num_groups=num_groups,
-                                                      temperature=log_temperature)
+                                                      temperature=objective.log_temperature)
             metrics["teacher_group_sums"] = before
             metrics["teacher_group_sums_rebalanced"] = after
     return new_state, metrics

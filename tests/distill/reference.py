@@ -4,11 +4,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltkd_jax import methods
+
 CIFAR_PAIRS = ("resnet32x4-resnet8x4", "vgg13-vgg8", "wrn_40_2-wrn_40_1", "resnet110-resnet32",
                "resnet32x4-shufflenet_v1", "vgg13-mobilenet_v2", "wrn_40_2-shufflenet_v1",
                "resnet50_cifar-mobilenet_v2")
 IMAGENET_PAIRS = ("resnet34-resnet18", "resnet50-mobilenet_v1")
 DEMO_PAIR = "demo_resnet_teacher-demo_resnet_student"
+
+
+def options(method, teacher_name, student_name):
+    """The `distill.*` options a run of `method` on the pair gets from its recipe (ltkd_jax/methods.py)."""
+    settings = methods.METHODS[method].settings(f"{teacher_name}-{student_name}")
+    return {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("distill.")}
 
 
 def split(pair):

@@ -8,9 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common as configs_common
-from distill.reference import CIFAR_PAIRS, DEMO_PAIR, IMAGENET_PAIRS, random_features, split
-from ltkd_jax import distill, models, train
+from distill.reference import CIFAR_PAIRS, DEMO_PAIR, IMAGENET_PAIRS, options, random_features, split
+from ltkd_jax import distill, methods, models, train
 from ltkd_jax.distill import common, fitnet
 
 NUM_CLASSES = 10
@@ -58,9 +57,6 @@ def _native(pair):
 
 def test_supported_pairs_are_the_papers_and_the_demo():
     assert distill.SUPPORTED_PAIRS == CIFAR_PAIRS + IMAGENET_PAIRS + (DEMO_PAIR,)
-    assert distill.FEATURE_METHODS == ("fitnet", "reviewkd")
-    # configs/common.py repeats this default without importing JAX: the two must agree.
-    assert configs_common.STUDENT_PREACT_PAIRS == distill.STUDENT_PREACT_PAIRS == IMAGENET_PAIRS
 
 
 def _as_mdistiller(settings) -> dict:
@@ -73,12 +69,13 @@ def _as_mdistiller(settings) -> dict:
 @pytest.mark.parametrize("pair", CIFAR_PAIRS + IMAGENET_PAIRS)
 def test_settings_match_the_references(pair):
     teacher, student = split(pair)
-    rk = _as_mdistiller(distill.feature_settings("reviewkd", teacher, student, _native(pair)))
+    rk = _as_mdistiller(distill.feature_settings("reviewkd", teacher, student, _native(pair),
+                                                 **options("reviewkd", teacher, student)))
     assert (rk["IN_CHANNELS"], rk["OUT_CHANNELS"], rk["SHAPES"], rk["OUT_SHAPES"]) == REVIEWKD_REFERENCE[pair]
     assert rk["MID_CHANNEL"] == min(512, rk["IN_CHANNELS"][-1])  # mdistiller's rule (r50->mv1: 512)
     assert rk["STU_PREACT"] == (pair in IMAGENET_PAIRS)  # mdistiller: False on CIFAR, True in its ImageNet configs
-    fit = distill.feature_settings("fitnet", teacher, student, _native(pair))
-    assert fit.hint_layer == distill.FITNET_HINT_LAYER == 2
+    fit = distill.feature_settings("fitnet", teacher, student, _native(pair), **options("fitnet", teacher, student))
+    assert fit.hint_layer == 2  # mdistiller FITNET.HINT_LAYER
     assert ((fit.student_shape[0], fit.student_shape[2]), (fit.teacher_shape[0], fit.teacher_shape[2]),
             fit.conv) == FITNET_EXPECTED[pair]
     assert pair in distill.SUPPORTED_PAIRS
@@ -107,7 +104,8 @@ def _teacher_targets(method, teacher_name, image_shape, batch=2):
 def _check_connector_shapes(method, pair, image_shape, batch=2):
     """eval_shape of the connector alone on the student's abstract features at `image_shape`."""
     teacher_name, student_name = split(pair)
-    connector = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape).connector
+    connector = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape,
+                                      **options(method, teacher_name, student_name)).connector
     shapes = common.feature_shapes(student_name, image_shape)
     features = {key: [jax.ShapeDtypeStruct((batch, *s), jnp.float32) for s in shapes[key]]
                 for key in ("feats", "preact_feats")}
@@ -120,7 +118,8 @@ def _check_connector_shapes(method, pair, image_shape, batch=2):
 def _check_hint_shapes(method, pair, image_shape, batch=2, dtype=jnp.float32):
     """eval_shape of the wrapper's init (without hints), its hints and its eval logits."""
     teacher_name, student_name = split(pair)
-    model = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape, dtype=dtype)
+    model = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape, dtype=dtype,
+                                  **options(method, teacher_name, student_name))
 
     def run(images):
         variables = model.init(jax.random.key(0), images[:1], train=False)
@@ -156,13 +155,15 @@ def _check_abstract_step(method, pair, image_shape, batch=2):
     (the loss also checks the hint shapes against the teacher's while tracing)."""
     teacher_name, student_name = split(pair)
     _check_connector_shapes(method, pair, image_shape, batch)
-    model = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape)
+    model = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape,
+                                  **options(method, teacher_name, student_name))
     variables = models.abstract_variables(model, (1, *image_shape))  # init without hints makes the connector
     assert set(variables["params"]) == {"student", "connector"} and variables["batch_stats"]["connector"]
     tx = train.sgd(0.05, momentum=0.9, weight_decay=5e-4)
+    feature_loss = distill.get_feature_loss(method, teacher_name, student_name, image_shape,
+                                            **options(method, teacher_name, student_name))
     step = _feature_step(models.get_model(teacher_name, NUM_CLASSES), model=model, tx=tx, steps_per_epoch=10,
-                         feature_loss=distill.get_feature_loss(method, teacher_name, student_name, image_shape),
-                         distill_weight=5.0, warmup_epochs=20)
+                         feature_loss=feature_loss, objective=train.Objective(distill_weight=5.0, warmup_epochs=20))
     state = jax.eval_shape(lambda v: train.TrainState.create(v, tx), variables)
     batch_shapes = {"image": jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32),
                     "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
@@ -175,7 +176,7 @@ def _check_abstract_step(method, pair, image_shape, batch=2):
     assert metrics["distill"].dtype == jnp.float32
 
 
-@pytest.mark.parametrize("method", distill.FEATURE_METHODS)
+@pytest.mark.parametrize("method", methods.names("feature"))
 @pytest.mark.parametrize("pair", CIFAR_PAIRS)
 def test_cifar_pairs_full_step_at_32(pair, method):
     _check_abstract_step(method, pair, (32, 32, 3))
@@ -184,17 +185,17 @@ def test_cifar_pairs_full_step_at_32(pair, method):
 @pytest.mark.parametrize("image_shape", [(64, 64, 3), (28, 28, 1)], ids=["tiny64", "fmnist28"])
 def test_cifar_pairs_hint_shapes_at_other_sizes(image_shape):
     for pair in CIFAR_PAIRS + (DEMO_PAIR,):
-        for method in distill.FEATURE_METHODS:
+        for method in methods.names("feature"):
             _check_connector_shapes(method, pair, image_shape)
 
 
-@pytest.mark.parametrize("method", distill.FEATURE_METHODS)
+@pytest.mark.parametrize("method", methods.names("feature"))
 @pytest.mark.parametrize("pair", IMAGENET_PAIRS)
 def test_imagenet_pairs_full_step_at_64(pair, method):
     _check_abstract_step(method, pair, (64, 64, 3))
 
 
-@pytest.mark.parametrize("method", distill.FEATURE_METHODS)
+@pytest.mark.parametrize("method", methods.names("feature"))
 def test_wrapper_hints_and_eval_logits(method):
     _check_hint_shapes(method, "resnet32x4-resnet8x4", (32, 32, 3))
 
@@ -211,9 +212,10 @@ def test_bfloat16_student_keeps_float32_params():
 def test_no_gradient_reaches_the_teacher_features():
     rng = np.random.default_rng(4)
     teacher = random_features(rng, common.feature_shapes("demo_resnet_teacher", (28, 28, 1)), 2)
-    for method in distill.FEATURE_METHODS:
-        loss_fn = distill.get_feature_loss(method, "demo_resnet_teacher", "demo_resnet_student", (28, 28, 1))
-        settings = distill.feature_settings(method, "demo_resnet_teacher", "demo_resnet_student", (28, 28, 1))
+    for method in methods.names("feature"):
+        demo = ("demo_resnet_teacher", "demo_resnet_student")
+        loss_fn = distill.get_feature_loss(method, *demo, (28, 28, 1), **options(method, *demo))
+        settings = distill.feature_settings(method, *demo, (28, 28, 1), **options(method, *demo))
         if method == "fitnet":
             hints = jnp.asarray(rng.normal(size=(2, *settings.teacher_shape)), jnp.float32)
         else:
@@ -248,13 +250,15 @@ def _get(tree, path):
     return tree
 
 
-@pytest.mark.parametrize("method", distill.FEATURE_METHODS)
+@pytest.mark.parametrize("method", methods.names("feature"))
 def test_real_step_on_demo_pair(method):
     teacher_name, student_name = split(DEMO_PAIR)
     image_shape, batch = (28, 28, 1), 2
-    model = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape)
+    model = distill.build_student(method, teacher_name, student_name, NUM_CLASSES, image_shape,
+                                  **options(method, teacher_name, student_name))
     teacher = models.get_model(teacher_name, NUM_CLASSES)
-    feature_loss = distill.get_feature_loss(method, teacher_name, student_name, image_shape)
+    feature_loss = distill.get_feature_loss(method, teacher_name, student_name, image_shape,
+                                            **options(method, teacher_name, student_name))
     # No weight decay and no CE: every parameter change is the feature loss's gradient.
     tx = train.sgd(0.1, momentum=0.9, weight_decay=0.0)
     rng = np.random.default_rng(7)
@@ -262,7 +266,7 @@ def test_real_step_on_demo_pair(method):
     teacher_variables = _he_variables(teacher, image_shape, rng)
     state = train.TrainState.create(variables, tx)
     step = jax.jit(_feature_step(teacher, model=model, tx=tx, steps_per_epoch=10, feature_loss=feature_loss,
-                                 ce_weight=0.0, distill_weight=1.0, warmup_epochs=0))
+                                 objective=train.Objective(ce_weight=0.0, distill_weight=1.0, warmup_epochs=0)))
     images = jax.random.normal(jax.random.key(2), (batch, *image_shape))
     batch_arrays = {"image": images, "label": jnp.array([1, 7], jnp.int32)}
     # Compiling dominates this test; LLVM's optimisation of the CPU code is a third of it and buys one step nothing.
@@ -298,7 +302,7 @@ def test_errors_name_the_value_and_the_choices():
     with pytest.raises(ValueError, match=r"unknown feature-distillation method 'at'; allowed: fitnet, reviewkd"):
         distill.build_student("at", "resnet32x4", "resnet8x4", 100, (32, 32, 3))
     with pytest.raises(ValueError, match=r"pair 'resnet8x4-resnet32x4'; supported: resnet32x4-resnet8x4, "):
-        distill.get_feature_loss("fitnet", "resnet8x4", "resnet32x4", (32, 32, 3))
+        distill.get_feature_loss("fitnet", "resnet8x4", "resnet32x4", (32, 32, 3), hint_layer=2)
     with pytest.raises(ValueError, match=r"unknown reviewkd option 'hint_layer'; allowed: student_preact"):
         distill.feature_settings("reviewkd", "resnet32x4", "resnet8x4", (32, 32, 3), hint_layer=2)
     with pytest.raises(ValueError, match=r"hint_layer=9 is invalid"):
@@ -306,4 +310,4 @@ def test_errors_name_the_value_and_the_choices():
     with pytest.raises(ValueError, match=r"cannot map a student hint of height 4 to a teacher hint of height 16"):
         fitnet.ConvReg((4, 4), (16, 16), 8).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
     with pytest.raises(ValueError, match=r"image_shape"):
-        distill.build_student("fitnet", "resnet32x4", "resnet8x4", 100, (32, 32))
+        distill.build_student("fitnet", "resnet32x4", "resnet8x4", 100, (32, 32), hint_layer=2)

@@ -13,7 +13,7 @@ from ltkd_jax.distill import common, fitnet
 
 def test_fitnet_loss_zero_on_match_and_mse_otherwise():
     rng = np.random.default_rng(2)
-    loss_fn = distill.get_feature_loss("fitnet", "resnet32x4", "shufflenet_v1", (32, 32, 3))
+    loss_fn = distill.get_feature_loss("fitnet", "resnet32x4", "shufflenet_v1", (32, 32, 3), hint_layer=2)
     teacher = random_features(rng, common.feature_shapes("resnet32x4", (32, 32, 3)), 2)
     target = teacher["feats"][2]
     assert float(loss_fn(target, teacher)) == 0.0

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distill.reference import (nchw, np_bn_eval, np_conv, np_hcl, np_nearest, random_features, random_variables,
-                               split)
+from distill.reference import (nchw, np_bn_eval, np_conv, np_hcl, np_nearest, options, random_features,
+                               random_variables, split)
 from ltkd_jax import distill
 from ltkd_jax.distill import common, reviewkd
 
@@ -17,7 +17,8 @@ from ltkd_jax.distill import common, reviewkd
 def test_reviewkd_hcl_zero_on_match_and_reference_otherwise(pair, image_shape):
     teacher_name, student_name = split(pair)
     rng = np.random.default_rng(3)
-    loss_fn = jax.jit(distill.get_feature_loss("reviewkd", teacher_name, student_name, image_shape))
+    loss_fn = jax.jit(distill.get_feature_loss("reviewkd", teacher_name, student_name, image_shape,
+                                               **options("reviewkd", teacher_name, student_name)))
     teacher = random_features(rng, common.feature_shapes(teacher_name, image_shape), 2)
     targets = teacher["preact_feats"][1:] + [teacher["pooled_feat"][:, None, None, :]]
     assert float(loss_fn(list(targets), teacher)) == 0.0
@@ -32,7 +33,8 @@ def test_reviewkd_hcl_zero_on_match_and_reference_otherwise(pair, image_shape):
 def test_reviewkd_connector_matches_numpy_abf_chain():
     """The ABF chain (deepest first, attention fusion, nearest resizes) against a numpy forward (eval mode)."""
     teacher_name, student_name, image_shape = "vgg13", "mobilenet_v2", (28, 28, 1)  # resizes 4->3, 2->3
-    settings = distill.feature_settings("reviewkd", teacher_name, student_name, image_shape)
+    settings = distill.feature_settings("reviewkd", teacher_name, student_name, image_shape,
+                                        **options("reviewkd", teacher_name, student_name))
     rng = np.random.default_rng(6)
     features = random_features(rng, common.feature_shapes(student_name, image_shape), 2)
     module = reviewkd.ReviewKDConnector(settings)

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ltkd_jax.data import host
-from ltkd_jax.data import device
-from ltkd_jax import config as config_lib, experiment, train
+from ltkd_jax import experiment, methods, recipes, train
 from ltkd_jax.tools import paper_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +16,7 @@ PAIR = "demo_resnet_teacher-demo_resnet_student"
 
 
 def tiny_config(method, data_dir, **overrides):
-    config = config_lib.build_config("fashion_mnist", f"{method},{PAIR},4")
+    config = recipes.build_config("fashion_mnist", f"{method},{PAIR},4")
     config.dataset.data_dir = str(data_dir)
     config.num_epochs = 1
     config.batch_size = 16
@@ -108,24 +106,22 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
 
 
 def test_feature_method_options_are_config_fields(tmp_path):
-    """FitNet's hint layer and ReviewKD's student_preact / mid_channel are fields with the defaults
-    distill derives, and overriding them changes the connector."""
-    from ltkd_jax import distill
-
-    reviewkd = config_lib.build_config("cifar100", "reviewkd,resnet32x4-resnet8x4,100")
+    """FitNet's hint layer and ReviewKD's student_preact / mid_channel are fields with mdistiller's defaults,
+    and overriding them changes the connector."""
+    reviewkd = recipes.build_config("cifar100", "reviewkd,resnet32x4-resnet8x4,100")
     assert dict(reviewkd.distill) == {"student_preact": False, "mid_channel": 0}
 
     def connector_settings(config):  # what the run builds from the config
         return experiment.make_stage(config, config.student_model, distilled=True).model.connector.settings
 
     assert connector_settings(reviewkd).mid_channel == 256  # min(512, resnet8x4's last width)
-    assert config_lib.build_config("imagenet2012", "reviewkd,resnet34-resnet18,10").distill.student_preact is True
+    assert recipes.build_config("imagenet2012", "reviewkd,resnet34-resnet18,10").distill.student_preact is True
     reviewkd.distill.student_preact, reviewkd.distill.mid_channel = True, 64
     experiment.validate(reviewkd)
     settings = connector_settings(reviewkd)
     assert settings.student_key == "preact_feats" and settings.mid_channel == 64
-    fitnet = config_lib.build_config("cifar100", "fitnet,resnet32x4-resnet8x4,100")
-    assert dict(fitnet.distill) == {"hint_layer": distill.FITNET_HINT_LAYER}
+    fitnet = recipes.build_config("cifar100", "fitnet,resnet32x4-resnet8x4,100")
+    assert dict(fitnet.distill) == {"hint_layer": 2}  # mdistiller FITNET.HINT_LAYER
     fitnet.distill.hint_layer = 3
     assert connector_settings(fitnet).hint_layer == 3
     reviewkd.distill.mid_channel = -1
@@ -149,11 +145,11 @@ CIFAR_PAIRS = paper_results.HOMOGENEOUS + paper_results.HETEROGENEOUS
                                            ("imagenet2012", paper_results.IMAGENET)])
 def test_every_paper_pair_validates_for_every_method(family, pairs):
     for pair in pairs:
-        for method in config_lib.METHODS:
+        for method in methods.METHODS:
             if family == "imagenet2012" and method == "fitnet":
                 continue  # Table V has no FitNet row; still supported, checked below
-            experiment.validate(config_lib.build_config(family, f"{method},{pair},10"))
-    experiment.validate(config_lib.build_config("imagenet2012", f"fitnet,{pairs[0]},10"))
+            experiment.validate(recipes.build_config(family, f"{method},{pair},10"))
+    experiment.validate(recipes.build_config("imagenet2012", f"fitnet,{pairs[0]},10"))
 
 
 def test_host_pipeline_feed_trains_too(tmp_path, mock_dir):
@@ -177,9 +173,9 @@ def test_host_feed_normalises_on_device_like_the_device_feed(mock_dir):
         host_data, info = experiment.load_data(tiny_config("student", mock_dir, **{"dataset.device_resident": False}))
         device_data, _ = experiment.load_data(tiny_config("student", mock_dir))
         mesh = train.make_mesh()
-        sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-        host_feed = host.HostFeed(host_data, 16, 0, sharding)
-        device_feed = device.DeviceFeed(device_data, 16, 0, replicated)
+        sharding = NamedSharding(mesh, P("data"))
+        host_feed, device_feed = host_data.feed(16, 0, mesh), device_data.feed(16, 0, mesh)
+        assert (host_feed.supports_scan, device_feed.supports_scan) == (False, True)
         host_eval = list(host_feed.eval_batches(64, sharding))
         device_eval = list(device_feed.eval_batches(64, sharding))
         assert len(host_eval) == len(device_eval) == -(-info.num_eval // 64)
@@ -248,7 +244,7 @@ def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
 ])
 def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message):
     with pytest.raises(ValueError, match=message):  # from the config file itself, or from validate
-        config = config_lib.build_config("fashion_mnist", arg)
+        config = recipes.build_config("fashion_mnist", arg)
         config.dataset.data_dir = str(tmp_path / "nothing-here")
         config.update_from_flattened_dict(overrides)
         experiment.run(config, str(tmp_path / "run"))
@@ -257,11 +253,11 @@ def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message)
 
 def test_any_imbalance_factor_can_be_set_by_override(tmp_path):
     """The field is a float whatever the config argument's γ looked like; names and reports print it as written."""
-    config = config_lib.build_config("fashion_mnist", f"ltkd,{PAIR},100")
+    config = recipes.build_config("fashion_mnist", f"ltkd,{PAIR},100")
     config.update_from_flattened_dict({"dataset.imbalance_factor": 12.5})
     experiment.validate(config)
     assert "fashion_mnist_gamma12.5" in experiment.teacher_workdir(config, str(tmp_path / "ltkd"))
-    hundred = config_lib.build_config("fashion_mnist", f"ltkd,{PAIR},100")
+    hundred = recipes.build_config("fashion_mnist", f"ltkd,{PAIR},100")
     assert "fashion_mnist_gamma100/" in experiment.teacher_workdir(hundred, str(tmp_path / "ltkd"))
 
 
@@ -273,30 +269,26 @@ def test_batch_larger_than_the_data_leaves_no_workdir(tmp_path, mock_dir):
     assert not (tmp_path / "run" / "config.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config=configs/nosuch.py"], "error: Configuration is not available"),
-    (["--config", "configs/missing.py"], "error: Configuration is not available"),
-    (["--config=configs/fashion_mnist_lt.py", "--config.batch_size=8", "--config.num_epoch=1"],
-     'error: no such config field: num_epoch; Did you mean "num_epochs" instead of "num_epoch"?'),
-    (["--config=configs/fashion_mnist_lt.py", "--config.num_epochs=abc"],
-     "error: flag --config.num_epochs=abc: invalid literal for int()"),
-    (["--config=ltkd_jax/io.py"], "error: module 'config_config' has no attribute 'get_config'"),
-    (["--config=configs/fashion_mnist_lt.py", "--config.distil.alpha=1"], "error: no such config field: distil"),
-    (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"], "error: no such config field: gamma"),
-    (["--config=configs/fashion_mnist_lt.py:ltdk,resnet32x4-resnet8x4,100"],
-     "error: flag --config=configs/fashion_mnist_lt.py:ltdk,resnet32x4-resnet8x4,100: Error whilst parsing config "
-     "file: unknown method 'ltdk'; known: teacher, student"),
-    (["--config=README.md"], "error: unterminated string literal"),
-    (["--config=configs/fashion_mnist_lt.py"], "error: flag --workdir=None: Flag --workdir must have a value"),
+@pytest.mark.parametrize("args, named", [  # named: the bad field or value the line must name (None: no check)
+    (["--config=configs/nosuch.py"], None),  # the flag library's own line names no file
+    (["--config", "configs/missing.py"], None),
+    (["--config=configs/fashion_mnist_lt.py", "--config.batch_size=8", "--config.num_epoch=1"], "num_epoch"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.num_epochs=abc"], "abc"),
+    (["--config=ltkd_jax/io.py"], "get_config"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.distil.alpha=1"], "distil"),
+    (["--config=configs/fashion_mnist_lt.py", "--config.distill.gamma=1"], "gamma"),
+    (["--config=configs/fashion_mnist_lt.py:ltdk,resnet32x4-resnet8x4,100"], "ltdk"),
+    (["--config=README.md"], "README.md"),
+    (["--config=configs/fashion_mnist_lt.py"], "--workdir"),
 ])
-def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
-    workdir = [] if "Flag --workdir" in message else [f"--workdir={tmp_path}/run"]
+def test_cli_flag_mistakes_are_one_line(tmp_path, args, named):
+    workdir = [] if named == "--workdir" else [f"--workdir={tmp_path}/run"]
     out = subprocess.run([sys.executable, "-m", "ltkd_jax.main", *args, *workdir],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.strip().splitlines() == [out.stderr.strip().splitlines()[0]]  # one line
-    assert out.stderr.startswith(message), out.stderr
-    assert "configs/nosuch.py" not in args[0] or "No such file or directory: 'configs/nosuch.py'" in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert named is None or named in lines[0], lines[0]
     assert not (tmp_path / "run").exists()
 
 
@@ -338,16 +330,6 @@ def test_workdir_that_is_a_file_is_one_line(tmp_path):
     for workdir in (tmp_path / "afile", tmp_path / "afile" / "run"):
         with pytest.raises(ValueError, match=f"workdir {workdir} cannot be created: {tmp_path / 'afile'} is a file"):
             experiment.check_workdir(tiny_config("student", tmp_path), str(workdir))
-
-
-def test_cli_reports_bad_input_in_one_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "ltkd_jax.main", f"--config={ROOT}/configs/cifar100_lt.py:ltdk,resnet32x4-resnet8x4,100",
-         f"--workdir={tmp_path}/run"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].endswith(
-        "Error whilst parsing config file: unknown method 'ltdk'; known: " + ", ".join(config_lib.METHODS))
-    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("config_file", ["cifar100_lt.py", "tiny_imagenet_lt.py", "imagenet_lt.py",
@@ -394,31 +376,32 @@ def test_demo_refuses_a_stale_workdir(tmp_path, monkeypatch):
                                        f"(learning_rate: 0.5 there, 0.05 now); use another --workdir")
 
 
-def test_config_names_match_the_registries_and_import_no_jax():
-    """config.py lists the methods as plain strings (it loads while flags parse, before JAX starts)."""
-    from ltkd_jax import distill, losses  # pylint: disable=import-outside-toplevel
-    assert config_lib.LOGIT_METHODS == tuple(sorted(losses.DISTILL_LOSSES))
-    assert config_lib.FEATURE_METHODS == tuple(distill.FEATURE_METHODS)
-    code = "import sys, ltkd_jax.config, configs.common; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
+def test_the_method_table_and_the_recipes_import_no_jax_and_registries_must_match_it():
+    """Config files load while flags parse, before JAX starts; a registry that differs from the table fails at
+    import."""
+    code = ("import sys, ltkd_jax.config, ltkd_jax.methods, ltkd_jax.recipes; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+    with pytest.raises(AssertionError, match="ltkd_new"):
+        methods.check_registry("logit", [*methods.names("logit"), "ltkd_new"])
 
 
 def test_a_debiased_teacher_trains_with_the_balanced_softmax_in_its_own_directory(tmp_path):
     """DiVE distils from a balanced-softmax teacher; any method can (`teacher_loss`); CE students stay plain."""
-    dive = config_lib.build_config("fashion_mnist", f"dive,{PAIR},100")
-    kd = config_lib.build_config("fashion_mnist", f"kd,{PAIR},100")
+    dive = recipes.build_config("fashion_mnist", f"dive,{PAIR},100")
+    kd = recipes.build_config("fashion_mnist", f"kd,{PAIR},100")
     assert (dive.ce_loss, dive.teacher_loss, dive.ce_weight, dive.distill_weight) == (
         "balanced_softmax", "balanced_softmax", 0.5, 0.5)
     workdir = str(tmp_path / "runs" / "x")
     assert experiment.teacher_workdir(dive, workdir) == experiment.teacher_workdir(kd, workdir) + "_balanced_softmax"
     teacher = experiment.teacher_config(dive)
     assert (teacher.method, teacher.ce_loss, teacher.ce_weight) == ("teacher", "balanced_softmax", 1.0)
-    assert experiment.make_stage(teacher, teacher.teacher_model, distilled=False).ce_prior_weight == 1.0
-    assert experiment.make_stage(kd, kd.student_model, distilled=True).ce_prior_weight == 0.0
-    direct = config_lib.build_config("fashion_mnist", "teacher,demo_resnet_teacher-demo_resnet_teacher,100")
+    assert experiment.make_stage(teacher, teacher.teacher_model, distilled=False).objective.ce_prior_weight == 1.0
+    assert experiment.make_stage(kd, kd.student_model, distilled=True).objective.ce_prior_weight == 0.0
+    direct = recipes.build_config("fashion_mnist", "teacher,demo_resnet_teacher-demo_resnet_teacher,100")
     direct.teacher_loss = "balanced_softmax"  # a teacher trained on its own command follows teacher_loss too
-    assert experiment.make_stage(direct, direct.student_model, distilled=False).ce_prior_weight == 1.0
+    assert experiment.make_stage(direct, direct.student_model, distilled=False).objective.ce_prior_weight == 1.0
     kd.teacher_loss = "balanced_softmax"  # KD from a debiased teacher: the teacher changes, the student's CE not
     assert experiment.teacher_workdir(kd, workdir) == experiment.teacher_workdir(dive, workdir)
     assert experiment.teacher_config(kd).ce_loss == "balanced_softmax" and kd.ce_loss == "cross_entropy"
@@ -426,8 +409,8 @@ def test_a_debiased_teacher_trains_with_the_balanced_softmax_in_its_own_director
 
 def test_teacher_config_is_the_recipe_with_cross_entropy_only():
     """Every student of one seed shares the teacher run: its config has nothing of the student's method."""
-    kd = config_lib.build_config("cifar100", "kd,resnet32x4-shufflenet_v1,100")
-    ltkd = config_lib.build_config("cifar100", "ltkd,resnet32x4-shufflenet_v1,100")
+    kd = recipes.build_config("cifar100", "kd,resnet32x4-shufflenet_v1,100")
+    ltkd = recipes.build_config("cifar100", "ltkd,resnet32x4-shufflenet_v1,100")
     teacher = experiment.teacher_config(kd)
     assert experiment.config_differences(json.loads(teacher.to_json()), experiment.teacher_config(ltkd)) == []
     assert (teacher.method, teacher.student_model, teacher.learning_rate) == ("teacher", "resnet32x4", 0.05)

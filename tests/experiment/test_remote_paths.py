@@ -27,8 +27,8 @@ from etils.epath import gpath as epath_gpath
 from etils.epath import register as epath_register
 
 from ltkd_jax.train import checkpoint, metrics as train_metrics
-from ltkd_jax import config as config_lib, experiment, train
-from ltkd_jax.tools import diagnose, report, run_report
+from ltkd_jax import experiment, recipes, run_dir, train
+from ltkd_jax.tools import diagnose, report, runs as runs_lib
 from ltkd_jax import data
 from ltkd_jax import io
 from ltkd_jax.data import source, tf_env
@@ -113,7 +113,7 @@ def _info(num_classes=10, per_class=60, gamma=10.0):
 
 
 def _config(method="teacher", **overrides):
-    config = config_lib.build_config("fashion_mnist", f"{method},demo_resnet_teacher-demo_resnet_student,4")
+    config = recipes.build_config("fashion_mnist", f"{method},demo_resnet_teacher-demo_resnet_student,4")
     config.num_epochs = 1
     config.update_from_flattened_dict(overrides)
     return config
@@ -245,7 +245,7 @@ def test_run_config_report_and_split_remote(remote, monkeypatch):
     assert groups == json.loads(json.dumps(info.summary()))
     # A rerun rewrites report.md and the PNGs over the old ones (no leftovers, no doubled content).
     before = epath.Path(workdir, "report.md").read_text()
-    run_report.write_report(workdir, _config(), exp_data)
+    run_dir.write_report(workdir, _config(), exp_data)
     assert epath.Path(workdir, "report.md").read_text() == before
     assert len(_names(workdir)) == 7
 
@@ -272,7 +272,8 @@ def test_data_caches_on_remote_data_dir(remote):
     assert info.data_dir == data_dir and isinstance(images, np.ndarray) and images.shape == (120, 28, 28, 1)
     cache = tf_env.cache_dir(data_dir, "fashion_mnist", "train")
     assert cache == f"{data_dir}/ltkd_jax/fashion_mnist/train"
-    assert _names(cache) == ["images.npy", "labels.npy", "meta.json", "stored_positions.npy"]
+    assert _names(cache) == sorted(["images.npy", "labels.npy", "meta.json", "stored_positions.npy",
+                                    source.CHECKSUMS_FILE])
     assert json.loads(epath.Path(cache, "meta.json").read_text())["num_examples"] == 120
     # Outside the mock: everything comes from the caches in the store.
     again = data.get_info("fashion_mnist", data_dir=data_dir, imbalance_factor=4)
@@ -311,14 +312,14 @@ def test_report_reads_and_writes_remote_runs_dir(remote, tmp_path, capsys):
         test_report.make_run(local, "cifar100", f"kd,{test_report.PAIR},20", seed, test_report.finished(55, tail))
     test_report.make_run(local, "cifar100", f"ltkd,{test_report.PAIR},20", 0, [(1, 60, 50)])  # unfinished
     runs = epath.Path(remote) / "runs"
-    for run_dir in report.find_run_dirs(local):
+    for found in runs_lib.find_run_dirs(local):
         for name in ("config.json", "metrics.jsonl"):
-            target = runs / os.path.relpath(run_dir, local) / name
+            target = runs / os.path.relpath(found, local) / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(epath.Path(run_dir, name).read_text())
+            target.write_text(epath.Path(found, name).read_text())
 
-    assert report.find_run_dirs(os.fspath(runs)) == [os.fspath(runs / os.path.relpath(p, local))
-                                                     for p in report.find_run_dirs(local)]
+    assert runs_lib.find_run_dirs(os.fspath(runs)) == [os.fspath(runs / os.path.relpath(p, local))
+                                                     for p in runs_lib.find_run_dirs(local)]
     assert report.main([local, "--table=I"]) == 0
     local_text = (tmp_path / "runs" / "report" / "tables.md").read_text()
     assert report.main([os.fspath(runs), "--table=I"]) == 0

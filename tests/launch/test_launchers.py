@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 
 import pytest
 
@@ -612,6 +613,50 @@ def test_gpu_bench_relative_out_is_the_callers_and_jax_starts_once(tmp_path):
     log = (tmp_path / "out" / "bench.log").read_text()
     assert "== b64_fp32: python -m ltkd_jax.tools.bench" in log
     assert log.count("jax STUB flax STUB") == 1, log
+
+
+def test_gpu_bench_puts_wheels_on_the_path_and_names_a_missing_ml_collections(tmp_path):
+    """Pure-Python wheels in <repo>/.whl/ are importable by every part (how a host without the network gets
+    ml_collections); an interpreter without ml_collections is refused in one line that says how to get it."""
+    repo = tmp_path / "repo"
+    (repo / "launch").mkdir(parents=True)
+    for name in ("gpu_bench.sh", "common.sh"):
+        shutil.copy(os.path.join(ROOT, "launch", name), repo / "launch" / name)
+    (repo / ".whl").mkdir()
+    with zipfile.ZipFile(repo / ".whl" / "fakepkg-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("fakepkg/__init__.py", "VALUE = 7\n")
+    seen, stub = tmp_path / "pythonpath", tmp_path / "python"
+    stub.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import os, sys
+        if sys.argv[1] == "-m":
+            open({str(seen)!r}, "a").write(os.environ["PYTHONPATH"] + "\\n")
+        elif "import jax" in sys.argv[2]:
+            print("jax STUB")  # the accelerator check passed
+        """))
+    stub.chmod(0o755)
+    result = launch(str(repo / "launch" / "gpu_bench.sh"), env={"PYTHON": str(stub), "OUT": str(tmp_path / "out"),
+                                                                "PYTHONPATH": None})
+    assert result.returncode == 0, result.stderr
+    paths = set(seen.read_text().splitlines())
+    assert len(paths) == 1  # every part the same
+    path = paths.pop()
+    assert path.split(os.pathsep)[0] == str(repo)
+    found = subprocess.run([sys.executable, "-c", "import fakepkg; print(fakepkg.VALUE, fakepkg.__file__)"],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=path), timeout=60)
+    assert found.stdout.split() == ["7", str(repo / ".whl" / "fakepkg-1.0-py3-none-any.whl" / "fakepkg" /
+                                             "__init__.py")], found.stderr
+    blocker = tmp_path / "block"  # an interpreter with jax but without ml_collections
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['ml_collections'] = None  # not installed\n")
+    python = tmp_path / "nomc" / "python"
+    python.parent.mkdir()
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{blocker}:$PYTHONPATH" exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    result = launch(GPU_BENCH, env={"PYTHON": str(python), "OUT": str(tmp_path / "out2")}, timeout=120)
+    assert_usage_error(result, "gpu_bench.sh")
+    assert f"{python} cannot import ml_collections" in result.stderr and "pip download" in result.stderr
+    assert not (tmp_path / "out2").exists()
 
 
 def _shell_function(path, name):

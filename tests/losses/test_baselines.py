@@ -53,10 +53,10 @@ REFERENCES = {  # (ours, reference), both functions of the student logits for th
     "bkd": (lambda s, t: losses.bkd_loss(s, t, COUNTS, temperature=2.0, alpha=1.5, beta_cb=0.99),
             lambda s, t: ref_bkd(s, t, COUNTS, 2.0, 1.5, 0.99)),
     "dive": (lambda s, t: losses.dive_loss(s, t, temperature=3.0, power=0.5), lambda s, t: ref_dive(s, t, 3.0, 0.5)),
-    "kd_ls": (lambda s, t: losses.get_distill_loss("kd_ls", temperature=2.0)(s, t, None, None),
+    "kd_ls": (lambda s, t: losses.get_distill_loss("kd_ls", temperature=2.0)(s, t, None),
               lambda s, t: ref_kd(ref_standardize(s), ref_standardize(t), 2.0)),
-    "ltkd_ls": (lambda s, t: losses.get_distill_loss("ltkd_ls", alpha=6.0, beta=6.0, temperature=2.0)(
-        s, t, None, GROUPS_10), lambda s, t: ref_ltkd(ref_standardize(s), ref_standardize(t), GROUPS_10, 3, 2.0,
+    "ltkd_ls": (lambda s, t: losses.get_distill_loss("ltkd_ls", group_ids=GROUPS_10, alpha=6.0, beta=6.0,
+                                                     temperature=2.0)(s, t, None), lambda s, t: ref_ltkd(ref_standardize(s), ref_standardize(t), GROUPS_10, 3, 2.0,
                                                        6.0, 6.0)),
 }
 
@@ -79,12 +79,11 @@ def test_values_and_gradients_match_the_references(name):
 def test_bkd_with_equal_counts_is_kd_plus_ce():
     zs, zt = _case(2)
     labels = np.array([0, 3, 9, 1, 5, 7])
-    bkd = losses.get_distill_loss("bkd", temperature=2.0, alpha=1.0)
-    total, _ = losses.student_objective(zs, zt, labels, GROUPS_10, distill_loss=bkd, ce_weight=1.0,
-                                        class_counts=np.full(10, 37))
+    bkd = losses.get_distill_loss("bkd", class_counts=np.full(10, 37), temperature=2.0, alpha=1.0)
+    total, _ = losses.student_objective(zs, zt, labels, distill_loss=bkd, ce_weight=1.0)
     np.testing.assert_allclose(float(total), ref_ce(zs, labels) + ref_kd(zs, zt, 2.0), rtol=1e-5)
     with pytest.raises(ValueError, match="bkd needs the training class counts"):
-        bkd(zs, zt, labels, GROUPS_10)
+        losses.get_distill_loss("bkd", temperature=2.0)(zs, zt, labels)
 
 
 def test_dive_with_power_one_and_a_uniform_prior_is_kd():
@@ -92,8 +91,8 @@ def test_dive_with_power_one_and_a_uniform_prior_is_kd():
     zs, zt = _case(3)
     labels = np.array([2, 2, 8, 0, 4, 6])
     dive = losses.get_distill_loss("dive", temperature=3.0, power=1.0)
-    np.testing.assert_allclose(float(dive(zs, zt, labels, GROUPS_10)), ref_kd(zs, zt, 3.0), rtol=1e-5)
-    total, _ = losses.student_objective(zs, zt, labels, GROUPS_10, distill_loss=dive, ce_weight=0.5,
+    np.testing.assert_allclose(float(dive(zs, zt, labels)), ref_kd(zs, zt, 3.0), rtol=1e-5)
+    total, _ = losses.student_objective(zs, zt, labels, distill_loss=dive, ce_weight=0.5,
                                         distill_weight=0.5, class_counts=np.full(10, 20), prior_weight=1.0)
     np.testing.assert_allclose(float(total), 0.5 * ref_ce(zs, labels) + 0.5 * ref_kd(zs, zt, 3.0), rtol=1e-5)
 
@@ -102,11 +101,11 @@ def test_balanced_softmax_ce_adds_the_log_prior():
     zs, zt = _case(4)
     labels = np.array([0, 9, 9, 4, 1, 2])
     kd = losses.get_distill_loss("kd", temperature=4.0)
-    _, parts = losses.student_objective(zs, zt, labels, GROUPS_10, distill_loss=kd, ce_weight=1.0,
-                                        class_counts=COUNTS, prior_weight=1.0)
+    _, parts = losses.student_objective(zs, zt, labels, distill_loss=kd, ce_weight=1.0, class_counts=COUNTS,
+                                        prior_weight=1.0)
     np.testing.assert_allclose(float(parts["ce"]), ref_ce(zs, labels, np.log(COUNTS / COUNTS.sum())), rtol=1e-5)
     with pytest.raises(ValueError, match="needs the training class counts"):
-        losses.student_objective(zs, zt, labels, GROUPS_10, distill_loss=kd, ce_weight=1.0, prior_weight=1.0)
+        losses.student_objective(zs, zt, labels, distill_loss=kd, ce_weight=1.0, prior_weight=1.0)
 
 
 def test_standardised_losses_ignore_shifts_and_scales_of_the_logits():

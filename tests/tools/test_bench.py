@@ -38,22 +38,27 @@ def test_population_rows_give_img_per_s_per_student(tmp_path, capsys):
     assert "| jax population of 3," in capsys.readouterr().out
 
 
-def test_benchmarked_recipe_is_config_libs():
-    """bench restates the CIFAR recipe (it runs without ml_collections); it must be the one experiments use."""
-    from ltkd_jax import config as config_lib, experiment, models  # pylint: disable=import-outside-toplevel
-    fields = ("name", "learning_rate", "ce_weight", "distill_weight", "warmup_epochs", "log_temperature")
-    for method, settings in bench.METHODS.items():
-        config = config_lib.build_config("cifar100", f"{method},resnet32x4-resnet8x4,100")
-        # the Stage bench times carries the same scalars as the one an experiment trains
-        ours = bench.make_stage(method, models.get_model("resnet8x4", 100), 1)
-        theirs = experiment.make_stage(config, config.student_model, distilled=True)
-        assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}, method
-        assert ours.distill_loss is not None and ours.feature_loss is None, method
-        assert settings["loss"] == dict(config.distill), method
-        assert (settings["ce_weight"], settings["distill_weight"], settings["warmup_epochs"]) == (
-            config.ce_weight, config.distill_weight, config.warmup_epochs), method
-        assert bench.RECIPE == {key: config[key] for key in bench.RECIPE}, method
-        assert config.batch_size == 64 and config.dtype == "float32"  # the benchmark's default row
+def test_benchmarked_stage_is_the_cifar_recipe_on_the_benched_classes():
+    """Each method's stage: the CIFAR recipe's weights (mdistiller's KD and DKD, the paper's LTKD, written out
+    here), the benchmarked student and epochs, and a loss bound to the synthetic data's classes."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from ltkd_jax import models  # pylint: disable=import-outside-toplevel
+
+    data = bench.synthetic_data(64, 8, (16, 16, 1), 10)
+    student = models.get_model("demo_resnet_student", 10)
+    # (CE weight, distillation weight, warm-up epochs, temperature)
+    expected = {"kd": (0.1, 0.9, 0, 4.0), "dkd": (1.0, 1.0, 20, 4.0), "ltkd": (1.0, 1.0, 20, 4.0)}
+    rng = np.random.default_rng(0)
+    logits = [jnp.asarray(rng.normal(size=(8, 10)), jnp.float32) for _ in range(2)]
+    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
+    for method, weights in expected.items():
+        stage = bench.make_stage(method, student, 3, data)
+        objective = stage.objective
+        assert (stage.name, stage.model, stage.num_epochs, stage.learning_rate) == (method, student, 3, 0.05)
+        assert (objective.ce_weight, objective.distill_weight, objective.warmup_epochs,
+                objective.log_temperature) == weights, method
+        assert stage.feature_loss is None and np.isfinite(float(stage.distill_loss(*logits, labels))), method
 
 
 def test_static_feed_normalises_the_uint8_batch():
@@ -129,15 +134,16 @@ def test_torch_reference_runs_when_installed():
 
 
 def test_accelerator_path_runs_without_tensorflow(tmp_path):
-    """The GPU machine has no TensorFlow, tfds or ml_collections (and maybe no tensorboard or matplotlib): the
-    benchmark, an epoch through the trainer (checkpoint included) and a profile run with them absent."""
+    """The GPU machine has no TensorFlow or tfds (and maybe no tensorboard or matplotlib; ml_collections comes
+    from a wheel, launch/gpu_bench.sh): the benchmark, an epoch through the trainer (checkpoint included) and a
+    profile run with them absent."""
     import subprocess
     import sys
     args = TINY + ["--steps_per_dispatch=1", "--epoch", "--epoch_examples=320", f"--profile_dir={tmp_path / 'trace'}",
                    f"--json={tmp_path / 'rows.json'}"]
     code = (
         "import sys\n"
-        "for name in ('tensorflow', 'tensorflow_datasets', 'ml_collections', 'tensorboard', 'matplotlib'):\n"
+        "for name in ('tensorflow', 'tensorflow_datasets', 'tensorboard', 'matplotlib'):\n"
         "    sys.modules[name] = None  # as if not installed: imports fail, importlib.util.find_spec gives None\n"
         "from ltkd_jax.tools import bench\n"
         f"sys.exit(bench.main({args!r}))\n")
@@ -178,9 +184,9 @@ def test_bench_needs_three_classes_for_the_groups(capsys):
 
 
 def test_peaks_bound_the_anchor_rates():
-    """The fraction of peak must stay below 1 for rates measured on an H200 (shared/reference/
-    ANCHOR_THROUGHPUT.md, ~3.2 GFLOP per image): JAX's fp32 step ran at 24,417 img/s, i.e. on TF32 tensor
-    cores (~78 TFLOP/s, above plain fp32's 67), and its bf16 step at 85,210."""
+    """The fraction of peak must stay below 1 for rates measured on an H200 (the anchor of tools/cost.py, ~3.2 GFLOP
+    per image): JAX's fp32 step ran at 24,417 img/s, i.e. on TF32 tensor cores (~78 TFLOP/s, above plain fp32's
+    67), and its bf16 step at 85,210."""
     for dtype, img_per_s in (("float32", 24_417), ("bfloat16", 85_210)):
         peak = bench.device_peak(dtype, "NVIDIA H200")
         assert peak is not None and 0.05 < img_per_s * 3.2e9 / 1e12 / peak < 1

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from ltkd_jax import config as config_lib
-from ltkd_jax.tools import paper_results, report, report_tables
+from ltkd_jax import recipes
+from ltkd_jax.tools import paper_results, report, report_tables, runs as runs_lib
 import paper_marks
 
 PAIR = "resnet32x4-resnet8x4"
@@ -15,7 +15,7 @@ PAIR = "resnet32x4-resnet8x4"
 def make_run(root, dataset, arg, seed, tests, *, fields=None, name=None):
     """A run directory: config.json of `build_config(dataset, arg)` (+ `fields`, dotted) and one test record per
     (epoch, All, T) in `tests` (plus a train record, which the report must ignore)."""
-    config = config_lib.build_config(dataset, arg)
+    config = recipes.build_config(dataset, arg)
     config.seed = seed
     for path, value in (fields or {}).items():
         *parents, leaf = path.split(".")
@@ -161,7 +161,7 @@ def test_configs_that_are_not_objects_are_unreadable(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(config)
         (tmp_path / name / "metrics.jsonl").write_text(metrics + "\n")
-        assert report.load_run(str(tmp_path / name)) is None
+        assert runs_lib.load_run(str(tmp_path / name)) is None
     text, rows, _ = report.build(root, ["I"])
     assert "4 run directories unreadable or without a test record: " in text
     assert [(r["method"], r["n"]) for r in rows] == [("kd", 1)]
@@ -275,7 +275,7 @@ def test_run_dirs_are_found_once(tmp_path):
         f.write("{}\n")
     os.symlink(first, root / "link_to_a")
     os.symlink(root, root / "group" / "up")
-    assert report.find_run_dirs(str(root)) == [first, nested]
+    assert runs_lib.find_run_dirs(str(root)) == [first, nested]
 
 
 def test_variants_are_every_field_but_the_runtime_ones_and_seeds(tmp_path):

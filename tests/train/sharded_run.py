@@ -18,8 +18,10 @@ data = synthetic.make_data()
 train.run_stage(train.Stage("teacher", synthetic.TinyNet(), 0.05, 2, 0), data, f"{workdir}/teacher",
                   **synthetic.RECIPE)
 teacher = train.load_teacher(synthetic.TinyNet(), f"{workdir}/teacher", (8, 8, 1))
-stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 2, 1, warmup_epochs=1, log_temperature=4.0,
-                      distill_loss=losses.get_distill_loss("ltkd", alpha=1.0, beta=1.0, temperature=4.0))
+stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 2, 1,
+                    distill_loss=losses.get_distill_loss("ltkd", group_ids=synthetic.GROUP_IDS, alpha=1.0, beta=1.0,
+                                                         temperature=4.0),
+                    objective=train.Objective(warmup_epochs=1, log_temperature=4.0))
 train.run_stage(stage, data, f"{workdir}/student", teacher=teacher, **synthetic.RECIPE)
 records = train.read_metrics(f"{workdir}/student/metrics.jsonl")
 print(json.dumps({"devices": jax.device_count(), "train": [r for r in records if r["split"] == "train"][-1],

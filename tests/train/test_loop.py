@@ -130,8 +130,10 @@ def test_sigterm_saves_and_the_rerun_ends_identically(tmp_path, monkeypatch):
 def test_distillation_logs_group_sums_and_agreement(tmp_path):
     _train_teacher(str(tmp_path / "teacher"))
     teacher = train.load_teacher(synthetic.TinyNet(), str(tmp_path / "teacher"), (8, 8, 1))
-    stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 1, 1, warmup_epochs=2, log_temperature=4.0,
-                          distill_loss=losses.get_distill_loss("ltkd", alpha=1.0, beta=1.0, temperature=4.0))
+    stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 1, 1,
+                        distill_loss=losses.get_distill_loss("ltkd", group_ids=synthetic.GROUP_IDS, alpha=1.0,
+                                                             beta=1.0, temperature=4.0),
+                        objective=train.Objective(warmup_epochs=2, log_temperature=4.0))
     train.run_stage(stage, synthetic.make_data(), str(tmp_path / "student"), teacher=teacher, **synthetic.RECIPE)
     records = train.read_metrics(str(tmp_path / "student" / "metrics.jsonl"))
     train_records = [r for r in records if r["split"] == "train"]
@@ -322,8 +324,8 @@ def test_a_balanced_softmax_teacher_step_adds_the_log_prior():
     batch = {"image": jnp.asarray(data.train_images[:16], jnp.float32) / 255.0,
              "label": jnp.asarray(data.train_labels[:16])}
     logits, _ = model.apply(state.variables, batch["image"], train=True, mutable=["batch_stats"])
-    _, metrics = step_lib.train_step(state, None, batch, model=model, tx=tx, steps_per_epoch=10,
-                                     class_counts=counts, ce_prior_weight=1.0)
+    _, metrics = step_lib.train_step(state, None, batch, train.Objective(ce_prior_weight=1.0), model=model, tx=tx,
+                                     steps_per_epoch=10, class_counts=counts)
     z = np.asarray(logits, np.float64) + np.log(counts / counts.sum())
     z -= z.max(1, keepdims=True)
     labels = np.asarray(batch["label"])

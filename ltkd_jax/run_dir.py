@@ -1,4 +1,6 @@
-"""`report.md` of one run: results table (last and best epoch), per-class accuracy, the group-sum plot.
+"""A run's directory: the names of the files the experiment writes there, the teacher record, and `report.md`
+(results of the last and best epoch, per-class accuracy, the group-sum plot). The files others own keep their names
+there: `train.METRICS_FILE`, the checkpoints (`train/checkpoint.py`), the split (`data.write_split`).
 
 The run directory may be local or remote (`gs://...`): files are written through `etils.epath`, plots rendered
 into memory first (matplotlib writes local files only)."""
@@ -15,12 +17,23 @@ from etils import epath
 from ltkd_jax import io, train
 from ltkd_jax.data import longtail
 
+CONFIG_FILE = "config.json"  # the run's config: the same config resumes, another is refused
 TEACHER_FILE = "teacher.json"  # a student's record of the teacher checkpoint it was distilled from
-METRICS_FILE = "metrics.jsonl"
+REPORT_FILE = "report.md"
 
 COLUMNS = ("accuracy_head", "accuracy_medium", "accuracy_tail", "accuracy", "accuracy_many", "accuracy_medium_shot",
            "accuracy_few")
 HEADERS = ("head", "medium", "tail", "all", "many", "medium-shot", "few")
+
+
+def read_metrics(workdir) -> list:
+    """The records of the run in `workdir` (none before its first log line)."""
+    return train.read_metrics(os.fspath(epath.Path(workdir) / train.METRICS_FILE))
+
+
+def write_teacher_record(workdir, checkpoint: str, model: str) -> None:
+    with io.atomic_open(epath.Path(workdir) / TEACHER_FILE) as f:
+        json.dump({"checkpoint": checkpoint, "model": model}, f, indent=2)
 
 
 def final_and_best(records):
@@ -36,7 +49,7 @@ def _cell(value):
 
 
 def write_report(workdir: str, config, data) -> str:
-    records = train.read_metrics(os.fspath(epath.Path(workdir) / METRICS_FILE))
+    records = read_metrics(workdir)
     last, best = final_and_best(records)
     lines = [f"# {config.method}: {config.teacher_model} → {config.student_model} on {config.dataset.name}-LT "
              f"(γ = {longtail.gamma_text(config.dataset.imbalance_factor)})", ""]
@@ -64,7 +77,7 @@ def write_report(workdir: str, config, data) -> str:
         if plots:
             lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     text = "\n".join(lines) + "\n"
-    io.write_file(epath.Path(workdir) / "report.md", text)
+    io.write_file(epath.Path(workdir) / REPORT_FILE, text)
     return text
 
 

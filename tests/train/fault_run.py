@@ -18,55 +18,66 @@ from ltkd_jax import losses, train  # noqa: E402
 from ltkd_jax.train import checkpoint, metrics  # noqa: E402
 import synthetic  # noqa: E402
 
-workdir = sys.argv[1]
-point, stage_name, count = (os.environ.get("FAULT") or "none:none:0").split(":")
-count, seen = int(count), []
-
 
 def _kill():
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _ours(path) -> bool:
-    return os.path.join(workdir, stage_name) + os.sep in os.fspath(path) + os.sep
+def inject(fault: str, workdir: str) -> None:
+    """Patch this process so that it dies where `fault` says (module docstring)."""
+    point, stage_name, count = fault.split(":")
+    count, seen = int(count), []
 
+    def ours(path) -> bool:
+        return os.path.join(workdir, stage_name) + os.sep in os.fspath(path) + os.sep
 
-if point == "step":
-    log_write = metrics.MetricsLog.write
+    if point == "step":
+        log_write = metrics.MetricsLog.write
 
-    def write_then_kill(self, record):
-        log_write(self, record)
-        if _ours(self.path) and record["split"] == "train" and record["step"] >= count:
-            _kill()
-    metrics.MetricsLog.write = write_then_kill
-elif point == "writing":
-    finalize = atomicity.AtomicRenameTemporaryPath.finalize
-
-    async def kill_before_commit(self):
-        if _ours(self.get_final()) and self.get_final().parent.name == "checkpoints":  # a step, not an item
-            seen.append(1)
-            if len(seen) == count:
+        def write_then_kill(self, record):
+            log_write(self, record)
+            if ours(self.path) and record["split"] == "train" and record["step"] >= count:
                 _kill()
-        return await finalize(self)
-    atomicity.AtomicRenameTemporaryPath.finalize = kill_before_commit
-elif point == "saved":
-    write_checksums = checkpoint.write_checksums
+        metrics.MetricsLog.write = write_then_kill
+    elif point == "writing":
+        finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
-    def kill_before_checksums(step_dir):
-        if _ours(step_dir) and step_dir.parent.name == "checkpoints":
-            seen.append(1)
-            if len(seen) == count:
-                _kill()
-        write_checksums(step_dir)
-    checkpoint.write_checksums = kill_before_checksums
+        async def kill_before_commit(self):
+            if ours(self.get_final()) and self.get_final().parent.name == "checkpoints":  # a step, not an item
+                seen.append(1)
+                if len(seen) == count:
+                    _kill()
+            return await finalize(self)
+        atomicity.AtomicRenameTemporaryPath.finalize = kill_before_commit
+    elif point == "saved":
+        write_checksums = checkpoint.write_checksums
 
-data = synthetic.make_data()
-train.run_stage(train.Stage("teacher", synthetic.TinyNet(), 0.05, 3, 0), data, f"{workdir}/teacher",
-                **synthetic.RECIPE)
-teacher = train.load_teacher(synthetic.TinyNet(), f"{workdir}/teacher", (8, 8, 1))
-stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 3, 1,
-                    distill_loss=losses.get_distill_loss("ltkd", group_ids=synthetic.GROUP_IDS, alpha=1.0, beta=1.0,
-                                                         temperature=4.0),
-                    objective=train.Objective(warmup_epochs=1, log_temperature=4.0))
-train.run_stage(stage, data, f"{workdir}/student", teacher=teacher, **synthetic.RECIPE)
+        def kill_before_checksums(step_dir):
+            if ours(step_dir) and step_dir.parent.name == "checkpoints":
+                seen.append(1)
+                if len(seen) == count:
+                    _kill()
+            write_checksums(step_dir)
+        checkpoint.write_checksums = kill_before_checksums
+    else:
+        raise ValueError(f"unknown fault point {point!r}")
+
+
+def run(workdir: str) -> None:
+    """The teacher, then the student: the command a fault interrupts (also the tests' uninterrupted reference)."""
+    data = synthetic.make_data()
+    train.run_stage(train.Stage("teacher", synthetic.TinyNet(), 0.05, 3, 0), data, f"{workdir}/teacher",
+                    **synthetic.RECIPE)
+    teacher = train.load_teacher(synthetic.TinyNet(), f"{workdir}/teacher", (8, 8, 1))
+    stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 3, 1,
+                        distill_loss=losses.get_distill_loss("ltkd", group_ids=synthetic.GROUP_IDS, alpha=1.0,
+                                                             beta=1.0, temperature=4.0),
+                        objective=train.Objective(warmup_epochs=1, log_temperature=4.0))
+    train.run_stage(stage, data, f"{workdir}/student", teacher=teacher, **synthetic.RECIPE)
+
+
+if __name__ == "__main__":
+    if os.environ.get("FAULT"):
+        inject(os.environ["FAULT"], sys.argv[1])
+    run(sys.argv[1])

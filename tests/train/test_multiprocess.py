@@ -31,7 +31,8 @@ def _environment(devices_per_process):
 
 def _args(workdir, data_dir, *extra):
     return [f"--config={ROOT}/configs/fashion_mnist_lt.py:ltkd,{PAIR},4", f"--workdir={workdir}",
-            "--config.num_epochs=2", "--config.batch_size=16", "--config.eval_batch_size=64",
+            "--config.num_epochs=2", "--config.teacher_num_epochs=1", "--config.batch_size=16",
+            "--config.eval_batch_size=64",
             "--config.log_every_steps=2", f"--config.dataset.data_dir={data_dir}", "--config.population=kd,ltkd",
             *extra]
 
@@ -89,6 +90,7 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     steps_per_epoch = [r for r in ones[0] if r["split"] == "test"][0]["step"]
     status, seconds = _one_dies(str(tmp_path / "two" / "pop"), data_dir, steps_per_epoch + 2, teachers)
     assert status != 0 and seconds < SURVIVOR_EXIT_SECONDS, (status, seconds)
+    print(f"process 0 exited with status {status} {seconds:.1f} s after process 1 died")  # pytest -s shows it
     twos = _launch(2, str(tmp_path / "two" / "pop"), data_dir, 1, teachers)
     assert not (tmp_path / "two" / "teachers").exists()
     for one, two in zip(ones, twos):

@@ -44,7 +44,7 @@ def _manager(directory: str, **options) -> ocp.CheckpointManager:
         # written in the background (a sync save of a CIFAR student blocked ~0.1 s, a fifth of an epoch at GPU
         # speed); the next save, a restore and close() wait for it; orbax's rename-when-complete still holds.
         # Several processes: synchronous. Orbax 0.12.8's asynchronous finalize left one of two CPU processes
-        # waiting at exit in tests/test_multiprocess.py; the epochs of data sets one trains on pods are long.
+        # waiting at exit in tests/launch/test_multiprocess.py; the epochs of data sets one trains on pods are long.
         options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=jax.process_count() == 1,
                                              **options),
         item_handlers=ocp.StandardCheckpointHandler())

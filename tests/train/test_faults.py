@@ -1,7 +1,7 @@
 """Faults a long run meets, survived with nothing lost: SIGKILL anywhere (mid-training, while an asynchronous
 checkpoint is written, before its checksums), a full disk, a non-finite loss or state. Each ends where the
 uninterrupted run ends once the same command runs again. (A damaged data cache: tests/data/test_fashion_mnist.py;
-a dead process of two: tests/train/test_multiprocess.py.)"""
+a dead process of two: tests/launch/test_multiprocess.py.)"""
 import os
 import subprocess
 import sys

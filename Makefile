@@ -17,9 +17,10 @@ $(INSTALLED): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-# One worker per core (at most 4); loadscope keeps each module in one worker, so its module fixtures run once.
+# One worker per core (at most 4); loadscope keeps each module in one worker, so its module fixtures run once;
+# modules in collection order (xdist would start the one-test multi-process module last, to finish alone).
 test: $(INSTALLED)
-	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadscope tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder tests
 
 demo: $(INSTALLED) fashion-mnist
 	$(PY) -m ltkd_jax.tools.demo --workdir=workdirs/demo

@@ -196,7 +196,7 @@ def make_stage(config, model_name: str, *, distilled: bool, group_ids=None, clas
 
 def _run_configs(configs, workdirs, data, info, teacher: Optional[train.Teacher]):
     """Train the runs of `configs` (one, or a population's members) together; returns each one's records."""
-    config = configs[0]  # data, batch, seed and recipe are the population's (config.population_members)
+    config = configs[0]  # data, batch, seed and recipe are the population's (recipes.population_members)
     train.check_batch_size(config.batch_size, data.num_train)  # before the workdir holds this config
     for member, workdir in zip(configs, workdirs):
         check_workdir(member, workdir)

@@ -321,6 +321,8 @@ def _dkd_entry(*, alpha, beta, temperature):
 
 
 def _ltkd_entry(*, group_ids, num_groups, alpha, beta, temperature, rebalance=True, uniform_intra=True):
+    if group_ids is None:  # built to check hyper-parameters only (experiment.validate): no data yet
+        return _needs("the class groups (group_ids)")
     return lambda student_logits, teacher_logits, labels: ltkd_loss(
         student_logits, teacher_logits, group_ids, alpha=alpha, beta=beta, temperature=temperature,
         num_groups=num_groups, rebalance=rebalance, uniform_intra=uniform_intra)
@@ -335,6 +337,12 @@ def _inter_only(*, rebalance):
 
 def _intra_only(*, group_ids, num_groups, beta, temperature):
     return _ltkd_entry(group_ids=group_ids, num_groups=num_groups, alpha=0.0, beta=beta, temperature=temperature)
+
+
+def _needs(what: str):
+    def loss(*_):
+        raise ValueError(f"this loss was built without {what}; pass them to get_distill_loss")
+    return loss
 
 
 def _bkd_entry(*, class_counts, temperature, alpha=1.0, beta_cb=0.9999):

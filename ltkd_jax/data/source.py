@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Optional, Tuple
 
@@ -110,9 +111,13 @@ def verify(path, name: str, data_dir) -> None:
     (a cache written before checksums were recorded is recorded as it is)."""
     path = epath.Path(path)
     recorded = _checksums(path.parent).get(path.name)
-    if recorded is None:
+    if recorded is None:  # a cache built before checksums were recorded: recorded as it is, where writable
         if path.exists():
-            record_checksum(path)
+            try:
+                record_checksum(path)
+            except OSError as error:
+                logging.warning("data cache %s stays unverified: its checksum cannot be recorded (%s)", path,
+                                io.first_line(error))
         return
     problem = "it is missing" if not path.exists() else None
     if problem is None:

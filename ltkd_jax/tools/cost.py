@@ -36,7 +36,10 @@ COST_MODEL = (
 def gflops(model: str, dataset: str, image_shape=None) -> float:
     """Forward GFLOPs per image of `model` on `dataset` (at `image_shape`, default the data set's own)."""
     spec = registry.get_spec(dataset)
-    return models_table.forward_flops(model, tuple(image_shape or spec.image_shape), spec.num_classes) / 1e9
+    flops = models_table.forward_flops(model, tuple(image_shape or spec.image_shape), spec.num_classes)
+    if flops is None:
+        raise ValueError(f"XLA gives no cost analysis for {model} on this backend: the sweep cannot estimate hours")
+    return flops / 1e9
 
 
 def gflop_per_s(device: str) -> float:

@@ -76,7 +76,7 @@ def pipeline_rows(args) -> List[Dict]:
     records = tf.data.Dataset.from_tensor_slices({
         "image": tf.constant(jpegs), "label": tf.zeros(len(jpegs), tf.int32),
         "index": tf.range(len(jpegs), dtype=tf.int64)}).cache().repeat()
-    put = None
+    put = None  # host only, unless --to_device
     if args.to_device:
         import jax  # pylint: disable=import-outside-toplevel
         from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=import-outside-toplevel
@@ -85,8 +85,9 @@ def pipeline_rows(args) -> List[Dict]:
 
         sharding = NamedSharding(train.make_mesh(), PartitionSpec("data"))
 
-        def put(batch):  # as the trainer's host feed does: image and label, split over the devices
+        def put_on_devices(batch):  # as the trainer's host feed does: image and label, split over the devices
             jax.block_until_ready(device.put_process_batch(batch, ("image", "label"), sharding))
+        put = put_on_devices
 
     rows = []
     for threads in args.threads:

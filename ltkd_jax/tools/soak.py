@@ -17,11 +17,10 @@ import subprocess
 import sys
 import time
 
+from ltkd_jax import recipes
 from ltkd_jax.data import prepare
 
-# The checkout the runs start in (their config file is relative to it), as the sweep's commands do.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = "configs/fashion_mnist_lt.py"
+CONFIG = recipes.CONFIG_FILES["fashion_mnist"]  # relative to the checkout the runs start in
 PAIR = "demo_resnet_teacher-demo_resnet_student"
 # One cycle: a teacher of its own, solo students, a population (members share one teacher forward).
 CYCLE = ("teacher", "student", "kd", "dkd", "ltkd", "bkd", "dive", "kd_ls", "ltkd_ls", "population")
@@ -59,7 +58,7 @@ def soak(runs: int, epochs: int, workdir: str, data_dir: str = "") -> dict:
         start = time.perf_counter()
         log_path = os.path.join(workdir, f"cycle{cycle}_{kind}.log")
         with open(log_path, "w") as log:
-            returncode = subprocess.call(command(kind, cycle, workdir, epochs, data_dir), cwd=REPO_ROOT,
+            returncode = subprocess.call(command(kind, cycle, workdir, epochs, data_dir), cwd=recipes.REPO_ROOT,
                                          stdout=log, stderr=subprocess.STDOUT)
         result = outcome(returncode)
         counts[result.split()[0]] += 1

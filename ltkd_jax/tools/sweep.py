@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import subprocess
@@ -91,8 +92,13 @@ class Planner:
         return args, config
 
     def _add(self, run: Run, table: str) -> None:
-        """`run`, once per workdir (a teacher of several students, a run of several tables)."""
+        """`run`, once per workdir (a teacher of several students, a run of several tables); two different runs
+        that want one workdir (a selection with extra `--config.*` fields can make them) are one error line."""
         existing = self.planned.setdefault(run.workdir, run)
+        differing = (existing.args != run.args if run.kind != "teacher"  # a teacher's students differ, its config not
+                     else experiment.config_differences(json.loads(existing.config.to_json()), run.config))
+        if differing:
+            raise ValueError(f"two different runs want {run.workdir}: {existing.command()} and {run.command()}")
         if table not in existing.tables:
             existing.tables.append(table)
 

@@ -140,7 +140,7 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                 in_flight.add(metrics)
                 epoch_done = step % steps_per_epoch == 0
                 log_now = step // log_every_steps != previous // log_every_steps or epoch_done
-                window.add(metrics, step, epoch, log_now)
+                window.add(metrics, previous, step, epoch, log_now)
                 if epoch_done:
                     evaluate_now = epoch % eval_every_epochs == 0 or step == total_steps
                     save_now = epoch % checkpoint_every_epochs == 0 or step == total_steps
@@ -157,8 +157,12 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                     window.restart()
                 # Every process must take the same decision at the same step: agree only where all log.
                 if (log_now or jax.process_count() == 1) and sigterm.agreed():
-                    for state, ckpt in zip(population.unstack(unit_states, unit_list, len(stages)), ckpts):
+                    member_states = population.unstack(unit_states, unit_list, len(stages))
+                    _check_finite(member_states, stages, workdirs, step)
+                    checkpoint.ensure_space(ckpts, member_states, step)
+                    for state, ckpt in zip(member_states, ckpts):
                         ckpt.save(step, state)
+                        ckpt.finish_writes()  # "saved" below is true once the write is complete
                     raise Preempted(f"SIGTERM: saved step {step} to {', '.join(workdirs)}; rerun the same "
                                     "command to resume")
         for progress in window.progresses:
@@ -231,12 +235,14 @@ def _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size, 
 
     program = jax.jit(add_counts, out_shardings=replicated)
 
+    shapes = []  # of the counts: traced once, by the first evaluation
+
     def evaluate(states):
         member_variables, totals, in_flight = [state.variables for state in states], None, InFlight()
         for batch in feed.eval_batches(eval_batch_size, batch_sharding):
             if totals is None:
-                totals = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype, device=replicated),
-                                                jax.eval_shape(eval_counts, member_variables, batch, teacher_variables))
+                shapes[:] = shapes or [jax.eval_shape(eval_counts, member_variables, batch, teacher_variables)]
+                totals = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype, device=replicated), shapes[0])
             totals = in_flight.add(program(totals, member_variables, batch, teacher_variables))
         return [metrics_lib.summarize(member, data.group_ids, data.train_counts) for member in jax.device_get(totals)]
     return evaluate
@@ -256,9 +262,9 @@ class _Window:
         self.input_wait += time.perf_counter() - waited
         return step_inputs
 
-    def add(self, member_metrics, step, epoch, log_now):
+    def add(self, member_metrics, previous, step, epoch, log_now):
         self.metrics.append(member_metrics)
-        self.steps.append(step)
+        self.steps.append((previous, step))
         if log_now:
             fetched = jax.device_get(self.metrics)  # waits for the window's steps: the window ends when they are done
             input_wait_fraction = self.input_wait / max(time.perf_counter() - self.start, 1e-9)
@@ -275,14 +281,15 @@ class _Window:
 
 
 def _log_train(log, progress, fetched, steps, epoch, data, input_wait_fraction: float):
-    """One train record of a member from its metrics of the window's dispatches (ending at `steps`)."""
+    """One train record of a member from its metrics of the window's dispatches (each `(previous, last)` step)."""
     losses = [float(m["loss"]) for m in fetched]
     if not np.all(np.isfinite(losses)):
         first = next(i for i, loss in enumerate(losses) if not np.isfinite(loss))
-        where = os.path.dirname(log.path)
-        raise NonFiniteLoss(f"training loss of {progress.name} ({where}) became {losses[first]} at step "
-                            f"{steps[first]}; its last checkpoint is kept: lower the learning rate or check the inputs")
-    step, loss = steps[-1], float(np.mean(losses))
+        previous, last = steps[first]
+        when = f"at step {last}" if last == previous + 1 else f"in steps {previous + 1}-{last}"  # a scan's mean
+        raise NonFiniteLoss(f"training loss of {progress.name} ({os.path.dirname(log.path)}) became {losses[first]} "
+                            f"{when}; its last checkpoint is kept: lower the learning rate or check the inputs")
+    step, loss = steps[-1][1], float(np.mean(losses))
     progress.update(step, epoch, loss)
     record = {"step": step, "epoch": epoch, "split": "train", "images_per_sec": progress.images_per_sec,
               "input_wait_fraction": input_wait_fraction,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ltkd_jax import data
-from ltkd_jax.data import longtail, sampling
+from ltkd_jax.data import sampling
 
 
 # ------------------------------------------------------------------------------------------- counts

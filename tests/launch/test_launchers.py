@@ -90,7 +90,7 @@ def test_local_dry_run_prints_one_command_per_process():
         assert len(tail) == 3
         coordinator, = [t.split("=", 1)[1] for t in tail if t.startswith("--coordinator_address=")]
         coordinators.add(coordinator)
-        assert f"--num_processes=3" in tail and f"--process_id={process_id}" in tail
+        assert "--num_processes=3" in tail and f"--process_id={process_id}" in tail
     coordinator, = coordinators
     host, port = coordinator.rsplit(":", 1)
     assert host == "127.0.0.1" and 0 < int(port) < 65536

@@ -79,7 +79,7 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     # shards and programs, so teacher and student end with the same metrics; only the collectives differ
     # (in-process against gloo across processes). (Against a single device the float32 sums run in another
     # order, and on these random-label mock images ~20 SGD steps amplify that to ~1e-2; the 8-device test in
-    # test_trainer.py covers that comparison on a stable problem.)
+    # tests/train/test_loop.py covers that comparison on a stable problem.)
     # The two-process run distils from the teacher the first run trained (the loop, its collectives and the
     # checkpoints are the same for teacher and student; training the teacher twice only costs time).
     # The students are a population (KD and LTKD sharing the teacher's forward pass), each member compared.

@@ -15,21 +15,24 @@ CE_LOSSES = ("cross_entropy", "balanced_softmax")  # a run's CE: plain, or of th
 
 
 def parse_arg(arg: str):
-    """`"method,teacher-student,gamma"` -> (method, teacher, student, gamma), or a one-line ValueError."""
+    """`"method,teacher-student,gamma"` -> (method, teacher, student, gamma), or a one-line ValueError. A missing
+    gamma, or `natural`, is None: the training split's own long tail, nothing subsampled."""
     parts = [p.strip() for p in arg.split(",")]
-    if len(parts) != 3:
-        raise ValueError(f"config argument {arg!r} must be 'method,teacher-student,gamma', "
+    if len(parts) not in (2, 3):
+        raise ValueError(f"config argument {arg!r} must be 'method,teacher-student[,gamma]', "
                          "e.g. 'ltkd,resnet32x4-resnet8x4,100'")
-    method, pair, gamma = parts
+    method, pair, gamma = parts + ["natural"] * (3 - len(parts))
     if method not in methods.METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(methods.METHODS)}")
     if pair.count("-") != 1:
         raise ValueError(f"pair {pair!r} must be 'teacher-student', e.g. 'resnet32x4-resnet8x4'")
     teacher, student = pair.split("-")
+    if gamma == "natural":
+        return method, teacher, student, None
     try:
         imbalance_factor = float(gamma)
     except ValueError:
-        raise ValueError(f"imbalance factor {gamma!r} is not a number") from None
+        raise ValueError(f"imbalance factor {gamma!r} is not a number (or 'natural')") from None
     if not (math.isfinite(imbalance_factor) and imbalance_factor >= 1):
         raise ValueError(f"imbalance factor {gamma!r} is invalid: it must be a finite number >= 1 (1 = balanced)")
     return method, teacher, student, imbalance_factor

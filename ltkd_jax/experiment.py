@@ -17,7 +17,7 @@ from etils import epath
 
 from ltkd_jax import config as config_lib, distill, io, losses, methods, models, recipes, run_dir, train
 from ltkd_jax import data as data_lib
-from ltkd_jax.data import device, host, longtail
+from ltkd_jax.data import device, folder, host, longtail
 
 # Fields (dotted) that may change between a run and its resumption without changing its results: logging, where
 # teachers and data live, and the config argument string (its resolved values are fields of their own).
@@ -28,13 +28,17 @@ def validate(config) -> None:
     """Every mistake in a config that can be seen before any data is read, as one ValueError line."""
     if config.method not in methods.METHODS:
         raise ValueError(f"unknown method {config.method!r}; known: {', '.join(methods.METHODS)}")
-    data_lib.get_spec(config.dataset.name)  # an unknown data set names the known ones
+    if config.dataset.name == data_lib.IMAGE_FOLDER:
+        if not config.dataset.get("path"):
+            raise ValueError("dataset.path is empty: give the image folder, --config.dataset.path=DIR")
+    else:
+        data_lib.get_spec(config.dataset.name)  # an unknown data set names the known ones
     for role in ("teacher_model", "student_model"):
         if config[role] not in models.MODEL_NAMES:
             raise ValueError(f"unknown {role.replace('_', ' ')} {config[role]!r}; known: "
                              f"{', '.join(models.MODEL_NAMES)}")
-    gamma = config.dataset.imbalance_factor
-    if not config.dataset.split_file and not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 1):
+    gamma = config.dataset.imbalance_factor  # None: the split's own long tail
+    if gamma is not None and not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 1):
         raise ValueError(f"imbalance factor {longtail.gamma_text(gamma)} is invalid: it must be a finite number "
                          ">= 1 (1 = balanced)")
     train.check_batch_size(config.batch_size)
@@ -55,9 +59,17 @@ def validate(config) -> None:
         losses.get_distill_loss(config.method, num_groups=config.dataset.num_groups, **dict(config.distill))
 
 
+def dataset_name(config) -> str:
+    """The registry name of the config's data set; an image folder's is checked, cached and registered here."""
+    d = config.dataset
+    if d.name == data_lib.IMAGE_FOLDER:
+        return folder.register(d.path, d.image_size, d.data_dir or None)
+    return d.name
+
+
 def image_shape(config):
     """The training crop (H, W, C) of the config's data set."""
-    spec = data_lib.get_spec(config.dataset.name)
+    spec = data_lib.get_spec(dataset_name(config))
     if spec.image_shape is not None:
         return tuple(spec.image_shape)
     size = config.dataset.image_size or spec.default_image_size
@@ -110,20 +122,29 @@ def _sync(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def dataset_info(config) -> data_lib.DatasetInfo:
+    """The config's long-tailed split and its groups (labels only; no image is read)."""
+    d = config.dataset
+    return data_lib.get_info(
+        dataset_name(config), data_dir=d.data_dir or None,
+        imbalance_factor=None if d.split_file else d.imbalance_factor,
+        split_seed=d.subset_seed, num_groups=d.num_groups, split_file=d.split_file or None,
+        image_size=d.image_size or None, groups=d.get("groups", "thirds"))
+
+
 def load_data(config):
     """(ExperimentData, DatasetInfo) of the config's long-tailed split, as host numpy arrays."""
     d = config.dataset
-    info = data_lib.get_info(
-        d.name, data_dir=d.data_dir or None, imbalance_factor=None if d.split_file else d.imbalance_factor,
-        split_seed=d.subset_seed, num_groups=d.num_groups, split_file=d.split_file or None,
-        image_size=d.image_size or None)
-    common = dict(name=d.name, num_classes=info.num_classes, group_ids=np.asarray(info.group_ids),
-                  train_counts=np.asarray(info.train_counts),
+    info = dataset_info(config)
+    common = dict(name=info.name, num_classes=info.num_classes, class_names=info.class_names,
+                  group_ids=np.asarray(info.group_ids), train_counts=np.asarray(info.train_counts),
                   augmentation=data_lib.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
+    if info.spec.folder and not d.device_resident:
+        raise ValueError("dataset.device_resident=False: an image folder is read from its numpy caches; leave it True")
     if not (info.spec.in_memory and d.device_resident):  # ImageNet: stream through the host pipeline
         return host.HostData(info=info, **common), info
-    train_images, train_labels = data_lib.load_arrays(d.name, info.train_split, d.data_dir or None)
-    test_images, test_labels = data_lib.load_arrays(d.name, info.eval_split, d.data_dir or None)
+    train_images, train_labels = data_lib.load_arrays(info.name, info.train_split, info.data_dir)
+    test_images, test_labels = data_lib.load_arrays(info.name, info.eval_split, info.data_dir)
     return device.DeviceData(
         train_images=np.asarray(train_images[info.lt_indices]),
         train_labels=np.asarray(train_labels[info.lt_indices], np.int32), test_images=np.asarray(test_images),
@@ -156,20 +177,24 @@ def teacher_workdir(config, workdir: str) -> str:
         return config.teacher_checkpoint
     root = config.teachers_dir or epath.Path(io.absolute(workdir)).parent / "teachers"  # gs:// kept
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
+              else "natural" if config.dataset.imbalance_factor is None
               else f"gamma{longtail.gamma_text(config.dataset.imbalance_factor)}")
+    data_set = config.dataset.name
+    if config.dataset.get("path"):  # an image folder: its own name
+        data_set += "_" + os.path.basename(os.path.normpath(config.dataset.path))
     epochs = config.teacher_num_epochs or config.num_epochs
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
     if config.dtype != "float32":
         name += f"_{config.dtype}"
     if config.teacher_loss != "cross_entropy":
         name += f"_{config.teacher_loss}"  # a debiased teacher
-    return os.fspath(epath.Path(root) / f"{config.dataset.name}_{subset}" / name)
+    return os.fspath(epath.Path(root) / f"{data_set}_{subset}" / name)
 
 
 def make_stage(config, model_name: str, *, distilled: bool, group_ids=None, class_counts=None) -> train.Stage:
     """The stage `config` trains (its teacher's with `distilled` False), the loss bound to the data's class groups
     and training counts."""
-    num_classes, dtype = data_lib.get_spec(config.dataset.name).num_classes, jnp.dtype(config.dtype)
+    num_classes, dtype = data_lib.get_spec(dataset_name(config)).num_classes, jnp.dtype(config.dtype)
     name = config.method if distilled else ("teacher" if config.method == "teacher" else "student")
     ce_loss = config.teacher_loss if config.method == "teacher" else config.ce_loss  # a teacher run: its own loss
     objective = train.Objective(ce_prior_weight=float(ce_loss == "balanced_softmax"))
@@ -189,7 +214,8 @@ def make_stage(config, model_name: str, *, distilled: bool, group_ids=None, clas
     stage["model"] = models.get_model(model_name, num_classes, dtype=dtype)
     if distilled:
         stage["distill_loss"] = losses.get_distill_loss(
-            config.method, group_ids=group_ids, num_groups=config.dataset.num_groups, class_counts=class_counts,
+            config.method, group_ids=group_ids, class_counts=class_counts,
+            num_groups=config.dataset.num_groups if group_ids is None else int(np.max(group_ids)) + 1,
             **dict(config.distill))
     return train.Stage(**stage)
 

@@ -15,7 +15,7 @@ from ml_collections import config_flags
 from ltkd_jax.io import first_line, root_cause
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py:method,teacher-student,gamma).",
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py:method,teacher-student[,gamma]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics.jsonl, report.md).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (on TPU VMs and under SLURM the cluster "

@@ -11,10 +11,12 @@ import os
 import ml_collections
 
 from ltkd_jax import config as config_lib, methods
+from ltkd_jax.data import longtail
 
 # The config file of each data set, relative to the checkout (the commands' `--config=` paths).
 CONFIG_FILES = {"cifar100": "configs/cifar100_lt.py", "tiny_imagenet": "configs/tiny_imagenet_lt.py",
-                "imagenet2012": "configs/imagenet_lt.py", "fashion_mnist": "configs/fashion_mnist_lt.py"}
+                "imagenet2012": "configs/imagenet_lt.py", "fashion_mnist": "configs/fashion_mnist_lt.py",
+                "image_folder": "configs/image_folder.py"}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOW_LR_STUDENTS = ("shufflenet_v1", "mobilenet_v2")  # mdistiller lowers their learning rate to 0.01 on CIFAR
 
@@ -122,7 +124,7 @@ def population_members(config) -> list:
     common = {key: value for key, value in population.items()
               if base.get(key) != value and key not in ("arg", "method", "population")}
     _, teacher, student, _ = config_lib.parse_arg(config.arg)
-    gamma = config.arg.split(",")[2].strip()
+    gamma = longtail.gamma_text(config_lib.parse_arg(config.arg)[3])
     members = []
     for spec in (s.strip() for s in config.population.split(",")):
         method, *assignments = spec.split(":")

@@ -72,7 +72,8 @@ def write_report(workdir: str, config, data) -> str:
         lines += ["", "## Per-class accuracy (last epoch)", "", "| class | train images | group | accuracy |",
                   "|---|---|---|---|"]
         for c, accuracy in enumerate(last["per_class_accuracy"]):
-            lines.append(f"| {c} | {int(data.train_counts[c])} | {names[group_of[c]]} | {accuracy:.2f} |")
+            label = f"{c} {data.class_names[c]}" if data.class_names else f"{c}"
+            lines.append(f"| {label} | {int(data.train_counts[c])} | {names[group_of[c]]} | {accuracy:.2f} |")
         plots = _plots(workdir, records, last, data)
         if plots:
             lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]

@@ -13,10 +13,13 @@ from etils import epath
 from ltkd_jax import io
 from ltkd_jax.data import longtail
 from ltkd_jax.data.registry import DatasetSpec, get_spec
-from ltkd_jax.data.source import load_npy, save_npy, split_metadata
+from ltkd_jax.data.source import class_names, load_npy, save_npy, split_metadata
 
 LT_INDICES_FILE = "lt_indices.npy"
 CLASS_GROUPS_FILE = "class_groups.json"
+# How classes form groups: "thirds", the paper's (sorted by training count, cut into `num_groups` near-equal
+# parts); "shots", the literature's many (> 100 images) / medium (20-100) / few (< 20) buckets (image folders).
+GROUPINGS = ("thirds", "shots")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ExperimentData:
     augmentation: Augmentation
     num_train: int  # images of the long-tailed training set
     image_shape: tuple  # (H, W, C) of a batch's images
+    class_names: Tuple[str, ...] = ()  # in label order (empty: the label index names the class)
 
     @property
     def num_groups(self) -> int:
@@ -74,6 +78,7 @@ class DatasetInfo:
     group_ids: np.ndarray  # (C,) int32, 0 = head ... num_groups - 1 = tail
     num_groups: int
     num_eval: int  # examples of eval_split (all of them)
+    class_names: Tuple[str, ...] = ()  # in label order (empty: the label index names the class)
 
     @property
     def num_train(self) -> int:
@@ -103,7 +108,8 @@ class DatasetInfo:
         return {
             "dataset": self.name, "train_split": self.train_split, "eval_split": self.eval_split,
             "imbalance_factor": self.imbalance_factor, "split_seed": self.split_seed, "split_file": self.split_file,
-            "num_classes": self.num_classes, "num_train": self.num_train, "num_eval": self.num_eval,
+            "num_classes": self.num_classes, "class_names": list(self.class_names), "num_train": self.num_train,
+            "num_eval": self.num_eval,
             "num_groups": self.num_groups, "group_ids": self.group_ids.tolist(),
             "group_sizes": self.group_sizes.tolist(),
             "groups": [np.flatnonzero(self.group_ids == g).tolist() for g in range(self.num_groups)],
@@ -115,12 +121,14 @@ class DatasetInfo:
 
 
 def get_info(name: str, *, data_dir=None, imbalance_factor: Optional[float] = None, split_seed: int = 0,
-             num_groups: int = 3, split_file: Optional[str] = None, image_size: Optional[int] = None) -> DatasetInfo:
+             num_groups: int = 3, split_file: Optional[str] = None, image_size: Optional[int] = None,
+             groups: str = "thirds") -> DatasetInfo:
     """Describe data set ``name`` and its long-tailed training subset (docs/data.md, "Long-tailed subsets").
 
     ``imbalance_factor`` is LDAM-DRW's gamma >= 1 (None, and no ``split_file``: the full training split); the
     selection's seed ``split_seed`` is independent of the training seed. ``split_file`` (exclusive with gamma):
     OLTR-style ``relative/path label`` lines, matched by file name. ``image_size``: ImageNet only (default 224).
+    ``groups``: one of :data:`GROUPINGS` ("shots" ignores ``num_groups``).
     Reads cached labels with numpy only; the first call for a split scans it with tfds (TensorFlow).
     """
     spec = get_spec(name)
@@ -153,7 +161,9 @@ def get_info(name: str, *, data_dir=None, imbalance_factor: Optional[float] = No
         counts = longtail.exponential_counts(full_counts, imbalance_factor)
         lt_indices = longtail.select_indices(labels, counts, seed=split_seed)
         gamma = float(imbalance_factor)
-    group_ids = longtail.class_groups(counts, num_groups)
+    if groups not in GROUPINGS:
+        raise ValueError(f"dataset.groups={groups!r}; allowed: {', '.join(GROUPINGS)}")
+    group_ids = longtail.class_groups(counts, num_groups) if groups == "thirds" else longtail.shot_groups(counts)
     num_eval = split_metadata(name, spec.eval_split, data_dir).num_examples
     return DatasetInfo(
         name=name, spec=spec, data_dir=None if data_dir is None else os.fspath(data_dir),
@@ -161,8 +171,8 @@ def get_info(name: str, *, data_dir=None, imbalance_factor: Optional[float] = No
         train_split=spec.train_split, eval_split=spec.eval_split, imbalance_factor=gamma,
         split_seed=int(split_seed), split_file=None if split_file is None else os.fspath(split_file),
         full_train_counts=full_counts.astype(np.int64), train_counts=np.asarray(counts, np.int64),
-        lt_indices=lt_indices.astype(np.int64), group_ids=group_ids, num_groups=int(num_groups),
-        num_eval=int(num_eval))
+        lt_indices=lt_indices.astype(np.int64), group_ids=group_ids, num_groups=int(group_ids.max()) + 1,
+        num_eval=int(num_eval), class_names=class_names(name, data_dir))
 
 
 def indices_from_split_file(path, keys: Optional[np.ndarray], labels: np.ndarray, *, name: str = "") -> np.ndarray:

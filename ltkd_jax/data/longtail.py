@@ -8,7 +8,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-__all__ = ["exponential_counts", "select_indices", "class_groups", "group_sizes", "shot_masks", "SHOT_THRESHOLDS"]
+__all__ = ["exponential_counts", "select_indices", "class_groups", "group_sizes", "shot_groups", "shot_masks",
+           "SHOT_THRESHOLDS"]
 
 # Literature thresholds (OLTR, Liu et al. 2019): many-shot > 100, few-shot < 20, medium in between.
 SHOT_THRESHOLDS = {"many_min_exclusive": 100, "few_max_exclusive": 20}
@@ -32,7 +33,9 @@ def _as_int_vector(values, what: str) -> np.ndarray:
 
 def gamma_text(imbalance_factor) -> str:
     """γ as written in directory names and reports: `100` for 100.0, `12.5`; exact (repr), so two different
-    values never share a teacher directory."""
+    values never share a teacher directory; `natural` for None (nothing subsampled)."""
+    if imbalance_factor is None:
+        return "natural"
     gamma = float(imbalance_factor)
     return str(int(gamma)) if gamma.is_integer() else repr(gamma)
 
@@ -106,6 +109,17 @@ def class_groups(counts: Sequence[int], num_groups: int = 3) -> np.ndarray:
     group_ids = np.empty(counts.size, dtype=np.int32)
     for g, chunk in enumerate(np.array_split(order, int(num_groups))):
         group_ids[chunk] = g
+    return group_ids
+
+
+def shot_groups(counts: Sequence[int]) -> np.ndarray:
+    """Group id per class by the literature's shot buckets: many (> 100 training images), medium (20-100), few
+    (< 20), in that order, buckets without a class left out (so every group has a class: 0 = head ...)."""
+    masks = shot_masks(counts)
+    present = [name for name in ("many", "medium", "few") if masks[name].any()]
+    group_ids = np.empty(len(masks["many"]), dtype=np.int32)
+    for g, name in enumerate(present):
+        group_ids[masks[name]] = g
     return group_ids
 
 

@@ -36,6 +36,8 @@ class DatasetSpec:
     # images per class (the long-tailed profile thins them) and images in the eval split.
     full_train_per_class: int = 0
     eval_images: int = 0
+    folder: Optional[str] = None  # an image folder's root (data/folder.py); None: a tfds data set
+    class_names: Tuple[str, ...] = ()  # known without reading the data (a folder's); else tfds's label names
 
 
 DATASETS = {
@@ -64,12 +66,24 @@ DATASETS = {
 }
 
 
+# A folder of images (data/folder.py): `dataset.path` names it; registered under a name of its own once read.
+IMAGE_FOLDER = "image_folder"
+_BUILT_IN = tuple(sorted(DATASETS))
+
+
 def known_names():
-    return tuple(sorted(DATASETS))
+    return tuple(sorted(_BUILT_IN + (IMAGE_FOLDER,)))
+
+
+def register(spec: DatasetSpec) -> None:
+    """Make `spec` known by its name in this process (an image folder's, once checked)."""
+    DATASETS[spec.name] = spec
 
 
 def get_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of ``name``; unknown names raise a one-line ValueError listing known ones."""
+    if name == IMAGE_FOLDER:
+        raise ValueError(f"data set {IMAGE_FOLDER!r} needs the folder: set dataset.path (configs/image_folder.py)")
     try:
         return DATASETS[name]
     except (KeyError, TypeError):

@@ -21,6 +21,7 @@ from ltkd_jax.data.registry import DatasetSpec, get_spec
 
 # (size, SHA-256) of every cache file of a split, recorded once the file is complete, verified before it is read.
 CHECKSUMS_FILE = "checksums.json"
+CLASS_NAMES_FILE = "class_names.json"  # beside the training split's caches
 INTERLEAVE_CYCLE_LENGTH = 16
 INTERLEAVE_BLOCK_LENGTH = 16
 _SCAN_BATCH = 4096
@@ -142,7 +143,7 @@ def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
             verify(f, name, data_dir)
         keys = load_npy(keys_p) if spec.order_key else None
         return SplitMeta(load_npy(labels_p), load_npy(pos_p), keys)
-    meta = _scan(spec, split, data_dir)
+    meta = _scan(spec, split, data_dir) if spec.folder is None else _folder_meta(spec, split)
     d.mkdir(parents=True, exist_ok=True)
     if meta.keys is not None:
         save_npy(keys_p, meta.keys)
@@ -150,12 +151,39 @@ def split_metadata(name: str, split: str, data_dir=None) -> SplitMeta:
     save_npy(labels_p, meta.labels)
     for f in files:
         record_checksum(f)
-    b = builder(spec, data_dir)
+    version = str(builder(spec, data_dir).version) if spec.folder is None else None
     with io.atomic_open(d / "meta.json", "w") as f:
-        json.dump({"name": name, "tfds_name": spec.tfds_name, "tfds_version": str(b.version), "split": split,
+        json.dump({"name": name, "tfds_name": spec.tfds_name, "tfds_version": version, "folder": spec.folder,
+                   "split": split,
                    "num_examples": meta.num_examples, "order_key": spec.order_key,
                    "interleave": [INTERLEAVE_CYCLE_LENGTH, INTERLEAVE_BLOCK_LENGTH]}, f, indent=1)
     return meta
+
+
+def class_names(name: str, data_dir=None) -> Tuple[str, ...]:
+    """The class names in label order: tfds's label names (the label index as text where it has none), cached
+    beside the training split's labels."""
+    spec = get_spec(name)
+    if spec.class_names:
+        return spec.class_names
+    path = epath.Path(tf_env.cache_dir(data_dir, name, spec.train_split)) / CLASS_NAMES_FILE
+    if path.exists():
+        return tuple(json.loads(path.read_text()))
+    label = builder(spec, data_dir).info.features["label"]
+    names = list(getattr(label, "names", None) or [])
+    if len(names) != spec.num_classes:
+        names = [str(c) for c in range(spec.num_classes)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_open(path) as f:
+        json.dump(names, f)
+    return tuple(names)
+
+
+def _folder_meta(spec: DatasetSpec, split: str) -> SplitMeta:
+    from ltkd_jax.data import folder  # pylint: disable=import-outside-toplevel  (folder imports the registry)
+
+    labels = folder.split_files(spec, split).labels
+    return SplitMeta(labels, np.arange(labels.size, dtype=np.int64), None)
 
 
 def _scan(spec: DatasetSpec, split: str, data_dir) -> SplitMeta:
@@ -199,6 +227,21 @@ def load_arrays(name: str, split: str, data_dir=None, *, mmap: bool = False) -> 
     return images, meta.labels
 
 
+def _fill(spec: DatasetSpec, split: str, data_dir, out: np.ndarray, inv: np.ndarray) -> int:
+    """Every image of the split into `out` at its canonical index; returns how many were read."""
+    if spec.folder is not None:
+        from ltkd_jax.data import folder  # pylint: disable=import-outside-toplevel
+
+        folder.read_split(spec, split, out)
+        return len(out)
+    ds = stored_dataset(spec, split, data_dir).map(lambda ex: ex["image"]).batch(_SCAN_BATCH)
+    start = 0
+    for images in ds.as_numpy_iterator():
+        out[inv[start:start + images.shape[0]]] = images
+        start += images.shape[0]
+    return start
+
+
 def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path: str):
     inv = meta.canonical_of_stored()
     shape = (meta.num_examples,) + spec.image_shape
@@ -208,11 +251,13 @@ def _build_images(spec: DatasetSpec, split: str, data_dir, meta: SplitMeta, path
         out = np.lib.format.open_memmap(os.fspath(tmp), mode="w+", dtype=np.uint8, shape=shape)
     else:  # an object store cannot be memory-mapped: fill in memory, then upload
         out = np.empty(shape, np.uint8)
-    ds = stored_dataset(spec, split, data_dir).map(lambda ex: ex["image"]).batch(_SCAN_BATCH)
-    start = 0
-    for images in ds.as_numpy_iterator():
-        out[inv[start:start + images.shape[0]]] = images
-        start += images.shape[0]
+    try:
+        start = _fill(spec, split, data_dir, out, inv)
+    except BaseException:
+        if local:
+            del out
+            tmp.unlink(missing_ok=True)  # nothing half-written is left
+        raise
     if start != meta.num_examples:
         raise ValueError(f"{spec.name}/{split}: read {start} images, metadata says {meta.num_examples}; "
                          f"delete {epath.Path(path).parent} and retry")

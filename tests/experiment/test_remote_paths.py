@@ -221,7 +221,7 @@ def test_run_config_report_and_split_remote(remote, monkeypatch):
     workdir = f"{remote}/runs/teacher"
     info = _info()
     exp_data = types.SimpleNamespace(group_ids=info.group_ids, train_counts=info.train_counts,
-                                     num_train=int(info.train_counts.sum()))
+                                     num_train=int(info.train_counts.sum()), class_names=info.class_names)
 
     def fake_population(stages, data_, workdirs, **kwargs):
         log = train.MetricsLog(workdirs[0])
@@ -273,7 +273,7 @@ def test_data_caches_on_remote_data_dir(remote):
     cache = tf_env.cache_dir(data_dir, "fashion_mnist", "train")
     assert cache == f"{data_dir}/ltkd_jax/fashion_mnist/train"
     assert _names(cache) == sorted(["images.npy", "labels.npy", "meta.json", "stored_positions.npy",
-                                    source.CHECKSUMS_FILE])
+                                    source.CHECKSUMS_FILE, source.CLASS_NAMES_FILE])
     assert json.loads(epath.Path(cache, "meta.json").read_text())["num_examples"] == 120
     # Outside the mock: everything comes from the caches in the store.
     again = data.get_info("fashion_mnist", data_dir=data_dir, imbalance_factor=4)

@@ -1,0 +1,154 @@
+"""A folder of images as a data set, torchvision ImageFolder's layout: `DIR/train/<class>/<image>` and
+`DIR/test/<class>/<image>` (or `DIR/val/`). Classes are the sorted folder names of `train/`; images are PNG, JPEG,
+BMP or GIF files of any size, grayscale or colour, resized to `dataset.image_size` (default 32).
+
+:func:`register` checks the folder, builds its numpy caches once (the same caches and canonical order as the
+registry's data sets: sorted relative paths; docs/data.md) and registers its :class:`DatasetSpec` under a name
+that fingerprints the folder's listing and the image size, so a changed folder gets new caches. The per-channel
+mean and std are those of the training images, computed once. Grayscale folders (every class's first image has
+one channel) train on one channel, any other on RGB.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+from typing import Dict, List, Tuple
+
+import numpy as np
+from etils import epath
+
+from ltkd_jax import io
+from ltkd_jax.data import images as images_lib
+from ltkd_jax.data import registry, tf_env
+
+TRAIN_SPLIT = "train"
+EVAL_SPLITS = ("test", "val")  # the first one present is evaluated
+DEFAULT_IMAGE_SIZE = 32  # the CIFAR models' native size
+NORMALIZATION_FILE = "normalization.json"  # the training images' mean and std, beside the training caches
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """The files of one split in canonical order (sorted relative paths) and their labels."""
+
+    files: Tuple[str, ...]  # relative to the folder root, '/'-separated
+    labels: np.ndarray  # (N,) int32
+
+
+def _images_in(directory: str) -> List[str]:
+    return sorted(name for name in os.listdir(directory)
+                  if images_lib.is_image_file(name) and os.path.isfile(os.path.join(directory, name)))
+
+
+def list_folder(root: str) -> Tuple[Tuple[str, ...], Dict[str, Listing]]:
+    """`(class names, {split: Listing})` of the folder `root`; every mistake in its layout is a one-line ValueError
+    naming the directory."""
+    train = os.path.join(root, TRAIN_SPLIT)
+    if not os.path.isdir(train):
+        raise ValueError(f"image folder {root} has no {TRAIN_SPLIT}/ directory (expected "
+                         f"{os.path.join(root, TRAIN_SPLIT, '<class>', '<image>')})")
+    classes = tuple(sorted(name for name in os.listdir(train) if os.path.isdir(os.path.join(train, name))))
+    if len(classes) < 2:
+        raise ValueError(f"image folder {train} has {len(classes)} class folder{'s' if len(classes) != 1 else ''} "
+                         f"({', '.join(classes) or 'none'}); at least 2 are needed")
+    eval_split = next((s for s in EVAL_SPLITS if os.path.isdir(os.path.join(root, s))), None)
+    if eval_split is None:
+        raise ValueError(f"image folder {root} has neither a test/ nor a val/ directory to evaluate on")
+    unknown = sorted(name for name in os.listdir(os.path.join(root, eval_split))
+                     if os.path.isdir(os.path.join(root, eval_split, name)) and name not in classes)
+    if unknown:
+        raise ValueError(f"image folder {os.path.join(root, eval_split, unknown[0])}: class {unknown[0]!r} is not "
+                         f"among the {len(classes)} training classes ({', '.join(classes)})")
+    listings = {}
+    for split in (TRAIN_SPLIT, eval_split):
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            directory = os.path.join(root, split, name)
+            found = _images_in(directory) if os.path.isdir(directory) else []
+            if split == TRAIN_SPLIT and not found:
+                raise ValueError(f"image folder {directory} holds no image files "
+                                 f"({', '.join(images_lib.IMAGE_EXTENSIONS)})")
+            files += [f"{split}/{name}/{file}" for file in found]
+            labels += [label] * len(found)
+        if not files:
+            raise ValueError(f"image folder {os.path.join(root, split)} holds no image files")
+        listings[split] = Listing(tuple(files), np.asarray(labels, np.int32))
+    return classes, listings
+
+
+def _fingerprint(root: str, listings: Dict[str, Listing], image_size: int) -> str:
+    digest = hashlib.sha256(f"{root}\n{image_size}\n".encode())
+    for listing in listings.values():
+        for file in listing.files:
+            stat = os.stat(os.path.join(root, file))
+            digest.update(f"{file}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def register(path: str, image_size: int = 0, data_dir=None) -> str:
+    """Check the folder `path`, build its caches in `data_dir` where missing, register its spec; returns the
+    registry name (`image_folder_<folder name>_<fingerprint>`)."""
+    root = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if not os.path.isdir(root):
+        raise ValueError(f"image folder {root} does not exist")
+    size = int(image_size) or DEFAULT_IMAGE_SIZE
+    if size < 8:
+        raise ValueError(f"image_size={image_size!r} must be >= 8")
+    classes, listings = list_folder(root)
+    name = f"{registry.IMAGE_FOLDER}_{os.path.basename(root)}_{_fingerprint(root, listings, size)}"
+    eval_split = next(split for split in listings if split != TRAIN_SPLIT)
+    channels = 1 if all(_channels(os.path.join(root, listings[TRAIN_SPLIT].files[int(np.argmax(
+        listings[TRAIN_SPLIT].labels == label))])) == 1 for label in range(len(classes))) else 3
+    spec = registry.DatasetSpec(
+        name=name, tfds_name="", num_classes=len(classes), image_shape=(size, size, channels),
+        train_split=TRAIN_SPLIT, eval_split=eval_split, mean=(0.0,) * channels, std=(1.0,) * channels,
+        augment="pad_crop_flip", pad=max(size // 8, 1), in_memory=True, order_key=None, folder=root,
+        class_names=classes)
+    registry.register(spec)
+    mean, std = _normalization(spec, data_dir)
+    registry.register(dataclasses.replace(spec, mean=mean, std=std))
+    return name
+
+
+def _channels(path: str) -> int:
+    tf = tf_env.hide_accelerators_from_tf()
+    try:
+        return int(tf.io.decode_image(tf.io.read_file(path), expand_animations=False).shape[-1])
+    except (tf.errors.OpError, ValueError):
+        return 3  # read again, and named, when the caches are built
+
+
+def _normalization(spec, data_dir) -> Tuple[tuple, tuple]:
+    from ltkd_jax.data import source  # pylint: disable=import-outside-toplevel  (source imports the registry)
+
+    path = epath.Path(tf_env.cache_dir(data_dir, spec.name, TRAIN_SPLIT)) / NORMALIZATION_FILE
+    if not path.exists():
+        images, _ = source.load_arrays(spec.name, TRAIN_SPLIT, data_dir, mmap=True)
+        total = np.zeros(spec.image_shape[-1]), np.zeros(spec.image_shape[-1])
+        for start in range(0, len(images), 4096):  # float64 sums of pixels in [0, 1], a slice at a time
+            chunk = np.asarray(images[start:start + 4096], np.float64).reshape(-1, spec.image_shape[-1]) / 255.0
+            total = total[0] + chunk.sum(0), total[1] + (chunk ** 2).sum(0)
+        count = images.size / spec.image_shape[-1]
+        mean = total[0] / count
+        std = np.sqrt(np.maximum(total[1] / count - mean ** 2, 1e-12))
+        with io.atomic_open(path) as f:
+            json.dump({"mean": mean.tolist(), "std": std.tolist()}, f)
+    stored = json.loads(path.read_text())
+    return tuple(stored["mean"]), tuple(stored["std"])
+
+
+def split_files(spec, split: str) -> Listing:
+    """The files and labels of `split` of a registered folder (canonical order)."""
+    _, listings = list_folder(spec.folder)
+    return listings[split]
+
+
+def read_split(spec, split: str, out: np.ndarray) -> None:
+    """Decode every image of `split` into `out` (N, H, W, C) in canonical order; the first unreadable file is a
+    one-line ValueError naming it."""
+    for index, file in enumerate(split_files(spec, split).files):
+        out[index] = images_lib.read_image(os.path.join(spec.folder, file), spec.image_shape)

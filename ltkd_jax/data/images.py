@@ -1,0 +1,34 @@
+"""Image files as the models take them: decoded (PNG, JPEG, BMP, GIF's first frame), converted to the channels
+asked for and resized to the training size, uint8 (H, W, C). One reader for the image-folder data set, for
+`tools.predict` and for exported models' tests, so a file means the same pixels everywhere."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ltkd_jax.data import tf_env
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_image(path, image_shape) -> np.ndarray:
+    """uint8 ``image_shape`` (H, W, C) pixels of the file ``path``: grayscale and RGB(A) files converted to C
+    channels (1 or 3), resized with antialiasing where the size differs. A file that is not a readable image is a
+    one-line ValueError naming it."""
+    tf = tf_env.hide_accelerators_from_tf()
+    height, width, channels = image_shape
+    try:
+        data = tf.io.read_file(os.fspath(path))
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    except (tf.errors.OpError, ValueError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"image {os.fspath(path)} cannot be read: {detail}") from None
+    if tuple(image.shape[:2]) != (height, width):
+        image = tf.image.resize(image, (height, width), antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return image.numpy()

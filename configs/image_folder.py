@@ -8,7 +8,8 @@ then the student(s), then the report:
     python -m ltkd_jax.tools.predict --model=exported/mine.tflite IMAGE...
 
 Images are resized to `dataset.image_size` (default 32, the CIFAR models' size) and normalised with the training
-images' own mean and std.
+images' own mean and std. The same recipe trains any tfds image-classification data set, e.g.
+`--config.dataset.name=tfds:oxford_flowers102 --config.dataset.eval_split=validation` instead of the path.
 """
 from ltkd_jax import recipes
 
@@ -20,4 +21,8 @@ def get_config(arg=None):
                           learning_rate=0.05, lr_decay_epochs=(36, 48), weight_decay=5e-4, warmup_epochs=10)
     config.dataset.path = ""  # the folder (required)
     config.dataset.groups = "thirds"  # or "shots": many (> 100 images) / medium (20-100) / few (< 20)
+    # Any tfds image-classification data set instead of a folder: --config.dataset.name=tfds:oxford_flowers102,
+    # its splits named here.
+    config.dataset.train_split = "train"
+    config.dataset.eval_split = "test"
     return config

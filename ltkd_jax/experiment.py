@@ -17,7 +17,7 @@ from etils import epath
 
 from ltkd_jax import config as config_lib, distill, io, losses, methods, models, recipes, run_dir, train
 from ltkd_jax import data as data_lib
-from ltkd_jax.data import device, folder, host, longtail
+from ltkd_jax.data import catalog, device, folder, host, longtail
 
 # Fields (dotted) that may change between a run and its resumption without changing its results: logging, where
 # teachers and data live, and the config argument string (its resolved values are fields of their own).
@@ -31,7 +31,7 @@ def validate(config) -> None:
     if config.dataset.name == data_lib.IMAGE_FOLDER:
         if not config.dataset.get("path"):
             raise ValueError("dataset.path is empty: give the image folder, --config.dataset.path=DIR")
-    else:
+    elif not catalog.is_catalog_name(config.dataset.name):
         data_lib.get_spec(config.dataset.name)  # an unknown data set names the known ones
     for role in ("teacher_model", "student_model"):
         if config[role] not in models.MODEL_NAMES:
@@ -63,7 +63,11 @@ def dataset_name(config) -> str:
     """The registry name of the config's data set; an image folder's is checked, cached and registered here."""
     d = config.dataset
     if d.name == data_lib.IMAGE_FOLDER:
-        return folder.register(d.path, d.image_size, d.data_dir or None)
+        return data_lib.register_normalized(folder.folder_spec(d.path, d.image_size), d.data_dir or None)
+    if catalog.is_catalog_name(d.name):
+        spec = catalog.catalog_spec(d.name, d.image_size, d.data_dir or None, d.get("train_split", "train"),
+                                    d.get("eval_split", "test"))
+        return data_lib.register_normalized(spec, d.data_dir or None)
     return d.name
 
 
@@ -179,8 +183,8 @@ def teacher_workdir(config, workdir: str) -> str:
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
               else "natural" if config.dataset.imbalance_factor is None
               else f"gamma{longtail.gamma_text(config.dataset.imbalance_factor)}")
-    data_set = config.dataset.name
-    if config.dataset.get("path"):  # an image folder: its own name
+    data_set = config.dataset.name.replace(catalog.PREFIX, "tfds_")
+    if config.dataset.name == data_lib.IMAGE_FOLDER:  # its own name
         data_set += "_" + os.path.basename(os.path.normpath(config.dataset.path))
     epochs = config.teacher_num_epochs or config.num_epochs
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"

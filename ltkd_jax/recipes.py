@@ -11,7 +11,7 @@ import os
 import ml_collections
 
 from ltkd_jax import config as config_lib, methods
-from ltkd_jax.data import longtail
+from ltkd_jax.data import catalog, longtail
 
 # The config file of each data set, relative to the checkout (the commands' `--config=` paths).
 CONFIG_FILES = {"cifar100": "configs/cifar100_lt.py", "tiny_imagenet": "configs/tiny_imagenet_lt.py",
@@ -89,7 +89,9 @@ def _set(c: ml_collections.ConfigDict, field: str, value) -> None:
 
 
 def config_file(dataset: str) -> str:
-    """The absolute path of `dataset`'s config file in this checkout."""
+    """The absolute path of `dataset`'s config file in this checkout (a `tfds:<name>`'s: the image folder's)."""
+    if catalog.is_catalog_name(dataset):
+        dataset = "image_folder"
     if dataset not in CONFIG_FILES:
         raise ValueError(f"unknown data set {dataset!r}; known: {', '.join(sorted(CONFIG_FILES))}")
     path = os.path.join(REPO_ROOT, CONFIG_FILES[dataset])

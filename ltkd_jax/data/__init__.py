@@ -12,12 +12,12 @@ from ltkd_jax.data.longtail import (SHOT_THRESHOLDS, class_groups, exponential_c
                                     select_indices, shot_masks)
 from ltkd_jax.data.registry import DATASETS, IMAGE_FOLDER, DatasetSpec, get_spec, known_names
 from ltkd_jax.data.sampling import epoch_order, eval_layout
-from ltkd_jax.data.source import load_arrays, split_metadata
+from ltkd_jax.data.source import load_arrays, register_normalized, split_metadata
 from ltkd_jax.data.tf_env import default_data_dir, hide_accelerators_from_tf
 
 __all__ = [
     "Augmentation", "Batches", "DATASETS", "DatasetInfo", "DatasetSpec", "ExperimentData", "HostData", "IMAGE_FOLDER", "SHOT_THRESHOLDS", "build_dataset", "class_groups",
     "default_data_dir", "epoch_order", "eval_layout", "exponential_counts", "get_info", "get_spec",
-    "group_sizes", "hide_accelerators_from_tf", "known_names", "load_arrays", "read_split", "select_indices",
+    "group_sizes", "hide_accelerators_from_tf", "known_names", "load_arrays", "read_split", "register_normalized", "select_indices",
     "shot_masks", "split_metadata", "write_split",
 ]

@@ -2,9 +2,9 @@
 `DIR/test/<class>/<image>` (or `DIR/val/`). Classes are the sorted folder names of `train/`; images are PNG, JPEG,
 BMP or GIF files of any size, grayscale or colour, resized to `dataset.image_size` (default 32).
 
-:func:`register` checks the folder, builds its numpy caches once (the same caches and canonical order as the
-registry's data sets: sorted relative paths; docs/data.md) and registers its :class:`DatasetSpec` under a name
-that fingerprints the folder's listing and the image size, so a changed folder gets new caches. The per-channel
+:func:`folder_spec` checks the folder and names its :class:`DatasetSpec` by a fingerprint of its listing and the
+image size (a changed folder gets new caches); `source.register_normalized` registers it and builds its numpy
+caches once (the same caches as the registry's data sets; canonical order: sorted relative paths; docs/data.md). The per-channel
 mean and std are those of the training images, computed once. Grayscale folders (every class's first image has
 one channel) train on one channel, any other on RGB.
 """
@@ -13,21 +13,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 from typing import Dict, List, Tuple
 
 import numpy as np
-from etils import epath
-
-from ltkd_jax import io
 from ltkd_jax.data import images as images_lib
 from ltkd_jax.data import registry, tf_env
 
 TRAIN_SPLIT = "train"
 EVAL_SPLITS = ("test", "val")  # the first one present is evaluated
 DEFAULT_IMAGE_SIZE = 32  # the CIFAR models' native size
-NORMALIZATION_FILE = "normalization.json"  # the training images' mean and std, beside the training caches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +84,9 @@ def _fingerprint(root: str, listings: Dict[str, Listing], image_size: int) -> st
 
 
 @functools.lru_cache(maxsize=None)
-def register(path: str, image_size: int = 0, data_dir=None) -> str:
-    """Check the folder `path`, build its caches in `data_dir` where missing, register its spec; returns the
-    registry name (`image_folder_<folder name>_<fingerprint>`)."""
+def folder_spec(path: str, image_size: int = 0) -> registry.DatasetSpec:
+    """The spec of the checked folder `path`, named `image_folder_<folder name>_<fingerprint>` (its mean and std
+    are filled in by `source.register_normalized`, which registers it)."""
     root = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if not os.path.isdir(root):
         raise ValueError(f"image folder {root} does not exist")
@@ -108,10 +103,7 @@ def register(path: str, image_size: int = 0, data_dir=None) -> str:
         train_split=TRAIN_SPLIT, eval_split=eval_split, mean=(0.0,) * channels, std=(1.0,) * channels,
         augment="pad_crop_flip", pad=max(size // 8, 1), in_memory=True, order_key=None, folder=root,
         class_names=classes)
-    registry.register(spec)
-    mean, std = _normalization(spec, data_dir)
-    registry.register(dataclasses.replace(spec, mean=mean, std=std))
-    return name
+    return spec
 
 
 def _channels(path: str) -> int:
@@ -120,25 +112,6 @@ def _channels(path: str) -> int:
         return int(tf.io.decode_image(tf.io.read_file(path), expand_animations=False).shape[-1])
     except (tf.errors.OpError, ValueError):
         return 3  # read again, and named, when the caches are built
-
-
-def _normalization(spec, data_dir) -> Tuple[tuple, tuple]:
-    from ltkd_jax.data import source  # pylint: disable=import-outside-toplevel  (source imports the registry)
-
-    path = epath.Path(tf_env.cache_dir(data_dir, spec.name, TRAIN_SPLIT)) / NORMALIZATION_FILE
-    if not path.exists():
-        images, _ = source.load_arrays(spec.name, TRAIN_SPLIT, data_dir, mmap=True)
-        total = np.zeros(spec.image_shape[-1]), np.zeros(spec.image_shape[-1])
-        for start in range(0, len(images), 4096):  # float64 sums of pixels in [0, 1], a slice at a time
-            chunk = np.asarray(images[start:start + 4096], np.float64).reshape(-1, spec.image_shape[-1]) / 255.0
-            total = total[0] + chunk.sum(0), total[1] + (chunk ** 2).sum(0)
-        count = images.size / spec.image_shape[-1]
-        mean = total[0] / count
-        std = np.sqrt(np.maximum(total[1] / count - mean ** 2, 1e-12))
-        with io.atomic_open(path) as f:
-            json.dump({"mean": mean.tolist(), "std": std.tolist()}, f)
-    stored = json.loads(path.read_text())
-    return tuple(stored["mean"]), tuple(stored["std"])
 
 
 def split_files(spec, split: str) -> Listing:

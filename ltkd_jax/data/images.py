@@ -17,18 +17,33 @@ def is_image_file(name: str) -> bool:
 
 
 def read_image(path, image_shape) -> np.ndarray:
-    """uint8 ``image_shape`` (H, W, C) pixels of the file ``path``: grayscale and RGB(A) files converted to C
-    channels (1 or 3), resized with antialiasing where the size differs. A file that is not a readable image is a
-    one-line ValueError naming it."""
+    """uint8 ``image_shape`` (H, W, C) pixels of the file ``path`` (:func:`convert`ed). A file that is not a
+    readable image is a one-line ValueError naming it."""
     tf = tf_env.hide_accelerators_from_tf()
-    height, width, channels = image_shape
     try:
         data = tf.io.read_file(os.fspath(path))
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = tf.io.decode_image(data, channels=image_shape[-1], expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"image {os.fspath(path)} cannot be read: {detail}") from None
-    if tuple(image.shape[:2]) != (height, width):
+    return convert(image, image_shape).numpy()
+
+
+def convert(image, image_shape):
+    """A decoded uint8 image tensor (h, w, 1 or 3 or 4) as ``image_shape`` (H, W, C): grayscale and RGB(A)
+    converted to C channels (1 or 3), resized with antialiasing where the size differs (TensorFlow, in tf.data
+    pipelines too)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  # imported by the caller's reader already
+
+    height, width, channels = image_shape
+    have = image.shape[-1]
+    if have == 4:
+        image, have = image[..., :3], 3
+    if have == 1 and channels == 3:
+        image = tf.image.grayscale_to_rgb(image)
+    elif have == 3 and channels == 1:
+        image = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+    if image.shape[0] != height or image.shape[1] != width:  # unknown (None) sizes in a pipeline: resized
         image = tf.image.resize(image, (height, width), antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-    return image.numpy()
+    return image

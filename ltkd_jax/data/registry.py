@@ -38,6 +38,7 @@ class DatasetSpec:
     eval_images: int = 0
     folder: Optional[str] = None  # an image folder's root (data/folder.py); None: a tfds data set
     class_names: Tuple[str, ...] = ()  # known without reading the data (a folder's); else tfds's label names
+    resize: bool = False  # the stored images vary in size or channels: converted to image_shape when cached
 
 
 DATASETS = {

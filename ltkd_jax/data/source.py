@@ -17,11 +17,12 @@ from etils import epath
 
 from ltkd_jax import io
 from ltkd_jax.data import tf_env
-from ltkd_jax.data.registry import DatasetSpec, get_spec
+from ltkd_jax.data.registry import DatasetSpec, get_spec, register
 
 # (size, SHA-256) of every cache file of a split, recorded once the file is complete, verified before it is read.
 CHECKSUMS_FILE = "checksums.json"
 CLASS_NAMES_FILE = "class_names.json"  # beside the training split's caches
+NORMALIZATION_FILE = "normalization.json"  # the training images' mean and std, beside their cache
 INTERLEAVE_CYCLE_LENGTH = 16
 INTERLEAVE_BLOCK_LENGTH = 16
 _SCAN_BATCH = 4096
@@ -179,6 +180,28 @@ def class_names(name: str, data_dir=None) -> Tuple[str, ...]:
     return tuple(names)
 
 
+def register_normalized(spec: DatasetSpec, data_dir) -> str:
+    """Register `spec` (a data set of the user's: a folder, a tfds name) with the per-channel mean and std of its
+    training images, computed from their cache once (built here if missing); returns its name."""
+    register(spec)
+    path = epath.Path(tf_env.cache_dir(data_dir, spec.name, spec.train_split)) / NORMALIZATION_FILE
+    if not path.exists():
+        images, _ = load_arrays(spec.name, spec.train_split, data_dir, mmap=True)
+        channels = spec.image_shape[-1]
+        total, squares = np.zeros(channels), np.zeros(channels)
+        for start in range(0, len(images), _SCAN_BATCH):  # float64 sums of pixels in [0, 1], a slice at a time
+            chunk = np.asarray(images[start:start + _SCAN_BATCH], np.float64).reshape(-1, channels) / 255.0
+            total, squares = total + chunk.sum(0), squares + (chunk ** 2).sum(0)
+        count = max(images.size // channels, 1)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+        with io.atomic_open(path) as f:
+            json.dump({"mean": mean.tolist(), "std": std.tolist()}, f)
+    stored = json.loads(path.read_text())
+    register(dataclasses.replace(spec, mean=tuple(stored["mean"]), std=tuple(stored["std"])))
+    return spec.name
+
+
 def _folder_meta(spec: DatasetSpec, split: str) -> SplitMeta:
     from ltkd_jax.data import folder  # pylint: disable=import-outside-toplevel  (folder imports the registry)
 
@@ -234,7 +257,13 @@ def _fill(spec: DatasetSpec, split: str, data_dir, out: np.ndarray, inv: np.ndar
 
         folder.read_split(spec, split, out)
         return len(out)
-    ds = stored_dataset(spec, split, data_dir).map(lambda ex: ex["image"]).batch(_SCAN_BATCH)
+    if spec.resize:  # images of any size and channels: to the spec's shape
+        from ltkd_jax.data import images as images_lib  # pylint: disable=import-outside-toplevel
+
+        ds = stored_dataset(spec, split, data_dir).map(lambda ex: images_lib.convert(ex["image"], spec.image_shape))
+    else:
+        ds = stored_dataset(spec, split, data_dir).map(lambda ex: ex["image"])
+    ds = ds.batch(_SCAN_BATCH)
     start = 0
     for images in ds.as_numpy_iterator():
         out[inv[start:start + images.shape[0]]] = images

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from ltkd_jax import data, experiment, recipes, run_dir
 from ltkd_jax.data import folder, longtail
@@ -175,7 +176,7 @@ def test_grey_and_colour_files_of_any_size_read_as_the_model_takes_them(tmp_path
     colour = np.zeros((40, 30, 3), np.uint8)
     colour[..., 0] = 200
     root = _folder(tmp_path, {"train/a/1.png": GRAY, "train/b/1.png": colour, "test/a/1.png": GRAY})
-    name = folder.register(root, 16, str(tmp_path / "cache"))
+    name = data.register_normalized(folder.folder_spec(root, 16), str(tmp_path / "cache"))
     spec = data.get_spec(name)
     assert spec.image_shape == (16, 16, 3) and spec.class_names == ("a", "b")  # one colour class: RGB
     images, labels = data.load_arrays(name, "train", str(tmp_path / "cache"))
@@ -184,3 +185,30 @@ def test_grey_and_colour_files_of_any_size_read_as_the_model_takes_them(tmp_path
     assert np.abs(images[1, ..., 0].astype(int) - 200).max() <= 1 and images[1, ..., 1:].max() == 0
     with pytest.raises(ValueError, match="dataset.path is empty"):
         experiment.validate(folder_config("", str(tmp_path)))
+
+
+def test_any_tfds_image_data_set_by_name(tmp_path):
+    """`tfds:<name>` (configs/image_folder.py's recipe): classes, counts and pixels from tfds (here its mock data),
+    converted to the image size asked; a name that is no data set, or none with image and label features, is one
+    line naming it, with nothing written."""
+    config = recipes.build_config("tfds:cifar10", "kd,demo_resnet_teacher-demo_resnet_student")
+    config.dataset.name, config.dataset.data_dir = "tfds:cifar10", str(tmp_path / "cache")
+    with tfds.testing.mock_data(num_examples=48):
+        stored = list(tfds.as_numpy(tfds.load("cifar10", split="train", data_dir=str(tmp_path / "cache"),
+                                              shuffle_files=False)))  # (batch_size=-1 aborts under the mock)
+        images, labels = np.stack([ex["image"] for ex in stored]), np.array([ex["label"] for ex in stored])
+        config.dataset.image_size = 32  # cifar10's own size: the very pixels
+        data_32, info = experiment.load_data(config)
+        np.testing.assert_array_equal(data_32.train_images, images)
+        assert info.train_counts.tolist() == np.bincount(labels, minlength=10).tolist()
+        assert info.mean == pytest.approx(tuple(images.reshape(-1, 3).mean(0) / 255), abs=1e-9)
+        config.dataset.image_size = 16
+        data_16, info_16 = experiment.load_data(config)
+    assert data_16.train_images.shape == (48, 16, 16, 3) and info_16.name != info.name
+    assert np.abs(data_16.train_images.mean() - images.mean()) < 2  # resized with antialiasing: the same light
+    for name, named in (("tfds:no_such_set", "tfds has no data set 'no_such_set'"),
+                        ("tfds:imdb_reviews", "needs features 'image' and 'label'")):
+        config.dataset.name = name
+        with pytest.raises(ValueError, match=named):
+            experiment.run(config, str(tmp_path / "runs" / "x"))
+    assert not (tmp_path / "runs").exists()

@@ -21,6 +21,8 @@ def get_config(arg=None):
                           learning_rate=0.05, lr_decay_epochs=(36, 48), weight_decay=5e-4, warmup_epochs=10)
     config.dataset.path = ""  # the folder (required)
     config.dataset.groups = "thirds"  # or "shots": many (> 100 images) / medium (20-100) / few (< 20)
+    # (No subsampling by default: a γ goes after the pair, ltkd,resnet32x4-resnet8x4,10; the field has no flag of its
+    # own while it is None.)
     # Any tfds image-classification data set instead of a folder: --config.dataset.name=tfds:oxford_flowers102,
     # its splits named here.
     config.dataset.train_split = "train"

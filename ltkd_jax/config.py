@@ -10,6 +10,7 @@ import json
 import math
 
 from ltkd_jax import methods
+from ltkd_jax.data import longtail
 
 CE_LOSSES = ("cross_entropy", "balanced_softmax")  # a run's CE: plain, or of the logits + log class prior
 
@@ -21,13 +22,13 @@ def parse_arg(arg: str):
     if len(parts) not in (2, 3):
         raise ValueError(f"config argument {arg!r} must be 'method,teacher-student[,gamma]', "
                          "e.g. 'ltkd,resnet32x4-resnet8x4,100'")
-    method, pair, gamma = parts + ["natural"] * (3 - len(parts))
+    method, pair, gamma = parts + [longtail.NATURAL] * (3 - len(parts))
     if method not in methods.METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(methods.METHODS)}")
     if pair.count("-") != 1:
         raise ValueError(f"pair {pair!r} must be 'teacher-student', e.g. 'resnet32x4-resnet8x4'")
     teacher, student = pair.split("-")
-    if gamma == "natural":
+    if gamma == longtail.NATURAL:
         return method, teacher, student, None
     try:
         imbalance_factor = float(gamma)

@@ -28,9 +28,19 @@ def validate(config) -> None:
     """Every mistake in a config that can be seen before any data is read, as one ValueError line."""
     if config.method not in methods.METHODS:
         raise ValueError(f"unknown method {config.method!r}; known: {', '.join(methods.METHODS)}")
+    if config.dataset.get("groups", data_lib.GROUPINGS[0]) not in data_lib.GROUPINGS:
+        raise ValueError(f"dataset.groups={config.dataset.groups!r}; allowed: {', '.join(data_lib.GROUPINGS)}")
+    if config.dataset.name == data_lib.IMAGE_FOLDER or catalog.is_catalog_name(config.dataset.name):
+        if not config.dataset.device_resident:
+            raise ValueError("dataset.device_resident=False: an image folder or tfds: data set is read from its numpy "
+                             "caches; leave it True")
     if config.dataset.name == data_lib.IMAGE_FOLDER:
         if not config.dataset.get("path"):
             raise ValueError("dataset.path is empty: give the image folder, --config.dataset.path=DIR")
+        classes = folder.folder_spec(config.dataset.path, config.dataset.image_size).num_classes  # listed, not read
+        if config.dataset.groups == data_lib.GROUPINGS[0] and config.dataset.num_groups > classes:
+            raise ValueError(f"dataset.num_groups={config.dataset.num_groups} is more than the folder's {classes} "
+                             "classes; set --config.dataset.num_groups")
     elif not catalog.is_catalog_name(config.dataset.name):
         data_lib.get_spec(config.dataset.name)  # an unknown data set names the known ones
     for role in ("teacher_model", "student_model"):
@@ -60,15 +70,26 @@ def validate(config) -> None:
 
 
 def dataset_name(config) -> str:
-    """The registry name of the config's data set; an image folder's is checked, cached and registered here."""
+    """The registry name of the config's data set. An image folder's or a tfds set's is checked, cached and
+    registered here: by process 0 first (only it builds the caches), then by the others from them."""
     d = config.dataset
-    if d.name == data_lib.IMAGE_FOLDER:
-        return data_lib.register_normalized(folder.folder_spec(d.path, d.image_size), d.data_dir or None)
-    if catalog.is_catalog_name(d.name):
+    if d.name != data_lib.IMAGE_FOLDER and not catalog.is_catalog_name(d.name):
+        return d.name
+    if d.name == data_lib.IMAGE_FOLDER:  # listed again each time: a changed folder is another data set
+        spec = folder.folder_spec(d.path, d.image_size)
+    else:
         spec = catalog.catalog_spec(d.name, d.image_size, d.data_dir or None, d.get("train_split", "train"),
                                     d.get("eval_split", "test"))
-        return data_lib.register_normalized(spec, d.data_dir or None)
-    return d.name
+    key = (spec.name, d.data_dir)
+    if key not in _REGISTERED:
+        if jax.process_index() == 0:
+            data_lib.register_normalized(spec, d.data_dir or None)
+        _sync("data_cached")
+        _REGISTERED[key] = data_lib.register_normalized(spec, d.data_dir or None)
+    return _REGISTERED[key]
+
+
+_REGISTERED = {}  # the (name, data dir) of the data sets dataset_name registered in this process
 
 
 def image_shape(config):
@@ -98,11 +119,20 @@ def refuse_workdir(config, workdir: str) -> list:
     if not path.exists():
         return []
     differing = config_differences(json.loads(path.read_text()), config)
+    stored_data = trained_on(workdir)
+    if not differing and stored_data is not None and stored_data != dataset_name(config):  # a changed image folder
+        differing = [("data", stored_data, dataset_name(config))]
     if differing and not config.overwrite:
         key, stored, current = differing[0]
         raise ValueError(f"workdir {workdir} holds a run of another config ({key}: {stored!r} there, {current!r} "
                          "now); use another --workdir or --config.overwrite=True")
     return differing
+
+
+def trained_on(workdir: str) -> Optional[str]:
+    """The registered name of the data set a run directory was trained on (for a folder: its fingerprint)."""
+    path = epath.Path(workdir) / data_lib.CLASS_GROUPS_FILE
+    return json.loads(path.read_text()).get("dataset") if path.exists() else None
 
 
 def check_workdir(config, workdir: str) -> None:
@@ -133,7 +163,7 @@ def dataset_info(config) -> data_lib.DatasetInfo:
         dataset_name(config), data_dir=d.data_dir or None,
         imbalance_factor=None if d.split_file else d.imbalance_factor,
         split_seed=d.subset_seed, num_groups=d.num_groups, split_file=d.split_file or None,
-        image_size=d.image_size or None, groups=d.get("groups", "thirds"))
+        image_size=d.image_size or None, groups=d.get("groups", data_lib.GROUPINGS[0]))
 
 
 def load_data(config):
@@ -143,8 +173,6 @@ def load_data(config):
     common = dict(name=info.name, num_classes=info.num_classes, class_names=info.class_names,
                   group_ids=np.asarray(info.group_ids), train_counts=np.asarray(info.train_counts),
                   augmentation=data_lib.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
-    if info.spec.folder and not d.device_resident:
-        raise ValueError("dataset.device_resident=False: an image folder is read from its numpy caches; leave it True")
     if not (info.spec.in_memory and d.device_resident):  # ImageNet: stream through the host pipeline
         return host.HostData(info=info, **common), info
     train_images, train_labels = data_lib.load_arrays(info.name, info.train_split, info.data_dir)
@@ -169,6 +197,8 @@ def teacher_config(config) -> ml_collections.ConfigDict:
     teacher.ce_weight, teacher.distill_weight, teacher.warmup_epochs = 1.0, 1.0, 0
     teacher.ce_loss = teacher.teacher_loss = config.teacher_loss
     teacher.distill = ml_collections.ConfigDict()
+    if "groups" in teacher.dataset:  # the groups shape only a student's loss: thirds and shots share a teacher
+        teacher.dataset.groups = data_lib.GROUPINGS[0]
     teacher.teacher_checkpoint, teacher.teacher_only = "", False
     return teacher
 
@@ -181,11 +211,10 @@ def teacher_workdir(config, workdir: str) -> str:
         return config.teacher_checkpoint
     root = config.teachers_dir or epath.Path(io.absolute(workdir)).parent / "teachers"  # gs:// kept
     subset = (f"split_{os.path.basename(config.dataset.split_file)}" if config.dataset.split_file
-              else "natural" if config.dataset.imbalance_factor is None
+              else longtail.NATURAL if config.dataset.imbalance_factor is None
               else f"gamma{longtail.gamma_text(config.dataset.imbalance_factor)}")
-    data_set = config.dataset.name.replace(catalog.PREFIX, "tfds_")
-    if config.dataset.name == data_lib.IMAGE_FOLDER:  # its own name
-        data_set += "_" + os.path.basename(os.path.normpath(config.dataset.path))
+    # A folder's or tfds set's registered name: a changed folder (its fingerprint) trains a teacher of its own.
+    data_set = dataset_name(config)
     epochs = config.teacher_num_epochs or config.num_epochs
     name = f"{config.teacher_model}_seed{config.teacher_seed}_ep{epochs}_bs{config.batch_size}"
     if config.dtype != "float32":

@@ -73,7 +73,7 @@ def write_report(workdir: str, config, data) -> str:
                   "|---|---|---|---|"]
         for c, accuracy in enumerate(last["per_class_accuracy"]):
             label = f"{c} {data.class_names[c]}" if data.class_names else f"{c}"
-            lines.append(f"| {label} | {int(data.train_counts[c])} | {names[group_of[c]]} | {accuracy:.2f} |")
+            lines.append(f"| {label} | {int(data.train_counts[c])} | {names[group_of[c]]} | {_cell(accuracy)} |")
         plots = _plots(workdir, records, last, data)
         if plots:
             lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
@@ -110,7 +110,11 @@ def _plots(workdir, records, last, data):
     written = []
     fig, ax = plt.subplots(figsize=(7, 3.5))
     order = np.argsort(-np.asarray(data.train_counts), kind="stable")
-    ax.bar(np.arange(len(order)), np.asarray(last["per_class_accuracy"])[order], color="tab:blue", width=1.0)
+    per_class = np.asarray([np.nan if a is None else a for a in last["per_class_accuracy"]], np.float64)
+    ax.bar(np.arange(len(order)), per_class[order], color="tab:blue", width=1.0)
+    if data.class_names and len(order) <= 40:  # names where they can be read
+        ax.set_xticks(np.arange(len(order)), [data.class_names[c] for c in order], rotation=60, ha="right",
+                      fontsize=7)
     ax.set_xlabel("class, by training count (descending)")
     ax.set_ylabel("test accuracy (%)")
     twin = ax.twinx()

@@ -11,7 +11,6 @@ one channel) train on one channel, any other on RGB.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import os
 from typing import Dict, List, Tuple
@@ -83,7 +82,6 @@ def _fingerprint(root: str, listings: Dict[str, Listing], image_size: int) -> st
     return digest.hexdigest()[:12]
 
 
-@functools.lru_cache(maxsize=None)
 def folder_spec(path: str, image_size: int = 0) -> registry.DatasetSpec:
     """The spec of the checked folder `path`, named `image_folder_<folder name>_<fingerprint>` (its mean and std
     are filled in by `source.register_normalized`, which registers it)."""

@@ -22,7 +22,7 @@ def read_image(path, image_shape) -> np.ndarray:
     tf = tf_env.hide_accelerators_from_tf()
     try:
         data = tf.io.read_file(os.fspath(path))
-        image = tf.io.decode_image(data, channels=image_shape[-1], expand_animations=False)
+        image = tf.io.decode_image(data, expand_animations=False)  # its own channels (BMP, GIF refuse 1)
     except (tf.errors.OpError, ValueError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"image {os.fspath(path)} cannot be read: {detail}") from None
@@ -30,15 +30,15 @@ def read_image(path, image_shape) -> np.ndarray:
 
 
 def convert(image, image_shape):
-    """A decoded uint8 image tensor (h, w, 1 or 3 or 4) as ``image_shape`` (H, W, C): grayscale and RGB(A)
+    """A decoded uint8 image tensor (h, w, 1 to 4 channels) as ``image_shape`` (H, W, C): grayscale and RGB(A)
     converted to C channels (1 or 3), resized with antialiasing where the size differs (TensorFlow, in tf.data
     pipelines too)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  # imported by the caller's reader already
 
     height, width, channels = image_shape
     have = image.shape[-1]
-    if have == 4:
-        image, have = image[..., :3], 3
+    if have in (2, 4):  # the alpha channel dropped
+        image, have = image[..., :have - 1], have - 1
     if have == 1 and channels == 3:
         image = tf.image.grayscale_to_rgb(image)
     elif have == 3 and channels == 1:

@@ -122,7 +122,7 @@ class DatasetInfo:
 
 def get_info(name: str, *, data_dir=None, imbalance_factor: Optional[float] = None, split_seed: int = 0,
              num_groups: int = 3, split_file: Optional[str] = None, image_size: Optional[int] = None,
-             groups: str = "thirds") -> DatasetInfo:
+             groups: str = GROUPINGS[0]) -> DatasetInfo:
     """Describe data set ``name`` and its long-tailed training subset (docs/data.md, "Long-tailed subsets").
 
     ``imbalance_factor`` is LDAM-DRW's gamma >= 1 (None, and no ``split_file``: the full training split); the

@@ -12,6 +12,9 @@ __all__ = ["exponential_counts", "select_indices", "class_groups", "group_sizes"
            "SHOT_THRESHOLDS"]
 
 # Literature thresholds (OLTR, Liu et al. 2019): many-shot > 100, few-shot < 20, medium in between.
+# The γ of a training split kept as it is (its own long tail, nothing subsampled), as config arguments and
+# directory names write it.
+NATURAL = "natural"
 SHOT_THRESHOLDS = {"many_min_exclusive": 100, "few_max_exclusive": 20}
 
 
@@ -35,7 +38,7 @@ def gamma_text(imbalance_factor) -> str:
     """γ as written in directory names and reports: `100` for 100.0, `12.5`; exact (repr), so two different
     values never share a teacher directory; `natural` for None (nothing subsampled)."""
     if imbalance_factor is None:
-        return "natural"
+        return NATURAL
     gamma = float(imbalance_factor)
     return str(int(gamma)) if gamma.is_integer() else repr(gamma)
 

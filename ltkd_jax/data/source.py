@@ -174,9 +174,12 @@ def class_names(name: str, data_dir=None) -> Tuple[str, ...]:
     names = list(getattr(label, "names", None) or [])
     if len(names) != spec.num_classes:
         names = [str(c) for c in range(spec.num_classes)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with io.atomic_open(path) as f:
-        json.dump(names, f)
+    try:  # best-effort, as a first checksum: a read-only cache still loads
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_open(path) as f:
+            json.dump(names, f)
+    except OSError as error:
+        logging.warning("class names of %s not cached in %s (%s)", name, path.parent, io.first_line(error))
     return tuple(names)
 
 

@@ -2,10 +2,10 @@
 
 The model a finished run trained (its final checkpoint, eval mode) converted by jax2tf into a TensorFlow
 SavedModel (PATH a directory) or a LiteRT/TFLite flat buffer (PATH a file). Input: float32 NHWC raw pixel values
-0-255 at the training image size (the normalisation is inside); output: logits (N, classes). Written beside it:
-`labels.txt` (the class names, one per line) and `<PATH>.evaluation.json`: the artefact run on the test split by
-TensorFlow / the TFLite interpreter, its per-group accuracy next to the JAX model's, their largest logit
-difference and argmax agreement (the table is printed too). `--quantize=int8`: post-training quantization of
+0-255 at the training image size (the normalisation is inside); output: logits (N, classes). Written with it:
+the class names, one per line (`labels.txt` inside a SavedModel, `<name>.labels.txt` beside a TFLite file), and
+`<PATH>.evaluation.json`: the artefact run on the test split by TensorFlow / the TFLite interpreter, its
+per-group accuracy next to the JAX model's, their largest logit difference and argmax agreement (also printed). `--quantize=int8`: post-training quantization of
 weights and activations, calibrated on training images (TFLite only; input and output stay float32).
 """
 from __future__ import annotations
@@ -42,6 +42,9 @@ def restore_run(workdir: str):
     if config.get("population"):
         raise ValueError(f"{workdir} holds a population: give one of its members, <workdir>/<member>")
     info = experiment.dataset_info(config)
+    if experiment.trained_on(workdir) not in (None, info.name):
+        raise ValueError(f"the data of run {workdir} changed since it was trained ({experiment.trained_on(workdir)} "
+                         f"then, {info.name} now): train it again")
     model = models.get_model(config.student_model, info.num_classes)
     trained = model
     if methods.METHODS[config.method].kind == "feature":  # the checkpoint holds the student and its connector
@@ -129,10 +132,17 @@ def _interpreter_class(tf):
     return Interpreter
 
 
+def labels_path(artefact: str) -> str:
+    """Where an artefact's class names are: `labels.txt` inside a SavedModel, `<name>.labels.txt` beside a
+    TFLite file."""
+    if os.path.isdir(artefact):
+        return os.path.join(artefact, LABELS_FILE)
+    return os.path.splitext(artefact)[0] + "." + LABELS_FILE
+
+
 def labels_of(path: str) -> list:
-    """The class names written beside an artefact."""
-    labels = os.path.join(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)), LABELS_FILE)
-    return epath.Path(labels).read_text().splitlines()
+    """The class names written with an artefact."""
+    return epath.Path(labels_path(path)).read_text().splitlines()
 
 
 def all_logits(predict, images: np.ndarray) -> np.ndarray:
@@ -152,19 +162,21 @@ def accuracy_summary(logits: np.ndarray, data) -> dict:
 
 
 def export(workdir: str, fmt: str, out: str, quantize: str = "none") -> dict:
-    """Write the artefact, `labels.txt` and `<out>.evaluation.json` (each complete or not at all); returns the
-    evaluation."""
+    """Write the artefact, its class names and `<out>.evaluation.json` (each complete or not at all; an earlier
+    export at `out` is replaced); returns the evaluation."""
     if fmt not in FORMATS:
         raise ValueError(f"--format={fmt!r}; allowed: {', '.join(FORMATS)}")
     if quantize not in QUANTIZATIONS or (quantize != "none" and fmt != "tflite"):
         raise ValueError(f"--quantize={quantize!r} with --format={fmt}; allowed: none, and int8 for tflite")
+    out = os.path.abspath(out)
+    if os.path.isdir(out) and not (fmt == "saved_model" and os.path.exists(os.path.join(out, "saved_model.pb"))):
+        raise ValueError(f"--out={out} is a directory that is not a SavedModel; name a new path")
     config, info, model, variables = restore_run(workdir)
     config.dataset.device_resident = True  # the splits as arrays (in-memory data sets)
     data, _ = experiment.load_data(config)
     if not hasattr(data, "test_images"):
         raise ValueError(f"{info.name} does not fit in memory; export evaluates in-memory data sets only")
     predict = predict_function(model, variables, info.mean, info.std)
-    out = os.path.abspath(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export_", dir=os.path.dirname(out))  # renamed into place when complete
     try:
@@ -186,22 +198,20 @@ def export(workdir: str, fmt: str, out: str, quantize: str = "none") -> dict:
         evaluation = {
             "workdir": os.path.abspath(workdir), "model": config.student_model, "method": config.method,
             "format": fmt, "quantize": quantize, "bytes": _size(artefact), "image_shape": list(data.image_shape),
+            "num_groups": data.num_groups, "class_names": list(info.class_names),
             "max_abs_logit_difference": float(np.abs(artefact_logits - jax_logits).max()),
             "argmax_agreement": float(100 * np.mean(artefact_logits.argmax(1) == jax_logits.argmax(1))),
             "jax": accuracy_summary(jax_logits, data), "artefact": accuracy_summary(artefact_logits, data)}
         labels_text = "".join(f"{name}\n" for name in info.class_names)
         if fmt == "saved_model":
-            io.write_file(os.path.join(artefact, LABELS_FILE), labels_text)
-            if os.path.exists(out):
-                epath.Path(out).rmtree()
-            os.replace(artefact, out)
-            labels = os.path.join(out, LABELS_FILE)
+            io.write_file(labels_path(artefact), labels_text)
+            if os.path.exists(out):  # an earlier export: moved aside, deleted once the new one is in place
+                os.replace(out, os.path.join(staging, "previous"))
         else:
-            labels = os.path.join(os.path.dirname(out), LABELS_FILE)
-            io.write_file(labels, labels_text)
-            os.replace(artefact, out)
-        io.write_file(out + ".evaluation.json", json.dumps(evaluation, indent=1))
-        evaluation["labels"] = labels
+            io.write_file(labels_path(out), labels_text)
+        os.replace(artefact, out)
+        io.write_file(out + ".evaluation.json", json.dumps(metrics.jsonable(evaluation), indent=1))
+        evaluation["labels"] = labels_path(out)
         return evaluation
     finally:
         epath.Path(staging).rmtree(missing_ok=True)
@@ -215,14 +225,18 @@ def _size(path: str) -> int:
 
 def format_evaluation(evaluation: dict) -> str:
     kind = f"{evaluation['format']}" + (f" {evaluation['quantize']}" if evaluation["quantize"] != "none" else "")
-    columns = [("head", "accuracy_head"), ("medium", "accuracy_medium"), ("tail", "accuracy_tail"),
-               ("all", "accuracy")]
+    groups = metrics.group_names(evaluation["num_groups"])
+    columns = [(name, f"accuracy_{name}") for name in groups] + [("all", "accuracy")]
     lines = ["| model | " + " | ".join(name for name, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, summary in (("JAX float32", evaluation["jax"]), (kind, evaluation["artefact"])):
-        lines.append(f"| {label} | " + " | ".join(f"{summary[key]:.2f}" for _, key in columns) + " |")
+        lines.append(f"| {label} | " + " | ".join(_percent(summary.get(key)) for _, key in columns) + " |")
     return "\n".join(lines + [
         "", f"{evaluation['bytes'] / 1024:.0f} KiB; largest logit difference {evaluation['max_abs_logit_difference']:.2g};"
         f" same class as JAX for {evaluation['argmax_agreement']:.2f}% of the test images"])
+
+
+def _percent(value) -> str:
+    return "–" if value is None or value != value else f"{value:.2f}"
 
 
 def main(argv=None) -> int:
@@ -233,8 +247,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="the SavedModel directory or the .tflite file to write")
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS)
     args = parser.parse_args(argv)
-    if args.quantize != "none" and args.format != "tflite":
-        parser.error(f"--quantize={args.quantize} needs --format=tflite")
     try:
         evaluation = export(args.workdir, args.format, args.out, args.quantize)
     except (ValueError, OSError) as error:  # a damaged checkpoint (CheckpointError) among them

@@ -13,6 +13,7 @@ import numpy as np
 from etils import epath
 
 from ltkd_jax import config as config_lib, experiment, io, recipes, train
+from ltkd_jax.data import longtail
 from ltkd_jax.run_dir import CONFIG_FILE, final_and_best
 
 # Fields that do not define what was trained: seeds are aggregated over, the rest is bookkeeping.
@@ -105,8 +106,7 @@ def _format_field(value) -> str:
 
 def group_key(config: dict) -> GroupKey:
     dataset, method = config["dataset"]["name"], config["method"]
-    gamma = float(config["dataset"]["imbalance_factor"])
-    gamma = int(gamma) if gamma == int(gamma) else gamma
+    gamma = longtail.gamma_text(config["dataset"]["imbalance_factor"])
     teacher, student = config["teacher_model"], config["student_model"]
     defaults = default_flat_config(dataset, f"{method},{teacher}-{student},{gamma}")
     flat = config_lib.flatten(config)

@@ -49,13 +49,18 @@ def summarize(counts: Dict[str, np.ndarray], group_ids: np.ndarray, train_counts
         if select.any():
             key = "medium_shot" if name == "medium" else name  # "medium" is also a group name
             summary[f"accuracy_{key}"] = accuracy(select)
-    summary["per_class_accuracy"] = [float(x) for x in 100.0 * correct / np.maximum(examples, 1)]
+    # A class without test examples has no accuracy (NaN, null in metrics.jsonl).
+    summary["per_class_accuracy"] = [float(x) for x in np.where(examples > 0, 100.0 * correct / np.maximum(examples, 1),
+                                                                np.nan)]
     if "agree" in counts:
         summary["teacher_agreement"] = float(100.0 * np.sum(counts["agree"]) / examples.sum())
     return summary
 
 
-def _jsonable(value):
+def jsonable(value):
+    """`value` as JSON holds it: arrays as lists, a non-finite number as null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: jsonable(v) for key, v in value.items()}
     if isinstance(value, (np.ndarray, jax.Array)):
         value = np.asarray(value).tolist()
     if isinstance(value, (np.floating, np.integer)):
@@ -63,7 +68,7 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -94,7 +99,7 @@ class MetricsLog:
     def write(self, record: Dict) -> None:
         if not self.enabled:
             return
-        record = {key: _jsonable(value) for key, value in record.items()}
+        record = {key: jsonable(value) for key, value in record.items()}
         line = json.dumps(record) + "\n"
         if self._lines is None:
             with epath.Path(self.path).open("a") as f:

@@ -100,7 +100,8 @@ def test_train_export_and_predict_a_folder(fashion_folder, tmp_path, capsys):
         assert "| 9 9_boot | 8 | tail |" in report
         groups = json.load(open(os.path.join(workdir, member, "class_groups.json")))
         assert groups["class_names"] == list(FOLDERS) and groups["train_counts"] == TRAIN_COUNTS.tolist()
-    assert os.path.isdir(os.path.join(workdir, "..", "teachers", "image_folder_clothes_natural"))
+    teachers = os.listdir(os.path.join(workdir, "..", "teachers"))  # named by the folder's fingerprint
+    assert len(teachers) == 1 and teachers[0].startswith("image_folder_clothes_") and teachers[0].endswith("_natural")
 
     student = os.path.join(workdir, "ltkd")
     out = tmp_path / "exported"
@@ -119,10 +120,17 @@ def test_train_export_and_predict_a_folder(fashion_folder, tmp_path, capsys):
         assert evaluation["bytes"] > 0 and set(evaluation["artefact"]) >= {"accuracy_tail", "per_class_accuracy"}
     for name in ("saved_model", "m.tflite"):  # float artefacts: the same logits (tolerance as for every family)
         assert evaluations[name]["max_abs_logit_difference"] < 1e-3 and evaluations[name]["argmax_agreement"] == 100
-    assert (out / "labels.txt").read_text().splitlines() == list(FOLDERS)
+    assert (out / "m.labels.txt").read_text().splitlines() == list(FOLDERS)
+    assert (out / "m_int8.labels.txt").read_text().splitlines() == list(FOLDERS)
     assert (out / "saved_model" / "labels.txt").read_text().splitlines() == list(FOLDERS)
     assert evaluations["m_int8.tflite"]["bytes"] < evaluations["m.tflite"]["bytes"]
     assert not [p for p in out.iterdir() if p.name.startswith(".export_")]  # no staging left
+    # Exporting again replaces the SavedModel; a directory that is not one is refused in one line.
+    assert export.main([f"--workdir={student}", "--format=saved_model", f"--out={out / 'saved_model'}"]) == 0
+    (out / "notes").mkdir()
+    capsys.readouterr()
+    assert export.main([f"--workdir={student}", "--format=saved_model", f"--out={out / 'notes'}"]) == 1
+    assert "is a directory that is not a SavedModel" in capsys.readouterr().err
 
     images = [os.path.join(root, "test", FOLDERS[c], sorted(os.listdir(os.path.join(root, "test", FOLDERS[c])))[0])
               for c in (0, 9)]
@@ -160,10 +168,12 @@ GRAY = np.full((10, 12, 1), 90, np.uint8)
     ({"train/a/1.png": GRAY, "train/b/1.png": GRAY, "test/c/1.png": GRAY}, "class 'c' is not among"),
     ({"train/a/1.png": GRAY, "train/b/1.png": GRAY}, "neither a test/ nor a val/"),
     ({"train/a/1.png": GRAY, "train/b/2.png": b"not a png", "val/a/1.png": GRAY}, "train/b/2.png cannot be read"),
+    ({"train/a/1.png": GRAY, "train/b/1.png": GRAY, "test/a/1.png": GRAY, "test/b/1.png": GRAY},
+     "dataset.num_groups=3 is more than the folder's 2 classes"),
 ])
 def test_a_broken_folder_is_one_line_and_nothing_is_written(tmp_path, layout, named):
     root = _folder(tmp_path, layout)
-    config = folder_config(root, str(tmp_path))
+    config = folder_config(root, str(tmp_path), **{"dataset.num_groups": 3 if "num_groups" in named else 2})
     with pytest.raises(ValueError, match=named) as error:
         experiment.run(config, str(tmp_path / "runs" / "mine"))
     assert len(str(error.value).splitlines()) == 1
@@ -212,3 +222,29 @@ def test_any_tfds_image_data_set_by_name(tmp_path):
         with pytest.raises(ValueError, match=named):
             experiment.run(config, str(tmp_path / "runs" / "x"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_changed_folder_is_another_data_set_and_shot_groups_export(fashion_folder, tmp_path, capsys):
+    """A class with no test images has no accuracy (null, "–"); a run of two shot groups exports; an image added
+    to the folder gives it another fingerprint: a new teacher, and the run directory of the old one is refused in
+    one line (so is its export)."""
+    root, arrays, train, _, work = fashion_folder
+    copy = str(tmp_path / "clothes")
+    import shutil
+    shutil.copytree(root, copy)
+    shutil.rmtree(os.path.join(copy, "test", FOLDERS[9]))  # no test image of class 9
+    config = folder_config(copy, work, method="student", num_epochs=1, **{"dataset.groups": "shots"})
+    workdir = str(tmp_path / "runs" / "shots")
+    records = experiment.run(config, workdir)
+    last = [r for r in records if r["split"] == "test"][-1]
+    assert last["per_class_accuracy"][9] is None and last["per_class_accuracy"][0] is not None
+    assert "| 9 9_boot | 8 | group1 | – |" in open(os.path.join(workdir, "report.md")).read()
+    assert export.main([f"--workdir={workdir}", "--format=tflite", f"--out={tmp_path / 's.tflite'}"]) == 0
+    evaluation = json.loads((tmp_path / "s.tflite.evaluation.json").read_text())
+    assert evaluation["num_groups"] == 2 and evaluation["jax"]["per_class_accuracy"][9] is None
+    assert "| model | group0 | group1 | all |" in capsys.readouterr().out
+    write_png(os.path.join(copy, "train", FOLDERS[0], "extra.png"), arrays["train"][0][train[0]])
+    with pytest.raises(ValueError, match="holds a run of another config .data"):
+        experiment.run(config, workdir)
+    assert export.main([f"--workdir={workdir}", "--format=tflite", f"--out={tmp_path / 't.tflite'}"]) == 1
+    assert "changed since it was trained" in capsys.readouterr().err and not (tmp_path / "t.tflite").exists()

@@ -172,7 +172,8 @@ def load_data(config):
     info = dataset_info(config)
     common = dict(name=info.name, num_classes=info.num_classes, class_names=info.class_names,
                   group_ids=np.asarray(info.group_ids), train_counts=np.asarray(info.train_counts),
-                  augmentation=data_lib.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std))
+                  augmentation=data_lib.Augmentation(pad=info.spec.pad, flip=True, mean=info.mean, std=info.std,
+                                                     crop=info.spec.augment))
     if not (info.spec.in_memory and d.device_resident):  # ImageNet: stream through the host pipeline
         return host.HostData(info=info, **common), info
     train_images, train_labels = data_lib.load_arrays(info.name, info.train_split, info.data_dir)

@@ -41,5 +41,5 @@ def catalog_spec(name: str, image_size: int = 0, data_dir=None, train_split: str
     return registry.DatasetSpec(
         name=f"tfds_{tfds_name.replace('/', '_').replace(':', '_')}_{size}px", tfds_name=tfds_name,
         num_classes=int(label.num_classes), image_shape=(size, size, channels), train_split=train_split,
-        eval_split=eval_split, mean=(0.0,) * channels, std=(1.0,) * channels, augment="pad_crop_flip",
-        pad=max(size // 8, 1), in_memory=True, order_key=None, class_names=names, resize=True)
+        eval_split=eval_split, mean=(0.0,) * channels, std=(1.0,) * channels,
+        augment=registry.augmentation_for(size), pad=max(size // 8, 1), in_memory=True, order_key=None, class_names=names, resize=True)

@@ -42,6 +42,27 @@ def pad_crop_flip(images: jax.Array, key: jax.Array, *, pad: int, flip: bool) ->
     return images
 
 
+def random_resized_crop(images: jax.Array, key: jax.Array, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> jax.Array:
+    """Inception's crop per image (a fraction `scale` of the area, aspect `ratio` log-uniform, clipped to the
+    image) resized back to the image's size with bilinear antialiasing: the host pipeline's ImageNet training crop
+    (one draw instead of TensorFlow's ten tries) for a device-resident set of large images."""
+    batch, height, width, channels = images.shape
+    area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)
+    area = jax.random.uniform(area_key, (batch,), minval=scale[0], maxval=scale[1]) * height * width
+    aspect = jnp.exp(jax.random.uniform(ratio_key, (batch,), minval=np.log(ratio[0]), maxval=np.log(ratio[1])))
+    crop_w = jnp.clip(jnp.sqrt(area * aspect), 1.0, width)
+    crop_h = jnp.clip(jnp.sqrt(area / aspect), 1.0, height)
+    top = jax.random.uniform(y_key, (batch,)) * (height - crop_h)
+    left = jax.random.uniform(x_key, (batch,)) * (width - crop_w)
+
+    def crop(image, h, w, y, x):  # output = input * scale + translation, per spatial axis
+        zoom = jnp.stack([height / h, width / w])
+        return jax.image.scale_and_translate(image.astype(jnp.float32), (height, width, channels), (0, 1), zoom,
+                                             -jnp.stack([y, x]) * zoom, "linear", antialias=True)
+    cropped = jax.vmap(crop)(images, crop_h, crop_w, top, left)
+    return jnp.clip(jnp.round(cropped), 0, 255).astype(images.dtype)
+
+
 def epoch_permutation(key: jax.Array, epoch, *, num_examples: int) -> jax.Array:
     """The order in which epoch `epoch` visits the training examples: a fresh permutation each epoch, drawn once
     per epoch (not per step: sorting N keys every step cost ~0.3 ms per 1,000 examples on the CPU)."""
@@ -57,8 +78,13 @@ def train_batch(arrays: dict, key: jax.Array, step, *, batch_size: int, augmenta
     steps_per_epoch = arrays["label"].shape[0] // batch_size
     position = jnp.remainder(step, steps_per_epoch)
     indices = jax.lax.dynamic_slice(arrays["order"], (position * batch_size,), (batch_size,))
-    images = pad_crop_flip(arrays["image"][indices], jax.random.fold_in(augment_key, step),
-                           pad=augmentation.pad, flip=augmentation.flip)
+    images, step_key = arrays["image"][indices], jax.random.fold_in(augment_key, step)
+    if augmentation.crop == "random_resized_crop":
+        crop_key, step_key = jax.random.split(step_key)
+        images = random_resized_crop(images, crop_key)
+        images = pad_crop_flip(images, step_key, pad=0, flip=augmentation.flip)
+    else:
+        images = pad_crop_flip(images, step_key, pad=augmentation.pad, flip=augmentation.flip)
     return {"image": normalize(images, augmentation.mean, augmentation.std), "label": arrays["label"][indices]}
 
 

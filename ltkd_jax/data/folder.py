@@ -99,8 +99,8 @@ def folder_spec(path: str, image_size: int = 0) -> registry.DatasetSpec:
     spec = registry.DatasetSpec(
         name=name, tfds_name="", num_classes=len(classes), image_shape=(size, size, channels),
         train_split=TRAIN_SPLIT, eval_split=eval_split, mean=(0.0,) * channels, std=(1.0,) * channels,
-        augment="pad_crop_flip", pad=max(size // 8, 1), in_memory=True, order_key=None, folder=root,
-        class_names=classes)
+        augment=registry.augmentation_for(size), pad=max(size // 8, 1), in_memory=True, order_key=None,
+        folder=root, class_names=classes)
     return spec
 
 

@@ -24,13 +24,15 @@ GROUPINGS = ("thirds", "shots")
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    """Zero-pad by `pad`, take a random crop of the original size, flip horizontally with probability 1/2,
-    then normalise with per-channel `mean` / `std` of pixel values in [0, 1]."""
+    """Zero-pad by `pad` and take a random crop of the original size (`crop` "pad_crop_flip"), or a random-resized
+    crop (`crop` "random_resized_crop": images larger than 64 px), flip horizontally with probability 1/2, then
+    normalise with per-channel `mean` / `std` of pixel values in [0, 1]."""
 
     pad: int
     flip: bool
     mean: Sequence[float]
     std: Sequence[float]
+    crop: str = "pad_crop_flip"  # a DatasetSpec's `augment`
 
 
 @dataclasses.dataclass(kw_only=True)

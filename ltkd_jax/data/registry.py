@@ -67,6 +67,14 @@ DATASETS = {
 }
 
 
+LARGEST_PAD_CROP_SIZE = 64  # as the built-in sets: pad-crop-flip up to 64 px (Tiny-ImageNet), random-resized above
+
+
+def augmentation_for(image_size: int) -> str:
+    """The training augmentation of a data set of the user's, by its image size."""
+    return "pad_crop_flip" if image_size <= LARGEST_PAD_CROP_SIZE else "random_resized_crop"
+
+
 # A folder of images (data/folder.py): `dataset.path` names it; registered under a name of its own once read.
 IMAGE_FOLDER = "image_folder"
 _BUILT_IN = tuple(sorted(DATASETS))

@@ -108,3 +108,19 @@ def test_a_biased_draw_is_caught():
     observed = _counts(np.stack([IMAGES[key] for key in zip(dy, dx, flip)]))
     expected = observed.sum() / observed.size
     assert ((observed - expected) ** 2 / expected).sum() > _chi2_critical(observed.size - 1)
+
+
+def test_random_resized_crop_on_the_device():
+    """The crop of an image larger than 64 px: the whole image at scale and aspect 1 is the image itself; a
+    constant image stays constant; each key its own crop of the same shape and dtype; folders and tfds sets pick
+    it above 64 px."""
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (3, 80, 72, 3)), jnp.uint8)
+    whole = device.random_resized_crop(images, jax.random.key(0), scale=(1.0, 1.0), ratio=(72 / 80, 72 / 80))
+    np.testing.assert_array_equal(np.asarray(whole), np.asarray(images))
+    grey = jnp.full((2, 80, 80, 1), 77, jnp.uint8)
+    np.testing.assert_array_equal(np.asarray(device.random_resized_crop(grey, jax.random.key(1))), 77)
+    first, second = (np.asarray(device.random_resized_crop(images, jax.random.key(k))) for k in (2, 3))
+    assert first.shape == images.shape and first.dtype == np.uint8 and not np.array_equal(first, second)
+    assert [registry.augmentation_for(size) for size in (32, 64, 65, 224)] == [
+        "pad_crop_flip", "pad_crop_flip", "random_resized_crop", "random_resized_crop"]

@@ -243,6 +243,14 @@ def test_a_changed_folder_is_another_data_set_and_shot_groups_export(fashion_fol
     evaluation = json.loads((tmp_path / "s.tflite.evaluation.json").read_text())
     assert evaluation["num_groups"] == 2 and evaluation["jax"]["per_class_accuracy"][9] is None
     assert "| model | group0 | group1 | all |" in capsys.readouterr().out
+    # A run that has not finished (its config asks for a second epoch) is not exported.
+    unfinished = tmp_path / "runs" / "unfinished"
+    shutil.copytree(workdir, unfinished)
+    stored = json.loads((unfinished / "config.json").read_text())
+    (unfinished / "config.json").write_text(json.dumps({**stored, "num_epochs": 2}))
+    assert export.main([f"--workdir={unfinished}", "--format=tflite", f"--out={tmp_path / 'u.tflite'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not finished" in err[0] and not (tmp_path / "u.tflite").exists()
     write_png(os.path.join(copy, "train", FOLDERS[0], "extra.png"), arrays["train"][0][train[0]])
     with pytest.raises(ValueError, match="holds a run of another config .data"):
         experiment.run(config, workdir)

@@ -285,6 +285,7 @@ def run(config, workdir: str):
     records of the last run trained. With `config.population`, its members train together, each in
     `<workdir>/<member>`, and the result is `{member: records}`."""
     validate(config)
+    dataset_name(config)  # a folder's or tfds set's caches built here, every process at the same point (a barrier)
     members = recipes.population_members(config) if config.population else [("", config)]
     configs = [member for _, member in members]
     workdirs = [os.fspath(epath.Path(workdir) / name) if name else workdir for name, _ in members]

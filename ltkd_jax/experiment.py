@@ -78,8 +78,8 @@ def dataset_name(config) -> str:
     if d.name == data_lib.IMAGE_FOLDER:  # listed again each time: a changed folder is another data set
         spec = folder.folder_spec(d.path, d.image_size)
     else:
-        spec = catalog.catalog_spec(d.name, d.image_size, d.data_dir or None, d.get("train_split", "train"),
-                                    d.get("eval_split", "test"))
+        spec = catalog.catalog_spec(d.name, d.image_size, d.data_dir or None, d.get("train_split"),
+                                    d.get("eval_split"))
     key = (spec.name, d.data_dir)
     if key not in _REGISTERED:
         if jax.process_index() == 0:

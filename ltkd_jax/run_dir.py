@@ -26,6 +26,17 @@ COLUMNS = ("accuracy_head", "accuracy_medium", "accuracy_tail", "accuracy", "acc
 HEADERS = ("head", "medium", "tail", "all", "many", "medium-shot", "few")
 
 
+def read_config(workdir, flag: str = "--workdir"):
+    """The config a run directory was trained with (its config.json); a directory without one is one line naming
+    it as the command line's `flag` gave it."""
+    import ml_collections  # pylint: disable=import-outside-toplevel
+
+    path = epath.Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        raise ValueError(f"{flag}={os.fspath(workdir)!r} is not a run directory (no {CONFIG_FILE})")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
 def read_metrics(workdir) -> list:
     """The records of the run in `workdir` (none before its first log line)."""
     return train.read_metrics(os.fspath(epath.Path(workdir) / train.METRICS_FILE))

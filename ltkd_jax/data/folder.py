@@ -17,11 +17,10 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 from ltkd_jax.data import images as images_lib
-from ltkd_jax.data import registry, tf_env
+from ltkd_jax.data import registry
 
 TRAIN_SPLIT = "train"
 EVAL_SPLITS = ("test", "val")  # the first one present is evaluated
-DEFAULT_IMAGE_SIZE = 32  # the CIFAR models' native size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,28 +87,15 @@ def folder_spec(path: str, image_size: int = 0) -> registry.DatasetSpec:
     root = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if not os.path.isdir(root):
         raise ValueError(f"image folder {root} does not exist")
-    size = int(image_size) or DEFAULT_IMAGE_SIZE
-    if size < 8:
-        raise ValueError(f"image_size={image_size!r} must be >= 8")
+    size = registry.user_image_size(image_size)
     classes, listings = list_folder(root)
     name = f"{registry.IMAGE_FOLDER}_{os.path.basename(root)}_{_fingerprint(root, listings, size)}"
     eval_split = next(split for split in listings if split != TRAIN_SPLIT)
-    channels = 1 if all(_channels(os.path.join(root, listings[TRAIN_SPLIT].files[int(np.argmax(
-        listings[TRAIN_SPLIT].labels == label))])) == 1 for label in range(len(classes))) else 3
-    spec = registry.DatasetSpec(
-        name=name, tfds_name="", num_classes=len(classes), image_shape=(size, size, channels),
-        train_split=TRAIN_SPLIT, eval_split=eval_split, mean=(0.0,) * channels, std=(1.0,) * channels,
-        augment=registry.augmentation_for(size), pad=max(size // 8, 1), in_memory=True, order_key=None,
-        folder=root, class_names=classes)
-    return spec
-
-
-def _channels(path: str) -> int:
-    tf = tf_env.hide_accelerators_from_tf()
-    try:
-        return int(tf.io.decode_image(tf.io.read_file(path), expand_animations=False).shape[-1])
-    except (tf.errors.OpError, ValueError):
-        return 3  # read again, and named, when the caches are built
+    train = listings[TRAIN_SPLIT]
+    firsts = [train.files[int(np.argmax(train.labels == label))] for label in range(len(classes))]
+    grey = all(images_lib.native_channels(os.path.join(root, file)) == 1 for file in firsts)
+    return registry.user_spec(name=name, num_classes=len(classes), size=size, channels=1 if grey else 3,
+                              train_split=TRAIN_SPLIT, eval_split=eval_split, class_names=classes, folder=root)
 
 
 def split_files(spec, split: str) -> Listing:

@@ -29,6 +29,16 @@ def read_image(path, image_shape) -> np.ndarray:
     return convert(image, image_shape).numpy()
 
 
+def native_channels(path) -> int:
+    """How many channels the image file `path` stores (3 where it cannot be read: :func:`read_image` names it when
+    the caches are built)."""
+    tf = tf_env.hide_accelerators_from_tf()
+    try:
+        return int(tf.io.decode_image(tf.io.read_file(os.fspath(path)), expand_animations=False).shape[-1])
+    except (tf.errors.OpError, ValueError):
+        return 3
+
+
 def convert(image, image_shape):
     """A decoded uint8 image tensor (h, w, 1 to 4 channels) as ``image_shape`` (H, W, C): grayscale and RGB(A)
     converted to C channels (1 or 3), resized with antialiasing where the size differs (TensorFlow, in tf.data

@@ -70,9 +70,31 @@ DATASETS = {
 LARGEST_PAD_CROP_SIZE = 64  # as the built-in sets: pad-crop-flip up to 64 px (Tiny-ImageNet), random-resized above
 
 
+DEFAULT_USER_IMAGE_SIZE = 32  # a data set of the user's (a folder, a tfds: name): the CIFAR models' size
+
+
 def augmentation_for(image_size: int) -> str:
     """The training augmentation of a data set of the user's, by its image size."""
     return "pad_crop_flip" if image_size <= LARGEST_PAD_CROP_SIZE else "random_resized_crop"
+
+
+def user_image_size(image_size) -> int:
+    """`dataset.image_size` of a data set of the user's (0: the default), or a one-line ValueError."""
+    size = int(image_size or 0) or DEFAULT_USER_IMAGE_SIZE
+    if size < 8:
+        raise ValueError(f"image_size={image_size!r} must be >= 8")
+    return size
+
+
+def user_spec(*, name: str, num_classes: int, size: int, channels: int, train_split: str, eval_split: str,
+              class_names, **fields) -> DatasetSpec:
+    """The spec of a data set of the user's: square `size` images cached in memory, augmented by their size, in
+    stored order; mean and std placeholders until `source.register_normalized` fills in the training images'."""
+    return DatasetSpec(
+        name=name, tfds_name=fields.pop("tfds_name", ""), num_classes=int(num_classes),
+        image_shape=(size, size, channels), train_split=train_split, eval_split=eval_split, mean=(0.0,) * channels,
+        std=(1.0,) * channels, augment=augmentation_for(size), pad=max(size // 8, 1), in_memory=True, order_key=None,
+        class_names=tuple(class_names), **fields)
 
 
 # A folder of images (data/folder.py): `dataset.path` names it; registered under a name of its own once read.

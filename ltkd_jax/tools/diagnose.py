@@ -18,8 +18,8 @@ import jax
 import numpy as np
 from etils import epath
 
-from ltkd_jax import experiment, io, models, recipes, train
-from ltkd_jax.run_dir import CONFIG_FILE, pyplot, save_png
+from ltkd_jax import experiment, io, models, train
+from ltkd_jax.run_dir import pyplot, read_config, save_png
 from ltkd_jax.data import device, longtail
 
 
@@ -67,11 +67,9 @@ def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray, bi
 
 
 def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, out_dir: str = ""):
-    stored = json.loads((epath.Path(run_dir) / CONFIG_FILE).read_text())
-    dataset = stored["dataset"]["name"]
-    model_name = stored["teacher_model"] if stored["method"] == "teacher" else stored["student_model"]
-    config = recipes.build_config(dataset, stored["arg"])
-    config.dataset.update(stored["dataset"])
+    config = read_config(run_dir, flag="--teacher")
+    dataset = config.dataset.name
+    model_name = config.teacher_model if config.method == "teacher" else config.student_model
     config.dataset.device_resident = True
     data, _ = experiment.load_data(config)
     if data.train_images is None:
@@ -150,8 +148,6 @@ def main(argv=None) -> int:
     if blocking is not None:
         parser.error(f"--out={args.out or '<teacher>/diagnose'}: {blocking} is a file, not a directory")
     try:
-        if not (epath.Path(args.teacher) / CONFIG_FILE).exists():
-            raise ValueError(f"--teacher={args.teacher!r} is not a run directory (no {CONFIG_FILE})")
         result = diagnose(args.teacher, batch_size=args.batch_size, temperature=args.temperature, out_dir=args.out)
     except (ValueError, OSError) as error:  # a corrupted checkpoint (CheckpointError) among them
         print(f"error: {io.first_line(error)}", file=sys.stderr)

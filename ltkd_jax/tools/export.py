@@ -17,7 +17,6 @@ import sys
 import tempfile
 
 import jax
-import ml_collections
 import numpy as np
 from etils import epath
 
@@ -35,10 +34,7 @@ EVAL_BATCH = 256
 def restore_run(workdir: str):
     """`(config, info, model, variables)` of the finished run in `workdir`: its final checkpoint on the host and
     its data set's description (no image read); a one-line ValueError where the run is not a finished one."""
-    path = epath.Path(workdir) / run_dir.CONFIG_FILE
-    if not path.exists():
-        raise ValueError(f"--workdir={workdir!r} is not a run directory (no {run_dir.CONFIG_FILE})")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    config = run_dir.read_config(workdir)
     if config.get("population"):
         raise ValueError(f"{workdir} holds a population: give one of its members, <workdir>/<member>")
     info = experiment.dataset_info(config)

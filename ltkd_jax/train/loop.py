@@ -146,8 +146,7 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                     save_now = epoch % checkpoint_every_epochs == 0 or step == total_steps
                     member_states = population.unstack(unit_states, unit_list, len(stages))
                     if save_now:  # nothing of this epoch is written unless all of it can be, and is finite
-                        _check_finite(member_states, stages, workdirs, step)
-                        checkpoint.ensure_space(ckpts, member_states, step)
+                        _check_savable(member_states, stages, workdirs, ckpts, step)
                     summaries = evaluate(member_states) if evaluate_now else [None] * len(stages)
                     for state, summary, log, ckpt in zip(member_states, summaries, logs, ckpts):
                         if summary is not None:
@@ -158,8 +157,7 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
                 # Every process must take the same decision at the same step: agree only where all log.
                 if (log_now or jax.process_count() == 1) and sigterm.agreed():
                     member_states = population.unstack(unit_states, unit_list, len(stages))
-                    _check_finite(member_states, stages, workdirs, step)
-                    checkpoint.ensure_space(ckpts, member_states, step)
+                    _check_savable(member_states, stages, workdirs, ckpts, step)
                     for state, ckpt in zip(member_states, ckpts):
                         ckpt.save(step, state)
                         ckpt.finish_writes()  # "saved" below is true once the write is complete
@@ -198,12 +196,14 @@ def _finite(state) -> jax.Array:
                                 if jnp.issubdtype(leaf.dtype, jnp.inexact)]))
 
 
-def _check_finite(states, stages, workdirs, step: int) -> None:
-    """A state with a non-finite value is never saved: the error names the member; its last checkpoint stays."""
+def _check_savable(states, stages, workdirs, ckpts, step: int) -> None:
+    """Before any member's save of `step`: a state with a non-finite value is never saved (the error names the
+    member; its last checkpoint stays), and the disk must take every member's checkpoint."""
     for state, stage, workdir in zip(states, stages, workdirs):
         if not bool(_finite(state)):
             raise NonFiniteLoss(f"the parameters of {stage.name} ({workdir}) are not finite after step {step}; "
                                 "not saved: lower the learning rate or check the inputs")
+    checkpoint.ensure_space(ckpts, states, step)
 
 
 def _close(ckpt, finished: bool) -> None:
@@ -235,14 +235,17 @@ def _evaluator(stages, data, feed, teacher, teacher_variables, eval_batch_size, 
 
     program = jax.jit(add_counts, out_shardings=replicated)
 
-    shapes = []  # of the counts: traced once, by the first evaluation
+    zeros = []  # the counts' zero totals, made by the first evaluation (immutable: every evaluation starts there)
 
     def evaluate(states):
         member_variables, totals, in_flight = [state.variables for state in states], None, InFlight()
         for batch in feed.eval_batches(eval_batch_size, batch_sharding):
+            if not zeros:
+                zeros.append(jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype, device=replicated),
+                                                    jax.eval_shape(eval_counts, member_variables, batch,
+                                                                   teacher_variables)))
             if totals is None:
-                shapes[:] = shapes or [jax.eval_shape(eval_counts, member_variables, batch, teacher_variables)]
-                totals = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype, device=replicated), shapes[0])
+                totals = zeros[0]
             totals = in_flight.add(program(totals, member_variables, batch, teacher_variables))
         return [metrics_lib.summarize(member, data.group_ids, data.train_counts) for member in jax.device_get(totals)]
     return evaluate

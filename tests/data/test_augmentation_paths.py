@@ -124,3 +124,12 @@ def test_random_resized_crop_on_the_device():
     assert first.shape == images.shape and first.dtype == np.uint8 and not np.array_equal(first, second)
     assert [registry.augmentation_for(size) for size in (32, 64, 65, 224)] == [
         "pad_crop_flip", "pad_crop_flip", "random_resized_crop", "random_resized_crop"]
+    # The training batch takes the crop its augmentation names: a constant image stays constant under both crops
+    # (random-resized has no zero padding to show), and the pad-crop path's zeros appear at the border.
+    arrays = {"image": jnp.full((4, 80, 80, 1), 200, jnp.uint8), "label": jnp.arange(4),
+              "order": jnp.arange(4)}
+    for crop, zero_border in (("random_resized_crop", False), ("pad_crop_flip", True)):
+        augmentation = device.Augmentation(pad=10, flip=True, mean=(0.0,), std=(1.0 / 255,), crop=crop)
+        batch = device.train_batch(arrays, jax.random.key(4), 0, batch_size=4, augmentation=augmentation)
+        pixels = np.asarray(batch["image"])
+        assert pixels.shape == (4, 80, 80, 1) and bool((pixels == 0).any()) == zero_border, crop

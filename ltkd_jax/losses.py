@@ -244,10 +244,12 @@ def with_log_prior(logits, class_counts, weight):
 
 
 def bkd_loss(student_logits, teacher_logits, class_counts, *, temperature: float, alpha: float = 1.0,
-             beta_cb: float = 0.9999):
+             beta_cb: float = 0.9999, reweighted=True):
     """Balanced KD (Zhang et al. 2021, EricZsy/BalancedKnowledgeDistillation): `alpha * T**2 * KL(q || p_s)`,
     q = w * softmax(t / T) renormalised per sample, w_c = (1 - beta_cb) / (1 - beta_cb**n_c) (class-balanced
-    weights of the training counts) normalised to sum to C. Its cross-entropy is the plain one."""
+    weights of the training counts) normalised to sum to C. Its cross-entropy is the plain one. `reweighted`
+    False (a traced bool is fine): uniform weights, i.e. plain KD at T (the authors' deferred schedule, whose
+    weights are uniform until their re-weighting epoch: beta_cb = 0 there)."""
     if class_counts is None:
         raise ValueError("bkd needs the training class counts")
     _check_logits(student_logits, teacher_logits)
@@ -255,6 +257,7 @@ def bkd_loss(student_logits, teacher_logits, class_counts, *, temperature: float
     counts = np.maximum(np.asarray(class_counts, np.float64), 1.0)  # an empty class: finite weights
     weights = (1.0 - beta_cb) / (1.0 - np.power(beta_cb, counts))
     log_weights = jnp.asarray(np.log(weights / weights.sum() * len(counts)), jnp.float32)
+    log_weights = jnp.where(reweighted, log_weights, 0.0)
     log_q = jax.nn.log_softmax(jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature) + log_weights)
     log_p_s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
     return alpha * temperature**2 * jnp.mean(_kl_from_logs(log_q, log_p_s))
@@ -284,13 +287,26 @@ def warmup_factor(epoch, warmup_epochs):
     return jnp.minimum(jnp.asarray(epoch, jnp.float32) / warmup_epochs, 1.0)
 
 
+def taking_epoch(loss: Callable) -> Callable:
+    """`loss` as `loss(student_logits, teacher_logits, labels, epoch)`. A loss that changes with the 1-based epoch
+    (BKD's deferred class weights) is marked `takes_epoch`; the others ignore it."""
+    if getattr(loss, "takes_epoch", False):
+        return loss
+
+    def with_epoch(student_logits, teacher_logits, labels, epoch):
+        del epoch  # the same loss every epoch
+        return loss(student_logits, teacher_logits, labels)
+    with_epoch.takes_epoch = True
+    return with_epoch
+
+
 def student_objective(student_logits, teacher_logits, labels, *, distill_loss: Callable, ce_weight: float,
                       distill_weight: float = 1.0, epoch=1, warmup_epochs: float = 0, class_counts=None,
                       prior_weight=0.0):
     """`ce_weight * CE + warmup(epoch) * distill_weight * distill`. Returns (total, parts). The CE is of the logits
     plus `prior_weight` times the log class prior of `class_counts` (1: balanced softmax, DiVE's student)."""
     ce = cross_entropy(with_log_prior(student_logits, class_counts, prior_weight), labels)
-    distill = distill_loss(student_logits, teacher_logits, labels)
+    distill = taking_epoch(distill_loss)(student_logits, teacher_logits, labels, epoch)
     total = ce_weight * ce + warmup_factor(epoch, warmup_epochs) * distill_weight * distill
     return total, {"ce": ce, "distill": distill}
 
@@ -345,9 +361,17 @@ def _needs(what: str):
     return loss
 
 
-def _bkd_entry(*, class_counts, temperature, alpha=1.0, beta_cb=0.9999):
-    return lambda student_logits, teacher_logits, labels: bkd_loss(
-        student_logits, teacher_logits, class_counts, temperature=temperature, alpha=alpha, beta_cb=beta_cb)
+def _bkd_entry(*, class_counts, temperature, alpha=1.0, beta_cb=0.9999, reweight_epoch=0):
+    """Class weights from the epoch after `reweight_epoch` (0: from the start, the authors' CIFAR setting)."""
+    if isinstance(reweight_epoch, bool) or not isinstance(reweight_epoch, int) or reweight_epoch < 0:
+        raise ValueError(f"distill.reweight_epoch={reweight_epoch!r} is invalid: it must be an integer >= 0 (the "
+                         "epochs trained before BKD's class weights apply)")
+    def loss(student_logits, teacher_logits, labels, epoch):
+        del labels
+        return bkd_loss(student_logits, teacher_logits, class_counts, temperature=temperature, alpha=alpha,
+                        beta_cb=beta_cb, reweighted=epoch > reweight_epoch)
+    loss.takes_epoch = True
+    return loss
 
 
 def _dive_entry(*, temperature, power):

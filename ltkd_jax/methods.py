@@ -57,8 +57,9 @@ METHODS: Mapping[str, Method] = {
     "ltkd_intra_uniform": Method("logit", "Intra only, uniform (ours)",
                                  {k: v for k, v in _LTKD.items() if k != "distill.alpha"}, "as ltkd (paper Table VII)"),
     "bkd": Method("logit", "BKD", {"distill.temperature": 2.0, "distill.alpha": 1.0, "distill.beta_cb": 0.9999,
-                                   "warmup_epochs": 0},
-                  "EricZsy/BalancedKnowledgeDistillation, its CIFAR setting (class weights from epoch 0)"),
+                                   "distill.reweight_epoch": 0, "warmup_epochs": 0},
+                  "EricZsy/BalancedKnowledgeDistillation, its CIFAR setting (class weights from epoch 0; on its "
+                  "10-class data after epoch 160 of 200: distill.reweight_epoch)"),
     "dive": Method("logit", "DiVE", {"distill.temperature": 3.0, "distill.power": 0.5, "ce_weight": 0.5,
                                      "distill_weight": 0.5, "warmup_epochs": 0, "ce_loss": "balanced_softmax",
                                      "teacher_loss": "balanced_softmax"},

@@ -50,20 +50,16 @@ def batch_group_sums(probs: np.ndarray, group_ids: np.ndarray, batch_size: int, 
     return batches.sum(1)
 
 
-def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray, bins: int = 15):
-    """Per group of the true class: accuracy, mean confidence, ECE (%)."""
-    confidence, predicted = probs.max(1), probs.argmax(1)
-    correct = predicted == labels
-    rows = {}
-    for k, name in enumerate(train.group_names(int(group_ids.max()) + 1)):
-        select = group_ids[labels] == k
-        edges = np.linspace(0, 1, bins + 1)
-        which = np.clip(np.digitize(confidence[select], edges[1:-1]), 0, bins - 1)
-        ece = sum(abs(correct[select][which == b].mean() - confidence[select][which == b].mean())
-                  * np.mean(which == b) for b in range(bins) if np.any(which == b))
-        rows[name] = {"accuracy": float(100 * correct[select].mean()),
-                      "confidence": float(100 * confidence[select].mean()), "ece": float(100 * ece)}
-    return rows
+def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray):
+    """Per group of the true class: accuracy, mean confidence, ECE (%), counted as the evaluation counts
+    (train.prediction_counts, train.calibration)."""
+    counts = jax.device_get(jax.jit(train.prediction_counts, static_argnums=3)(
+        probs, labels, np.ones(len(labels), bool), len(group_ids)))
+    summary = train.calibration(counts, group_ids)
+    correct, examples = counts["correct"], counts["examples"]
+    return {name: {"accuracy": float(100 * correct[group_ids == k].sum() / examples[group_ids == k].sum()),
+                   "confidence": summary[f"confidence_{name}"], "ece": summary[f"ece_{name}"]}
+            for k, name in enumerate(train.group_names(int(group_ids.max()) + 1))}
 
 
 def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, out_dir: str = ""):

@@ -20,6 +20,7 @@ from ltkd_jax.data.longtail import shot_masks
 
 GROUP_NAMES = ("head", "medium", "tail")
 METRICS_FILE = "metrics.jsonl"  # in each run directory
+CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error (MiSLAS's number)
 
 
 def group_names(num_groups: int):
@@ -30,7 +31,10 @@ def summarize(counts: Dict[str, np.ndarray], group_ids: np.ndarray, train_counts
     """Overall, per-group, per-shot and per-class accuracy (percent) from summed eval counts.
 
     Group and shot accuracies are over the test examples of those classes (on a balanced test set this is the
-    mean of their per-class accuracies). A shot bucket with no class is left out.
+    mean of their per-class accuracies). A shot bucket with no class is left out. Test counts
+    (`step.prediction_counts`) add calibration (`calibration`) and, per group, the share of the predictions that
+    fall in its classes beside its share of the labels (`prediction_share_<group>`, `label_share_<group>`: a
+    head-biased model predicts its head more often than the head's share of the test set).
     """
     examples = np.asarray(counts["examples"], np.float64)
     correct = np.asarray(counts["correct"], np.float64)
@@ -52,9 +56,35 @@ def summarize(counts: Dict[str, np.ndarray], group_ids: np.ndarray, train_counts
     # A class without test examples has no accuracy (NaN, null in metrics.jsonl).
     summary["per_class_accuracy"] = [float(x) for x in np.where(examples > 0, 100.0 * correct / np.maximum(examples, 1),
                                                                 np.nan)]
+    if "predicted" in counts:  # test records: calibration and where the predictions fall
+        summary.update(calibration(counts, group_ids))
+        total, predicted = max(examples.sum(), 1.0), np.asarray(counts["predicted"], np.float64)
+        for k, name in enumerate(group_names(num_groups)):
+            summary[f"prediction_share_{name}"] = float(100.0 * predicted[group_ids == k].sum() / total)
+            summary[f"label_share_{name}"] = float(100.0 * examples[group_ids == k].sum() / total)
     if "agree" in counts:
         summary["teacher_agreement"] = float(100.0 * np.sum(counts["agree"]) / examples.sum())
     return summary
+
+
+def calibration(counts: Dict[str, np.ndarray], group_ids: np.ndarray) -> Dict[str, float]:
+    """Expected calibration error and mean top-1 confidence (percent), overall and over the test examples of each
+    group, from the per-class bin sums of `step.prediction_counts`: ECE = sum over bins of
+    |correct - summed confidence| / examples (each bin's |accuracy - confidence| weighted by its share)."""
+    bin_examples, bin_correct, bin_confidence = (np.asarray(counts[key], np.float64)
+                                                 for key in ("bin_examples", "bin_correct", "bin_confidence"))
+
+    def of(select):
+        n = bin_examples[select].sum()
+        if not n:
+            return float("nan"), float("nan")
+        gap = np.abs(bin_correct[select].sum(0) - bin_confidence[select].sum(0)).sum()
+        return float(100.0 * gap / n), float(100.0 * bin_confidence[select].sum() / n)
+
+    result = dict(zip(("ece", "confidence"), of(np.ones(len(group_ids), bool))))
+    for k, name in enumerate(group_names(int(np.max(group_ids)) + 1)):
+        result[f"ece_{name}"], result[f"confidence_{name}"] = of(np.asarray(group_ids) == k)
+    return result
 
 
 def jsonable(value):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ltkd_jax import losses
 from ltkd_jax.train import step as step_lib
 
 
@@ -62,14 +63,17 @@ def _member_step(stage, data, tx, steps_per_epoch):
 def _group_step(stages, data, tx, steps_per_epoch):
     """`step(stacked_state, teacher_out, batch)` of a group: one vmapped train_step over the members' stacked
     objectives, each member's loss picked by its index."""
-    member_losses = [stage.distill_loss for stage in stages]
+    member_losses = [losses.taking_epoch(stage.distill_loss) for stage in stages]  # one signature for lax.switch
     objectives = jax.tree_util.tree_map(lambda *leaves: np.asarray(leaves, np.float32),
                                         *[stage.objective for stage in stages])
 
     def member(state, objective, index, teacher_out, batch):
+        def member_loss(student_logits, teacher_logits, labels, epoch):
+            return jax.lax.switch(index, member_losses, student_logits, teacher_logits, labels, epoch)
+        member_loss.takes_epoch = True
         return step_lib.train_step(
             state, teacher_out, batch, objective, model=stages[0].model, tx=tx, steps_per_epoch=steps_per_epoch,
-            distill_loss=functools.partial(jax.lax.switch, index, member_losses), group_ids=data.group_ids,
+            distill_loss=member_loss, group_ids=data.group_ids,
             num_groups=data.num_groups, class_counts=data.train_counts)
 
     def step(state, teacher_out, batch):

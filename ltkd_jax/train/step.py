@@ -7,6 +7,7 @@ gradient) and its outputs are an argument of `train_step`, so one forward serves
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Sequence
 
 import flax
@@ -17,6 +18,7 @@ import numpy as np
 import optax
 
 from ltkd_jax import losses
+from ltkd_jax.train.metrics import CALIBRATION_BINS
 from ltkd_jax.train.state import TrainState
 
 
@@ -134,19 +136,40 @@ def train_step(state: TrainState, teacher_out, batch, objective: Objective = Obj
     return new_state, metrics
 
 
+def prediction_counts(probs, labels, mask, num_classes: int):
+    """Per-class sums over one (padded, masked) batch of predicted probabilities, which the host adds up over the
+    test set: the test examples, correct predictions and predictions of each class (C,), and per true class and
+    confidence bin (C, CALIBRATION_BINS) the examples, correct predictions and summed top-1 confidence, from which
+    metrics.calibration gives the expected calibration error of any set of classes. The evaluation and
+    tools/diagnose both count with this."""
+    mask = mask.astype(jnp.float32)
+    predictions, confidence = jnp.argmax(probs, -1), jnp.max(probs, -1)
+    one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * mask[:, None]
+    correct = (predictions == labels).astype(jnp.float32)
+    # Equal-width bins over [0, 1]: bin b holds confidences in [b/B, (b+1)/B) (confidence 1 in the last).
+    bins = jax.nn.one_hot(jnp.clip(jnp.floor(confidence * CALIBRATION_BINS).astype(jnp.int32), 0,
+                                   CALIBRATION_BINS - 1), CALIBRATION_BINS, dtype=jnp.float32)
+    by_bin = functools.partial(jnp.einsum, "nc,nb->cb", precision=jax.lax.Precision.HIGHEST)  # exact f32 sums
+    return {
+        "examples": jnp.sum(one_hot, 0),
+        "correct": jnp.sum(one_hot * correct[:, None], 0),
+        "predicted": jnp.sum(jax.nn.one_hot(predictions, num_classes, dtype=jnp.float32) * mask[:, None], 0),
+        "bin_examples": by_bin(one_hot, bins),
+        "bin_correct": by_bin(one_hot * correct[:, None], bins),
+        "bin_confidence": by_bin(one_hot * confidence[:, None], bins),
+    }
+
+
 def eval_step(variables, batch, *, model: nn.Module, num_classes: int, teacher_predictions=None):
-    """Per-class counts of one (padded, masked) batch; the host adds them up over the test set. With the
-    teacher's predictions (one forward shared by a population), also where the student agrees with them."""
+    """Per-class counts of one (padded, masked) batch (`prediction_counts`, and the summed test loss); the host
+    adds them up over the test set. With the teacher's predictions (one forward shared by a population), also
+    where the student agrees with them."""
     logits = model.apply(variables, batch["image"], train=False)
     labels, mask = batch["label"], batch["mask"]
-    predictions = jnp.argmax(logits, -1)
-    one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * mask[:, None]
     log_probs = jax.nn.log_softmax(logits, -1)
-    counts = {
-        "examples": jnp.sum(one_hot, 0),
-        "correct": jnp.sum(one_hot * (predictions == labels)[:, None], 0),
-        "loss_sum": -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0] * mask),
-    }
+    counts = prediction_counts(jnp.exp(log_probs), labels, mask, num_classes)
+    counts["loss_sum"] = -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0] * mask)
     if teacher_predictions is not None:
-        counts["agree"] = jnp.sum(one_hot * (predictions == teacher_predictions)[:, None], 0)
+        one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * mask[:, None]
+        counts["agree"] = jnp.sum(one_hot * (jnp.argmax(logits, -1) == teacher_predictions)[:, None], 0)
     return counts

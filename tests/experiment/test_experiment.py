@@ -241,6 +241,8 @@ def test_workdir_check_compares_settings_not_the_argument_string(tmp_path):
      r"distill.temperature=0.0 is invalid: it must be a finite number > 0"),
     ("kd,demo_resnet_teacher-demo_resnet_student,4", {"teacher_loss": "focal"},
      "teacher_loss 'focal' is invalid; allowed: cross_entropy, balanced_softmax"),
+    ("bkd,demo_resnet_teacher-demo_resnet_student,4", {"distill.reweight_epoch": -1},
+     "distill.reweight_epoch=-1 is invalid: it must be an integer >= 0"),
 ])
 def test_bad_configs_fail_before_reading_data(tmp_path, arg, overrides, message):
     with pytest.raises(ValueError, match=message):  # from the config file itself, or from validate

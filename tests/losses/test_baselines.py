@@ -83,7 +83,20 @@ def test_bkd_with_equal_counts_is_kd_plus_ce():
     total, _ = losses.student_objective(zs, zt, labels, distill_loss=bkd, ce_weight=1.0)
     np.testing.assert_allclose(float(total), ref_ce(zs, labels) + ref_kd(zs, zt, 2.0), rtol=1e-5)
     with pytest.raises(ValueError, match="bkd needs the training class counts"):
-        losses.get_distill_loss("bkd", temperature=2.0)(zs, zt, labels)
+        losses.get_distill_loss("bkd", temperature=2.0)(zs, zt, labels, 1)
+
+
+def test_deferred_bkd_is_kd_until_its_reweighting_epoch():
+    """The authors' schedule on their 10-class data: uniform weights (plain KD at T) up to `reweight_epoch`, the
+    class-balanced ones after; also through student_objective, which passes the 1-based epoch."""
+    zs, zt = _case(8)
+    labels = np.array([1, 4, 4, 0, 9, 3])
+    bkd = losses.get_distill_loss("bkd", class_counts=COUNTS, temperature=2.0, alpha=1.5, beta_cb=0.99,
+                                  reweight_epoch=8)
+    for epoch, expected in ((1, 1.5 * ref_kd(zs, zt, 2.0)), (8, 1.5 * ref_kd(zs, zt, 2.0)),
+                            (9, ref_bkd(zs, zt, COUNTS, 2.0, 1.5, 0.99))):
+        _, parts = losses.student_objective(zs, zt, labels, distill_loss=bkd, ce_weight=1.0, epoch=epoch)
+        np.testing.assert_allclose(float(parts["distill"]), expected, rtol=1e-5)
 
 
 def test_dive_with_power_one_and_a_uniform_prior_is_kd():

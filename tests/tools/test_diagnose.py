@@ -33,6 +33,25 @@ def test_calibration_of_a_known_predictor():
     assert rows["tail"] == pytest.approx({"accuracy": 0.0, "confidence": 60.0, "ece": 60.0})
 
 
+def test_test_records_hold_the_same_calibration_and_the_prediction_shares():
+    """The evaluation's summary of the same predictor (train.prediction_counts + summarize): ECE overall, 10 of 12
+    predictions on the head class against a third of the labels."""
+    from ltkd_jax import train  # pylint: disable=import-outside-toplevel
+    probs = np.array([[0.9, 0.05, 0.05]] * 4 + [[0.25, 0.5, 0.25]] * 2 + [[0.7, 0.2, 0.1]] * 2
+                     + [[0.6, 0.3, 0.1]] * 4)
+    labels = np.array([0] * 4 + [1] * 4 + [2] * 4)
+    mask = np.ones(14, bool)
+    mask[12:] = False  # two padding rows of the last batch count nowhere
+    counts = train.prediction_counts(np.concatenate([probs, probs[:2]]), np.concatenate([labels, [2, 2]]), mask, 3)
+    summary = train.summarize({**counts, "loss_sum": 0.0}, np.array([0, 1, 2]), np.array([100, 50, 10]))
+    assert summary["ece"] == pytest.approx(100 * (4 * 0.1 + 2 * 0.5 + 2 * 0.7 + 4 * 0.6) / 12, abs=1e-4)
+    assert summary["confidence"] == pytest.approx(100 * (4 * 0.9 + 2 * 0.5 + 2 * 0.7 + 4 * 0.6) / 12, abs=1e-4)
+    assert (summary["ece_head"], summary["ece_medium"], summary["ece_tail"]) == pytest.approx((10, 60, 60), abs=1e-4)
+    assert [summary[f"prediction_share_{g}"] for g in train.GROUP_NAMES] == pytest.approx([100 * 10 / 12,
+                                                                                          100 * 2 / 12, 0])
+    assert [summary[f"label_share_{g}"] for g in train.GROUP_NAMES] == pytest.approx([100 / 3] * 3)
+
+
 def test_errors_are_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     assert diagnose.main([f"--teacher={tmp_path / 'nowhere'}"]) == 1
     err = capsys.readouterr().err

@@ -98,6 +98,17 @@ def test_teacher_run_logs_checkpoints_and_resumes_identically(tmp_path):
     correct = probs.argmax(1) == data.test_labels
     per_class = [100 * correct[data.test_labels == c].mean() for c in range(10)]
     np.testing.assert_allclose(records[-1]["per_class_accuracy"], per_class, rtol=1e-5)
+    # Its calibration (15 equal-width bins) and prediction shares, against float64 numpy on the same probabilities.
+    confidence, groups = probs.max(1).astype(np.float64), synthetic.GROUP_IDS[data.test_labels]
+    for k, name in enumerate(train.GROUP_NAMES):
+        select = groups == k
+        bins = np.minimum((confidence[select] * 15).astype(int), 14)
+        ece = sum(abs(correct[select][bins == b].sum() - confidence[select][bins == b].sum())
+                  for b in range(15)) / select.sum()
+        assert records[-1][f"ece_{name}"] == pytest.approx(100 * ece, abs=1e-3)
+        assert records[-1][f"prediction_share_{name}"] == pytest.approx(
+            100 * np.mean(synthetic.GROUP_IDS[probs.argmax(1)] == k))
+        assert records[-1][f"label_share_{name}"] == pytest.approx(100 * np.mean(select))
 
     assert "saved step 17" in _preempted(str(tmp_path / "cut"), 17)  # mid-epoch 2
     resumed = _train_teacher(str(tmp_path / "cut"))

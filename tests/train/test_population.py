@@ -36,8 +36,9 @@ def _stages():
                log_temperature=2.0),
         _stage("ltkd_wide", model=synthetic.TinyNet(width=12),
                distill_loss=_loss("ltkd", alpha=2.0, beta=8.0, temperature=4.0), log_temperature=4.0),
-        # BKD's class counts are bound host constants, also inside the vmapped group's switch.
-        _stage("bkd", distill_loss=_loss("bkd", temperature=2.0), log_temperature=2.0),
+        # BKD's class counts are bound host constants, also inside the vmapped group's switch; its class weights
+        # start in epoch 2 (the loss reads the epoch, the others do not).
+        _stage("bkd", distill_loss=_loss("bkd", temperature=2.0, reweight_epoch=1), log_temperature=2.0),
     ]
 
 

@@ -3,7 +3,8 @@
     python -m ltkd_jax.tools.report RUNS_DIR [--table=I[,II,...]] [--out=DIR] [--epoch=last|best] [--include_unfinished]
 
 Groups the run directories under RUNS_DIR (local or gs://) over seeds by data set, γ, method, architectures, α/β
-and variant (fields that differ from the config file's default); writes `<out>/tables.md` (also printed),
+and variant (fields that differ from the config file's default): mean ± 95% confidence half-width, paired tests
+between methods that share seeds, calibration per group; writes `<out>/tables.md` (also printed),
 `results.csv` and `fig4.png` (`--out`: default `RUNS_DIR/report`). docs/scaling.md ("Sweeps") has the details.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from etils import epath
 from ltkd_jax import io
 from ltkd_jax.run_dir import pyplot, save_png
 from ltkd_jax.tools import paper_results
+from ltkd_jax.tools import report_tables
 from ltkd_jax.tools.report_tables import CSV_FIELDS, Report
 from ltkd_jax.tools.runs import collect, default_flat_config
 
@@ -29,15 +31,12 @@ EPOCH_TEXT = {
 }
 
 
-def _cell_identity(dataset, pair, gamma, method, alpha, beta):
-    """What a cell is run as: Teacher / Student rows by network, α/β only where they are not the defaults."""
+def _cell_identity(dataset, pair, gamma, method, settings):
+    """What a cell is run as: Teacher / Student rows by network, settings only where they are not the defaults."""
     teacher, student = pair.split("-")
     network = teacher if method == "teacher" else student if method == "student" else pair
-    if alpha is not None:
-        defaults = default_flat_config(dataset, f"{method},{pair},{gamma}")
-        if (float(defaults["distill.alpha"]), float(defaults["distill.beta"])) == (float(alpha), float(beta)):
-            alpha = beta = None
-    return dataset, float(gamma), method, network, alpha, beta
+    defaults = default_flat_config(dataset, f"{method},{pair},{gamma}") if settings else {}
+    return dataset, float(gamma), method, network, frozenset((f, v) for f, v in settings if defaults[f] != v)
 
 
 def _own_cells(name: str):
@@ -54,8 +53,8 @@ def tables_with_runs(report: Report) -> List[str]:
     KD / LTKD rows, Fig. 4's default point -- alone do not make a table appear)."""
     def has_runs(name):
         layout = paper_results.LAYOUTS[name]
-        return any(report.find(layout["dataset"], gamma, method, pair, variant, alpha, beta) is not None
-                   for variant in report.variants(layout) for pair, gamma, method, alpha, beta in _own_cells(name))
+        return any(report.find_cell(layout["dataset"], pair, gamma, method, settings, variant) is not None
+                   for variant in report.variants(layout) for pair, gamma, method, settings in _own_cells(name))
 
     return [name for name in paper_results.TABLE_NAMES if has_runs(name)]
 
@@ -102,8 +101,10 @@ def build(root: str, tables: Optional[Sequence[str]] = None, epoch: str = "last"
     names = list(tables) if tables else tables_with_runs(report)
     lines = [f"# LTKD results: {root}", "",
              f"Epoch: {EPOCH_TEXT[epoch]}.",
-             "T = tail-group accuracy, All = overall top-1 accuracy (%); cells are mean ± std over seeds (std with "
-             "ddof = 1; one seed shows its value alone); n = seeds per cell.",
+             "T = tail-group accuracy, All = overall top-1 accuracy (%); cells are mean ± the half-width of its 95% "
+             "confidence interval over seeds (Student t, n − 1 degrees of freedom; one seed shows its value alone); "
+             "n = seeds per cell. †: a paired t-test over the seeds a row shares with the best other row of its "
+             f"column gives p < {report_tables.SIGNIFICANCE:g} (p-values: results.csv, `<metric>_p`).",
              "**Bold**: best, <u>underline</u>: second best per column among the method rows, Teacher excluded "
              "(the paper's rule); Δ = best − second best; LTKD − best other: signed gap to the best non-LTKD "
              "method row.",

@@ -1,27 +1,53 @@
-"""The paper-format tables of `ltkd_jax.tools.report`: cells (mean ± std over seeds), the paper's ranking marks
-and Δ rows, the paper's numbers and ours − paper beside, and the CSV rows of every run group."""
+"""The paper-format tables of `ltkd_jax.tools.report`: cells (mean ± 95% confidence half-width over seeds, † where
+a paired t-test separates a row from the best other of its column), the paper's ranking marks and Δ rows, the
+paper's numbers and ours − paper beside, calibration and prediction shares per group, a grid study's table, and
+the CSV rows of every run group."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
 from ltkd_jax.methods import label as method_label
+from ltkd_jax.train import GROUP_NAMES
 from ltkd_jax.tools import paper_results
-from ltkd_jax.tools.runs import Group, GroupKey
+from ltkd_jax.tools.runs import Group, GroupKey, cell_key, paired_p
 
+CALIBRATION_METRICS = (("ECE", "ece"), *((f"ECE_{g}", f"ece_{g}") for g in GROUP_NAMES),
+                       *((f"pred_{g}", f"prediction_share_{g}") for g in GROUP_NAMES))
 METRICS = (("T", "accuracy_tail"), ("All", "accuracy"), ("head", "accuracy_head"), ("medium", "accuracy_medium"),
-           ("many", "accuracy_many"), ("medium_shot", "accuracy_medium_shot"), ("few", "accuracy_few"))
+           ("many", "accuracy_many"), ("medium_shot", "accuracy_medium_shot"), ("few", "accuracy_few"),
+           *CALIBRATION_METRICS)
 PAPER_COLUMNS = METRICS[:2]  # the paper's tables report tail (T) and overall (All) accuracy
 COLUMNS = tuple(col for col, _ in PAPER_COLUMNS)
+GRID_COLUMNS = (("head", "accuracy_head"), ("medium", "accuracy_medium"), ("T", "accuracy_tail"), ("All", "accuracy"))
 RANK_EXCLUDED = ("teacher",)
+SIGNIFICANCE = 0.05  # † where the paired test's p is below it
 CSV_FIELDS = (["dataset", "gamma", "method", "teacher", "student", "alpha", "beta", "variant", "epoch", "n", "seeds",
-               "epochs"] + [f"{name}_{s}" for name, _ in METRICS for s in ("mean", "std")]
+               "epochs"] + [f"{name}_{s}" for name, _ in METRICS for s in ("mean", "std", "ci95", "p")]
               + ["paper_T", "paper_All", "diff_T", "diff_All", "paper_source"])
 
 
-def fmt(mean: Optional[float], std: Optional[float] = None) -> str:
+def fmt(mean: Optional[float], spread: Optional[float] = None) -> str:
     if mean is None:
         return "–"
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.2f}" if spread is None else f"{mean:.2f} ± {spread:.2f}"
+
+
+def best_other_p(groups: Dict[object, Optional[Group]], metric: str,
+                 excluded: Sequence[str] = RANK_EXCLUDED) -> Dict[object, Optional[float]]:
+    """{row: p} of each row's paired t-test against the best other row (highest mean; rows `excluded` and
+    without runs left out) on the seeds they share; None where there is no such test."""
+    means = {row: g.mean(metric) for row, g in groups.items() if g is not None and row not in excluded}
+    means = {row: m for row, m in means.items() if m is not None}
+    result = {}
+    for row, group in groups.items():
+        others = {r: m for r, m in means.items() if r != row}
+        result[row] = (paired_p(group, groups[max(others, key=others.get)], metric)
+                       if group is not None and row in means and others else None)
+    return result
+
+
+def dagger(text: str, p: Optional[float]) -> str:
+    return text if p is None or p >= SIGNIFICANCE or text == "–" else f"{text} †"
 
 
 def fmt_delta(value: Optional[float], minus: Optional[float] = 0.0) -> str:
@@ -44,6 +70,15 @@ def rank(values: Dict[str, Optional[float]], excluded: Sequence[str] = RANK_EXCL
         elif len(ranked) > 1 and value == ranked[1] and ranked[1] < ranked[0]:
             marks[row] = "second"
     return marks, (ranked[0] - ranked[1] if len(ranked) > 1 else None)
+
+
+SETTING_LABELS = {"distill.temperature": "T", "distill.alpha": "α", "distill.beta": "β", "distill.power": "p",
+                  "distill.reweight_epoch": "weights after epoch"}
+
+
+def setting_text(settings) -> str:
+    """A grid point as a row label: `T 4, α 0.5`; "defaults" for none."""
+    return ", ".join(f"{SETTING_LABELS.get(field, field)} {value:g}" for field, value in settings) or "defaults"
 
 
 def mark(text: str, how: Optional[str]) -> str:
@@ -81,8 +116,9 @@ def _marks(methods, groups, values, excluded=RANK_EXCLUDED, second=True):
     return marks, deltas
 
 
-def _rows(labels, methods, groups, values, stds, marks) -> List[List[str]]:
-    return [labels[m] + [mark(fmt(values[(m, c, col)], stds.get((m, c, col))), marks.get((m, c, col)))
+def _rows(labels, methods, groups, values, spreads, marks, ps=None) -> List[List[str]]:
+    return [labels[m] + [dagger(mark(fmt(values[(m, c, col)], spreads.get((m, c, col))), marks.get((m, c, col))),
+                                (ps or {}).get((m, c, col)))
                          for c in groups for col in COLUMNS] for m in methods]
 
 
@@ -124,20 +160,34 @@ class Report:
                  and any(float(k.gamma) == float(g) for g in layout["gammas"])}
         return sorted(found, key=lambda v: (v != "", v))
 
+    def find_cell(self, dataset, pair, gamma, method, settings=(), variant="") -> Optional[Group]:
+        """The group of a table cell (`paper_results.cells`): by network and α/β as `find`, or for other
+        settings (a grid point) by the key of the config they make."""
+        alpha, beta = paper_results.alpha_beta(settings)
+        if all(field in ("distill.alpha", "distill.beta") for field, _ in settings):
+            return self.find(dataset, gamma, method, pair, variant, alpha, beta)
+        return None if variant else self.groups.get(cell_key(dataset, pair, gamma, method, settings))
+
     def _ours(self, methods, groups, find, label):
-        """(means, stds, run counts) of a block; `find(method, group)` -> Group or None."""
-        ours, stds, counts = {}, {}, {}
-        for m in methods:
-            for c in groups:
-                group = find(m, c)
+        """(means, 95% half-widths, run counts, p-values against the best other row) of a block;
+        `find(method, group)` -> Group or None."""
+        ours, cis, counts, ps = {}, {}, {}, {}
+        for c in groups:
+            found = {m: find(m, c) for m in methods}
+            for m, group in found.items():
                 counts[label(m, c)] = group.n if group else 0
-                for col, metric in PAPER_COLUMNS:
+            for col, metric in PAPER_COLUMNS:
+                column_ps = best_other_p(found, metric)
+                for m, group in found.items():
                     ours[(m, c, col)] = group.mean(metric) if group else None
-                    stds[(m, c, col)] = group.std(metric) if group else None
-        return ours, stds, counts
+                    cis[(m, c, col)] = group.ci95(metric) if group else None
+                    ps[(m, c, col)] = column_ps[m]
+        return ours, cis, counts, ps
 
     def render(self, name: str) -> List[str]:
         layout = paper_results.LAYOUTS[name]
+        if layout["kind"] == "grid":  # its points are the variants
+            return [f"## {layout['title']}", ""] + self.render_grid(layout)
         lines = []
         for variant in self.variants(layout):
             lines += [f"## {layout['title']}" + (f" — variant: {variant}" if variant else ""), ""]
@@ -159,12 +209,15 @@ class Report:
         labels = {m: [method_label(m)] for m in methods}
         lines = []
         for pair in layout["pairs"]:
-            ours, stds, counts = self._ours(
+            ours, cis, counts, ps = self._ours(
                 methods, gammas, lambda m, g: self.find(dataset, g, m, pair, variant),
                 lambda m, g: f"{method_label(m)} γ={g}")
             lines += [f"### {paper_results.PAIR_LABELS.get(pair, pair)}", ""]
-            lines += _table(header, self._main_rows(labels, methods, gammas, ours, stds))
+            lines += _table(header, self._main_rows(labels, methods, gammas, ours, cis, ps))
             lines += ["", _n_note(counts) + f"; epoch: {self.epoch}.", ""]
+            lines += self.calibration_table(
+                [(f"{method_label(m)}, γ={g}", self.find(dataset, g, m, pair, variant)) for g in gammas
+                 for m in methods])
             if name in paper_results.MAIN_TABLES:
                 paper = _paper_cells(name, methods, gammas, lambda g: (pair, g))
                 lines += [f"Paper (Table {name}):", ""]
@@ -173,9 +226,9 @@ class Report:
         return lines
 
     @staticmethod
-    def _main_rows(labels, methods, gammas, values, stds) -> List[List[str]]:
+    def _main_rows(labels, methods, gammas, values, spreads, ps=None) -> List[List[str]]:
         marks, deltas = _marks(methods, gammas, values)
-        rows = _rows(labels, methods, gammas, values, stds, marks)
+        rows = _rows(labels, methods, gammas, values, spreads, marks, ps)
         rows.append(["Δ (best − 2nd)"] + [fmt_delta(deltas[(g, col)]) for g in gammas for col in COLUMNS])
         if "ltkd" in methods:
             gaps = []
@@ -195,12 +248,12 @@ class Report:
         labels = {m: [named.get(m, method_label(m)), *paper_results.ABLATION_COMPONENTS[m]]
                   for m in methods}
         header = ["Loss", "Inter", "Intra"] + [f"{paper_results.PAIR_LABELS[p]} {c}" for p in pairs for c in COLUMNS]
-        ours, stds, counts = self._ours(methods, pairs, lambda m, p: self.find(dataset, gamma, m, p, variant),
-                                        lambda m, p: f"{labels[m][0]} {p}")
+        ours, cis, counts, ps = self._ours(methods, pairs, lambda m, p: self.find(dataset, gamma, m, p, variant),
+                                           lambda m, p: f"{labels[m][0]} {p}")
 
-        def block(values, stds):
+        def block(values, spreads, ps=None):
             marks, _ = _marks(methods, pairs, values, excluded=(), second=name != "VI")  # VI: two rows, one mark
-            rows = _rows(labels, methods, pairs, values, stds, marks)
+            rows = _rows(labels, methods, pairs, values, spreads, marks, ps)
             if name == "VI":  # the paper's Δ = Ours − Biased
                 biased, balanced = methods
                 rows.append(["Δ (Ours − Biased)", "", ""] + [fmt_delta(values[(balanced, p, col)],
@@ -208,7 +261,7 @@ class Report:
                                                            for p in pairs for col in COLUMNS])
             return _table(header, rows, 3)
 
-        lines = block(ours, stds) + ["", _n_note(counts) + f"; epoch: {self.epoch}.", ""]
+        lines = block(ours, cis, ps) + ["", _n_note(counts) + f"; epoch: {self.epoch}.", ""]
         if name in paper_results.ABLATION_TABLES:
             paper = _paper_cells(name, methods, pairs, lambda p: (p, gamma))
             lines += [f"Paper (Table {name}):", ""] + block(paper, {}) + [""]
@@ -230,7 +283,7 @@ class Report:
             rows = []
             for point, group in found.items():
                 paper = paper_results.fig4_value(*point) or (None, None)
-                cells = [mark(fmt(group.mean(metric), group.std(metric)) if group else "–", marks.get((point, col)))
+                cells = [mark(fmt(group.mean(metric), group.ci95(metric)) if group else "–", marks.get((point, col)))
                          for col, metric in PAPER_COLUMNS]
                 rows.append([f"{point[0]:g}", f"{point[1]:g}", *cells, str(group.n if group else 0),
                              fmt(paper[0]), fmt(paper[1])])
@@ -240,8 +293,60 @@ class Report:
         return lines + [f"Paper reference line: ReviewKD T {ref[0]:.2f}, All {ref[1]:.2f} (Table I). Paper values "
                         f"are those its text states (Fig. 4 itself is an image); epoch: {self.epoch}.", ""]
 
+    def grid_rows(self, layout, gamma) -> List[tuple]:
+        """[(method, settings, group or None)] of a grid table at `gamma`, in table order."""
+        pair = layout["pairs"][0]
+        return [(method, settings, self.find_cell(layout["dataset"], pair, gamma, method, settings))
+                for _, g, method, settings in paper_results.cells_of_layout(layout) if g == gamma]
+
+    def render_grid(self, layout) -> List[str]:
+        """Every point of every method's grid per γ: head / medium / tail / All as mean ± 95% half-width, ranked
+        per column, † against the best other point; then calibration and prediction shares."""
+        lines = []
+        for gamma in layout["gammas"]:
+            rows = self.grid_rows(layout, gamma)
+            found = {(m, settings): g for m, settings, g in rows}
+            header = ["Method", "setting", *(col for col, _ in GRID_COLUMNS), "n"]
+            cells = {}
+            for col, metric in GRID_COLUMNS:
+                marks, _ = rank({row: g.mean(metric) if g else None for row, g in found.items()},
+                                excluded=[row for row in found if row[0] in RANK_EXCLUDED])
+                ps = best_other_p({row: g for row, g in found.items()}, metric,
+                                  excluded=[row for row in found if row[0] in RANK_EXCLUDED])
+                for row, g in found.items():
+                    text = fmt(g.mean(metric), g.ci95(metric)) if g else "–"
+                    cells[(row, col)] = dagger(mark(text, marks.get(row)), ps[row])
+            table = [[method_label(m), setting_text(settings), *(cells[((m, settings), col)] for col, _ in GRID_COLUMNS),
+                      str(g.n if g else 0)] for m, settings, g in rows]
+            lines += [f"### γ = {gamma}", ""] + _table(header, table, 2) + [""]
+            lines += self.calibration_table([(f"{method_label(m)} {setting_text(settings)}".strip(), g)
+                                             for m, settings, g in rows])
+        return lines
+
+    @staticmethod
+    def calibration_table(rows) -> List[str]:
+        """ECE (%, 15 bins) overall and per group, and where the test predictions fall (% per group, the labels'
+        share in the header), mean over seeds, for the rows [(label, group)] that have them."""
+        rows = [(label, g) for label, g in rows if g is not None and g.mean("ece") is not None]
+        if not rows:
+            return []
+        shares = [rows[0][1].mean(f"label_share_{name}") for name in GROUP_NAMES]
+        header = ["Run", *(col.replace("_", " ") for col, _ in CALIBRATION_METRICS[:4]),
+                  *(f"predicted {name} (labels {share:.1f})" for name, share in zip(GROUP_NAMES, shares))]
+        table = [[label, *(fmt(g.mean(metric)) for _, metric in CALIBRATION_METRICS)] for label, g in rows]
+        return (["Calibration (ECE, %, 15 bins; mean over seeds) and the share of test predictions per group (%):",
+                 ""] + _table(header, table) + [""])
+
+    def comparable(self, key: GroupKey) -> Dict[GroupKey, Group]:
+        """The groups a CSV row's p-value compares `key` with: every group of its data set, γ and student network
+        (its column in any table; the teacher rows are not ranked)."""
+        return {k: g for k, g in self.groups.items()
+                if (k.dataset, float(k.gamma), k.student) == (key.dataset, float(key.gamma), key.student)
+                and k.method not in RANK_EXCLUDED}
+
     def csv_rows(self) -> List[dict]:
-        """One row per group: every metric's mean and std, and the paper's cell (default α/β or Fig. 4's)."""
+        """One row per group: every metric's mean, std, 95% half-width and paired p against the best other group
+        of its data set, γ and student, and the paper's cell (default α/β or Fig. 4's)."""
         rows = []
         for key in sorted(self.groups, key=lambda k: (k.dataset, float(k.gamma), k.teacher, k.student, k.method,
                                                        k.alpha or 0, k.beta or 0, k.variant)):
@@ -260,9 +365,12 @@ class Report:
                        n=group.n, seeds=" ".join(map(str, group.seeds)),
                        epochs=" ".join(str(r.record.get("epoch")) for r in group.runs))
             for name, metric in METRICS:
-                mean, std = group.mean(metric), group.std(metric)
+                mean, std, ci = group.mean(metric), group.std(metric), group.ci95(metric)
+                p = best_other_p(self.comparable(key), metric).get(key)  # None for a teacher row
                 row[f"{name}_mean"] = "" if mean is None else round(mean, 4)
                 row[f"{name}_std"] = "" if std is None else round(std, 4)
+                row[f"{name}_ci95"] = "" if ci is None else round(ci, 4)
+                row[f"{name}_p"] = "" if p is None else float(f"{p:.4g}")
             for i, (name, metric) in enumerate(PAPER_COLUMNS):
                 value, mean = paper[i] if paper else None, group.mean(metric)
                 row[f"paper_{name}"] = "" if value is None else value

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from etils import epath
+from scipy import stats  # jax's own dependency: Student t quantiles and tests
 
 from ltkd_jax import config as config_lib, experiment, io, recipes, train
 from ltkd_jax.data import longtail
@@ -143,6 +144,30 @@ class Group:
         values = self.values(metric)
         return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
+    def ci95(self, metric: str) -> Optional[float]:
+        """Half-width of the 95% confidence interval of the mean over seeds (Student t, n - 1 degrees of freedom)."""
+        values = self.values(metric)
+        if len(values) < 2:
+            return None
+        return float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
+
+    def by_seed(self, metric: str) -> Dict[int, float]:
+        return {int(r.config["seed"]): float(r.record[metric]) for r in self.runs if r.record.get(metric) is not None}
+
+
+def paired_p(a: Group, b: Group, metric: str) -> Optional[float]:
+    """Two-sided p-value of a paired t-test on the per-seed differences a - b of `metric` over the seeds both
+    groups have (runs of one seed share teacher, data and batches); None with fewer than 2 common seeds. A
+    difference that is the same at every seed (no spread) is certain: p = 0 (1 where it is zero)."""
+    x, y = a.by_seed(metric), b.by_seed(metric)
+    common = sorted(set(x) & set(y))
+    if len(common) < 2:
+        return None
+    differences = np.array([x[s] - y[s] for s in common])
+    if np.ptp(differences) == 0:
+        return 0.0 if differences[0] != 0 else 1.0
+    return float(stats.ttest_1samp(differences, 0.0).pvalue)
+
 
 def collect(root: str, epoch: str = "last", include_unfinished: bool = False):
     """(groups by key, notes): every run under `root` aggregated over seeds."""
@@ -173,6 +198,16 @@ def collect(root: str, epoch: str = "last", include_unfinished: bool = False):
         if len(set(group.seeds)) != len(group.seeds):
             notes.append(f"duplicate seeds {group.seeds} in {describe(group.key)}")
     return groups, notes
+
+
+def cell_key(dataset: str, pair: str, gamma, method: str, settings=()) -> GroupKey:
+    """The group a table cell's runs fall in: its config (as the sweep plans it) with the cell's settings."""
+    student = pair.split("-")[1]
+    g = longtail.gamma_text(gamma)
+    config = recipes.build_config(dataset, f"student,{student}-{student},{g}" if method == "student"
+                                  else f"{method},{pair},{g}")
+    config.update_from_flattened_dict(dict(settings))
+    return group_key(json.loads(config.to_json()))
 
 
 def describe(key: GroupKey) -> str:

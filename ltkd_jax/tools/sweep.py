@@ -4,7 +4,7 @@
         [--teacher_seeds=paired|shared] [--methods=kd,ltkd] [--gammas=20] [--pairs=vgg13-vgg8] [--device=h200|cpu2]
         [--no_populations] [--config.FIELD=VALUE ...]
 
-TABLE: I-VII, fig4, fashion_mnist (our offline study), `paper` (I-VII and fig4), or several joined by commas.
+TABLE: I-VII, fig4, fashion_mnist and fashion_mnist_study (our offline studies), `paper` (I-VII and fig4), or several joined by commas.
 Teachers are jobs of their own, listed first; the distilled students of one teacher and seed are one population
 job (`--no_populations`: one job each). docs/scaling.md ("Sweeps") has the rest.
 """
@@ -102,7 +102,7 @@ class Planner:
         if table not in existing.tables:
             existing.tables.append(table)
 
-    def add(self, table: str, dataset: str, pair: str, gamma, method: str, alpha, beta, seed: int) -> None:
+    def add(self, table: str, dataset: str, pair: str, gamma, method: str, settings, seed: int) -> None:
         """One cell's run at <runs_dir>/<data set>_gamma<γ>/<T>-<S>/<method>[_alphaA][_betaB]/seed<s> (or
         .../<S>/student/seed<s>), and its teacher job at experiment.teacher_workdir under <runs_dir>/teachers.
         Paired teacher seeds (the paper's three runs, its Teacher row averaged over them): seed s distils from
@@ -118,7 +118,7 @@ class Planner:
         # The Teacher row is the teacher job itself, planned through the pair's KD student (every student of a
         # teacher seed shares that job: experiment.teacher_config keeps nothing of the student's method).
         arg = f"{'kd' if method == 'teacher' else method},{pair},{g}"
-        hparams, spec = _hparams(dataset, arg, alpha, beta)
+        hparams, spec = _hparams(dataset, arg, settings)
         # <seed>/<member>: the directory a population of that seed's students gives each member.
         workdir = os.path.join(cell, pair, f"seed{seed}", config_lib.member_name(spec))
         teacher_seed = seed if self.teacher_seeds == "paired" else 0
@@ -139,14 +139,17 @@ class Planner:
         return sorted(self.planned.values(), key=lambda run: run.kind != "teacher")  # teachers first
 
 
-def _hparams(dataset: str, arg: str, alpha, beta) -> Tuple[List[str], str]:
-    """Fig. 4's α/β as overrides and as a population member's spec (`ltkd:distill.alpha=2.0`), only where they
-    are not the config's defaults (so its α = β = 6 point is Table I's LTKD run)."""
+def _hparams(dataset: str, arg: str, settings) -> Tuple[List[str], str]:
+    """A cell's settings (Fig. 4's α/β, a grid point) as overrides and as a population member's spec
+    (`ltkd:distill.alpha=2.0`), only where they are not the config's defaults (so Fig. 4's α = β = 6 point is
+    Table I's LTKD run)."""
     defaults, overrides, spec = default_flat_config(dataset, arg), [], arg.split(",")[0]
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if value is not None and float(defaults[f"distill.{name}"]) != float(value):
-            overrides.append(f"--config.distill.{name}={float(value)!r}")
-            spec += f":distill.{name}={float(value)!r}"
+    for field, value in settings:
+        if field not in defaults:
+            raise ValueError(f"{arg.split(',')[0]} has no config field {field} (a setting of its table)")
+        if defaults[field] != value:
+            overrides.append(f"--config.{field}={value!r}")
+            spec += f":{field}={value!r}"
     return overrides, spec
 
 
@@ -188,7 +191,7 @@ def check_selection(tables: Sequence[str], methods=None, gammas=None, pairs=None
     """A one-line ValueError where --methods / --gammas / --pairs name a value no table of `tables` has, or
     together select no cell."""
     entries = [(method, float(gamma), pair) for table in tables
-               for pair, gamma, method, _, _ in paper_results.cells(table)]
+               for pair, gamma, method, _ in paper_results.cells(table)]
     names = ",".join(tables)
     for flag, given, allowed, show in (
             ("--methods", methods, [m for m, _, _ in entries], str),
@@ -212,12 +215,12 @@ def build_plan(tables: Sequence[str], *, runs_dir: str = "runs", seeds: Sequence
     planner = Planner(runs_dir, teacher_seeds, extra_overrides)
     for table in tables:
         dataset = paper_results.LAYOUTS[table]["dataset"]
-        for pair, gamma, method, alpha, beta in paper_results.cells(table):
+        for pair, gamma, method, settings in paper_results.cells(table):
             if not selected(method, gamma, pair, methods, gammas, pairs):
                 continue
             # The paper's Teacher row averages one teacher per seed; shared: teacher seed 0 for every student.
             for seed in [0] if method == "teacher" and teacher_seeds == "shared" else seeds:
-                planner.add(table, dataset, pair, gamma, method, alpha, beta, seed)
+                planner.add(table, dataset, pair, gamma, method, settings, seed)
     return populations(planner.runs()) if grouped else planner.runs()
 
 
@@ -256,11 +259,13 @@ def tpu_lines(runs: Sequence[Run]) -> List[str]:
 
 
 def run_local(runs: Sequence[Run], finished: Set[str]) -> int:
-    """Run the runs one after another, skipping the `finished` workdirs and the students of failed teachers."""
+    """Run the runs one after another, skipping those whose workdirs are `finished` (a population: its members';
+    two populations of one seed, with different teachers, share a directory) and the students of failed
+    teachers."""
     failed = set()
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}]"
-        if run.workdir in finished:
+        if all(r.workdir in finished for r in (run.members or (run,))):
             print(f"# {head} finished, skipped: {run.workdir}", flush=True)
             continue
         if run.teacher_workdir in failed:
@@ -347,7 +352,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finished = {r.workdir for run in runs for r in (run.members or (run,)) if is_finished(r)}  # reads each once
-    finished |= {run.workdir for run in runs if run.members and all(m.workdir in finished for m in run.members)}
     summary = ["# " + line for line in cost.summary_lines(runs, args.tables, args, finished)]
     if args.sweep_file:
         with open(args.sweep_file, "w") as f:

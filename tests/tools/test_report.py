@@ -82,11 +82,14 @@ def test_main_table_cells_ranking_and_delta(table_one):
     assert "Epoch: last" in text
     ours = table_rows(text, "### ResNet32×4 – ResNet8×4", 0)
     # columns: γ=10 T, γ=10 All, γ=20 T, γ=20 All, γ=100 T, γ=100 All
-    assert ours["Teacher"][2:4] == ["62.00 ± 2.00", "70.00 ± 0.00"]  # best numbers, but the Teacher is not ranked
+    # mean ± t(0.975, n - 1) std / sqrt(n): t = 4.303 for 3 seeds, 12.706 for 2 (a t table's values).
+    assert ours["Teacher"][2:4] == ["62.00 ± 4.97", "70.00 ± 0.00"]  # best numbers, but the Teacher is not ranked
     assert ours["Student"][2:4] == ["30.00", "50.00"]  # one seed: the mean alone
-    assert ours["KD"][2:4] == ["42.00 ± 2.00", "55.00 ± 0.00"]
-    assert ours["DKD"][2:4] == ["<u>45.00 ± 1.41</u>", "<u>58.00 ± 0.00</u>"]
-    assert ours["LTKD"][2:4] == ["**51.00 ± 1.00**", "**61.00 ± 1.00**"]
+    # KD against LTKD, paired over seeds 0-2: differences -10, -9, -8 (T) and -5, -6, -7 (All): p < 0.05.
+    assert ours["KD"][2:4] == ["42.00 ± 4.97 †", "55.00 ± 0.00 †"]
+    # DKD against LTKD over seeds 0, 1: differences -6, -5 (t = -11, p = 0.058) and -2, -3 (p = 0.13): no mark.
+    assert ours["DKD"][2:4] == ["<u>45.00 ± 12.71</u>", "<u>58.00 ± 0.00</u>"]
+    assert ours["LTKD"][2:4] == ["**51.00 ± 2.48**", "**61.00 ± 2.48**"]
     assert ours["FitNet"][2:4] == ["–", "–"] and ours["KD"][0] == "–"
     assert ours["Δ (best − 2nd)"][2:4] == ["+6.00", "+3.00"]
     assert ours["LTKD − best other"][2:4] == ["+6.00", "+3.00"]
@@ -100,6 +103,8 @@ def test_main_table_cells_ranking_and_delta(table_one):
     by_method = {r["method"]: r for r in rows}
     ltkd = by_method["ltkd"]
     assert (ltkd["n"], ltkd["T_mean"], ltkd["T_std"], ltkd["All_mean"]) == (3, 51.0, 1.0, 61.0)
+    assert ltkd["T_ci95"] == pytest.approx(4.303 / 3 ** 0.5, abs=1e-3) and ltkd["T_p"] == pytest.approx(0.0577, abs=1e-3)
+    assert by_method["kd"]["T_p"] < 0.05 and by_method["student"]["T_p"] == ""  # one seed: no test
     assert (ltkd["paper_T"], ltkd["paper_All"], ltkd["diff_T"], ltkd["paper_source"]) == (49.70, 62.54, 1.3, "I")
     assert by_method["student"]["T_std"] == "" and by_method["student"]["student"] == "resnet8x4"
     assert by_method["teacher"]["paper_T"] == 39.19 and by_method["teacher"]["student"] == ""
@@ -189,8 +194,9 @@ def test_ablation_tables(tmp_path):
     text, _, _ = report.build(root)  # tables chosen automatically: only VI has runs
     assert "## Table VI" in text and "## Table VII" not in text and "## Table I:" not in text
     ours = table_rows(text, "## Table VI: inter-group distillation only, biased vs balanced (CIFAR-100-LT, γ = 20)")
-    assert ours["Biased"][:4] == ["✓", "✗", "30.00 ± 0.00", "**50.50 ± 0.71**"]
-    assert ours["Ours"][:4] == ["✓", "✗", "**33.00 ± 0.00**", "49.50 ± 0.71"]
+    # The rows differ by the same amount at both seeds (T: 3, All: 1): certain, p = 0, both marked.
+    assert ours["Biased"][:4] == ["✓", "✗", "30.00 ± 0.00 †", "**50.50 ± 6.35** †"]
+    assert ours["Ours"][:4] == ["✓", "✗", "**33.00 ± 0.00** †", "49.50 ± 6.35 †"]
     assert ours["Δ (Ours − Biased)"][2:4] == ["+3.00", "-1.00"]
     paper = table_rows(text, "## Table VI: inter-group distillation only, biased vs balanced (CIFAR-100-LT, γ = 20)", 1)
     assert paper["Δ (Ours − Biased)"][2:] == ["+2.21", "+0.78", "+0.67", "-0.01", "+1.71", "+0.40", "+0.55", "+0.01",
@@ -209,7 +215,7 @@ def test_fig4_sweep(tmp_path):
     text = open(os.path.join(out, "tables.md")).read()
     assert "## Fig. 4" in text and "## Table I:" not in text  # the α/β runs make the sweep appear, not Table I
     alpha_line = table_rows(text, "### β = 1, α varied")
-    assert alpha_line["2"] == ["1", "**47.50 ± 0.71**", "**62.00 ± 1.41**", "2", "48.04", "–"]
+    assert alpha_line["2"] == ["1", "**47.50 ± 6.35**", "**62.00 ± 12.71**", "2", "48.04", "–"]
     assert alpha_line["4"][1:4] == ["–", "–", "0"]
     beta_line = {row[1]: row[1:] for row in table_rows(text, "### α = 6, β varied", raw=True)}  # keyed by β
     assert beta_line["6"] == ["6", "**49.00**", "**62.00**", "1", "49.70", "62.54"]
@@ -304,7 +310,73 @@ def test_the_beyond_table_sets_the_long_tail_baselines_beside_ltkd(tmp_path):
             make_run(root, "cifar100", f"{method},{PAIR},20", seed, finished(overall + seed, tail + seed))
     text, _, _ = report.build(root, ["beyond"])
     rows = table_rows(text, "### ResNet32×4 – ResNet8×4")
-    assert rows["BKD"][2:4] == ["45.50 ± 0.71", "56.50 ± 0.71"]  # γ = 20: T, All
-    assert rows["DiVE"][2] == "47.50 ± 0.71" and rows["LTKD + LS"][2] == "**52.50 ± 0.71**"
+    assert rows["BKD"][2:4] == ["45.50 ± 6.35 †", "56.50 ± 6.35 †"]  # γ = 20: T, All; constant gaps: p = 0
+    assert rows["DiVE"][2] == "47.50 ± 6.35 †" and rows["LTKD + LS"][2] == "**52.50 ± 6.35** †"
     assert rows["LTKD − best other"][2:4] == ["-1.00", "+1.00"]  # LTKD + LS is the best other in both
     assert "Paper (Table" not in text  # no published numbers for these
+
+
+def _group(values_by_seed):
+    runs = [runs_lib.RunResult(f"run{seed}", {"seed": seed}, {"accuracy": value}, True, 1)
+            for seed, value in values_by_seed.items()]
+    return runs_lib.Group(None, runs)
+
+
+def test_confidence_half_width_and_paired_tests_on_known_answers():
+    base = {0: 61.2, 1: 58.9, 2: 63.4, 3: 60.1, 4: 59.5}
+    plain = _group(base)
+    # 95% half-width of [1, 2, 3]: t(0.975, 2) = 4.303 times 1 / sqrt(3).
+    assert _group({0: 1.0, 1: 2.0, 2: 3.0}).ci95("accuracy") == pytest.approx(4.303 / 3 ** 0.5, abs=1e-3)
+    assert _group({0: 1.0}).ci95("accuracy") is None
+    # A constant offset over the seeds is significant, however small and whatever the seeds' own spread ...
+    assert runs_lib.paired_p(_group({s: v + 0.3 for s, v in base.items()}), plain, "accuracy") == 0.0
+    # ... a nearly constant one too; differences that are noise around zero are not.
+    offset = [0.31, 0.29, 0.30, 0.32, 0.28]
+    assert runs_lib.paired_p(_group({s: v + d for (s, v), d in zip(base.items(), offset)}), plain,
+                             "accuracy") < 1e-5
+    noise = [1.0, -1.0, 2.0, -2.0, 0.0]
+    assert runs_lib.paired_p(_group({s: v + d for (s, v), d in zip(base.items(), noise)}), plain,
+                             "accuracy") == pytest.approx(1.0)
+    # Differences 1, 2, 3: t = 2 / (1 / sqrt(3)) = 3.464 on 2 degrees of freedom, two-sided p = 0.0742.
+    assert runs_lib.paired_p(_group({s: v + s + 1 for s, v in base.items() if s < 3}), plain,
+                             "accuracy") == pytest.approx(0.0742, abs=1e-4)
+    # Only the seeds both have are paired; fewer than two: no test.
+    assert runs_lib.paired_p(_group({0: 1.0, 7: 2.0}), plain, "accuracy") is None
+
+
+def test_the_study_grid_lists_every_point_with_calibration(tmp_path):
+    """Every grid point of fashion_mnist_study is its own row (none picked), found by the config its settings make;
+    the calibration table shows the test records' ECE and prediction shares."""
+    root = str(tmp_path / "runs")
+    pair = "demo_resnet_teacher-demo_resnet_student"
+    calibration = {"ece": 5.0, "ece_head": 2.0, "ece_medium": 4.0, "ece_tail": 9.0, "prediction_share_head": 50.0,
+                   "prediction_share_medium": 30.0, "prediction_share_tail": 20.0, "label_share_head": 40.0,
+                   "label_share_medium": 30.0, "label_share_tail": 30.0}
+    for seed in (0, 1, 2):
+        path = make_run(root, "fashion_mnist", f"ltkd,{pair},100", seed, finished(80 + seed, 70 + seed, 10),
+                        fields={"distill.alpha": 4.0, "distill.beta": 4.0})
+        make_run(root, "fashion_mnist", f"bkd,{pair},100", seed, finished(78 + seed, 60 + seed, 10),
+                 fields={"distill.temperature": 4.0, "distill.alpha": 0.5})
+        with open(os.path.join(path, "metrics.jsonl"), "a") as f:  # a later epoch with calibration
+            f.write(json.dumps({"step": 110, "epoch": 11, "split": "test", "accuracy": 80.0 + seed,
+                                "accuracy_tail": 70.0 + seed, **calibration}) + "\n")
+    text, rows, _ = report.build(root)
+    assert "## Fashion-MNIST-LT, a fair study" in text
+    grid = table_rows(text, "### γ = 100", raw=True)
+    labels = [(row[0], row[1]) for row in grid]
+    expected = [("Teacher", "defaults"), ("Student", "defaults"), ("KD", "defaults"), ("KD", "T 2"),
+                ("DKD", "defaults"), ("DKD", "β 2"), *(("LTKD", f"α {w}, β {w}") for w in (1, 2, 4, 6)),
+                *(("BKD", f"T {t}, α {w}") for t in (2, 4) for w in (0.5, 1, 2)), ("BKD", "weights after epoch 8"),
+                *(("DiVE", f"T {t}, p {p}") for t in (3, 6) for p in (0.5, 1))]
+    assert labels == expected
+    ltkd = next(row for row in grid if row[:2] == ["LTKD", "α 4, β 4"])
+    bkd = next(row for row in grid if row[:2] == ["BKD", "T 4, α 0.5"])
+    assert ltkd[4:] == ["**71.00 ± 2.48** †", "**81.00 ± 2.48** †", "3"]  # T 10 above BKD's at every seed
+    assert bkd[4:] == ["<u>61.00 ± 2.48</u> †", "<u>79.00 ± 2.48</u> †", "3"]
+    assert grid[0][2:] == ["–"] * 4 + ["0"]
+    calibration_rows = table_rows(text, "### γ = 100", 1)
+    assert calibration_rows["LTKD α 4, β 4"] == ["5.00", "2.00", "4.00", "9.00", "50.00", "30.00", "20.00"]
+    assert "BKD T 4, α 0.5" not in calibration_rows  # its records have no calibration
+    assert "predicted head (labels 40.0)" in text
+    by_point = {(r["method"], r["variant"]): r for r in rows}
+    assert by_point[("ltkd", "")]["ECE_tail_mean"] == 9.0 and by_point[("ltkd", "")]["pred_head_mean"] == 50.0

@@ -424,7 +424,7 @@ def test_teacher_job_trains_the_teacher_its_student_then_reuses(sweep, tmp_path)
 
 
 @pytest.mark.parametrize("table, args", [("fashion_mnist", ()), ("fig4", ("--seeds=0",)), ("VII", ("--seeds=1",)),
-                                         ("fashion_mnist_beyond", ("--seeds=0",)), ("I", ("--seeds=2",)),
+                                         ("fashion_mnist_beyond", ("--seeds=0",)), ("fashion_mnist_study", ("--seeds=0",)), ("I", ("--seeds=2",)),
                                          ("IV", ("--seeds=0",)), ("V", ("--seeds=1",))])
 def test_populations_train_exactly_the_solo_runs(sweep, capsys, table, args):
     """Grouped, the plan trains the same configs in the same directories as one job per run: each population
@@ -450,10 +450,69 @@ def test_populations_train_exactly_the_solo_runs(sweep, capsys, table, args):
     for workdir, config in planned.items():
         assert experiment.config_differences(config, trained[workdir]) == [], workdir
     seeds = [int(seed) for seed in args[0][len("--seeds="):].split(",")] if args else SEEDS
-    distilled = {(r[2], r[3], r[4]) for r in expected_runs(table)
-                 if r[0] == "student" and r[1] != "student" and r[4] in seeds}
-    assert populations == len(distilled)  # one per (pair, γ, seed)
+    if table == "fashion_mnist_study":  # per γ and seed: the grid's population, and DiVE's with its own teacher
+        assert populations == 2 * 2 * len(seeds)
+    else:
+        distilled = {(r[2], r[3], r[4]) for r in expected_runs(table)
+                     if r[0] == "student" and r[1] != "student" and r[4] in seeds}
+        assert populations == len(distilled)  # one per (pair, γ, seed)
     summary = next(c for c in comments if "as populations:" in c)
     assert f"as populations: {len(commands)} jobs ({populations} populations of " in summary
     hours = [float(c.split(" h")[0].split()[-1]) for c in comments if "estimated device time:" in c or "as pop" in c]
     assert hours[1] <= hours[0] and len(commands) < len(solo_commands)  # the teacher's forward pass is shared
+
+
+def test_the_study_grid_is_every_point_of_every_method(sweep, capsys):
+    """fashion_mnist_study: per γ and seed, the CE student, and every grid point (written out here) as a member of
+    its teacher's population (DiVE's own balanced-softmax teacher: a population of its own)."""
+    def points(method, **axes):
+        keys = list(axes)
+        found = [{}]
+        for key in keys:
+            found = [dict(point, **{key: value}) for point in found for value in axes[key]]
+        return [(method, point) for point in found]
+
+    expected = (points("kd", temperature=[4.0, 2.0]) + points("dkd", alpha=[1.0], beta=[8.0, 2.0])
+                + [("ltkd", {"alpha": w, "beta": w, "temperature": 4.0}) for w in (1.0, 2.0, 4.0, 6.0)]
+                + points("bkd", temperature=[2.0, 4.0], alpha=[0.5, 1.0, 2.0], reweight_epoch=[0])
+                + points("bkd", temperature=[2.0], alpha=[1.0], reweight_epoch=[8])
+                + points("dive", temperature=[3.0, 6.0], power=[0.5, 1.0]))
+    commands, _ = dry_run(sweep, capsys, "fashion_mnist_study", "--seeds=0,1", "--teacher_seeds=shared",
+                          grouped=True)
+    found, students = {}, set()
+    for command in commands:
+        config, _ = parse_with_flags(shlex.split(command)[3:])
+        if config.method == "student":
+            students.add((config.dataset.imbalance_factor, config.seed))
+        for _, member in recipes.population_members(config) if config.population else ():
+            distill = member.distill.to_dict()
+            fields = next(point for method, point in expected if method == member.method)  # the method's axes
+            found.setdefault((config.dataset.imbalance_factor, config.seed), []).append(
+                (member.method, {key: distill[key] for key in fields}))
+    cells = {(g, s) for g in (10.0, 100.0) for s in (0, 1)}
+    assert students == cells and set(found) == cells
+    for members in found.values():
+        assert sorted(map(repr, members)) == sorted(map(repr, expected))
+
+
+def test_two_populations_of_one_directory_are_finished_each_by_its_members(sweep, capsys, monkeypatch, tmp_path):
+    """The study's grid population and DiVE's share <seed>/ (members in their own subdirectories): DiVE's finished
+    members skip only DiVE's job."""
+    plan = sweep.build_plan(["fashion_mnist_study"], runs_dir=str(tmp_path), seeds=[0], gammas=[100],
+                            teacher_seeds="shared")
+    grid, dive = [run for run in plan if run.members]
+    assert grid.workdir == dive.workdir and {m.config.method for m in dive.members} == {"dive"}
+    for member in dive.members:
+        os.makedirs(member.workdir)
+        with open(os.path.join(member.workdir, "config.json"), "w") as f:
+            f.write(member.config.to_json())
+        with open(os.path.join(member.workdir, "metrics.jsonl"), "w") as f:
+            f.write(json.dumps({"epoch": member.config.num_epochs, "split": "test", "accuracy": 80.0}) + "\n")
+    finished = {m.workdir for run in plan for m in (run.members or (run,)) if sweep.is_finished(m)}
+    calls = []
+    monkeypatch.setattr(sweep.subprocess, "call", lambda command, cwd: calls.append(command) or 0)
+    assert sweep.run_local(plan, finished) == 0
+    launched = [next(a for a in command if a.startswith("--config.population=")) for command in calls
+                if any(a.startswith("--config.population=") for a in command)]
+    assert len(launched) == 1 and "bkd" in launched[0] and "dive" not in launched[0]
+    assert "finished, skipped" in capsys.readouterr().out

@@ -6,6 +6,7 @@ end up in one markdown table."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -13,6 +14,9 @@ import jax
 from absl import logging
 
 from ltkd_jax import experiment, io, recipes, run_dir, train
+from ltkd_jax.data.info import CLASS_GROUPS_FILE
+from ltkd_jax.methods import label
+from ltkd_jax.tools import report_plots
 
 PAIR = "demo_resnet_teacher-demo_resnet_student"
 IMBALANCE_FACTOR = 100
@@ -58,12 +62,33 @@ def run_demo(workdir: str, data_dir: str = "", methods=METHODS, **config_overrid
         rows.insert(0, ("teacher", run_dir.final_and_best(teacher_records)[0]))
     table = results_table(rows)
     if jax.process_index() == 0:
+        figures = _figures(workdir, rows, os.path.join(workdir, methods[0]))
         with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(table + "\n")
-        print(f"\nFashion-MNIST-LT (γ = {IMBALANCE_FACTOR}), last-epoch test accuracy (%), "
+            f.write(f"{ONE_SEED}\n\n{table}\n" + "".join(f"\n![{name}]({name})\n" for name in figures))
+        print(f"\nFashion-MNIST-LT (γ = {IMBALANCE_FACTOR}), last-epoch test accuracy (%), {ONE_SEED}; "
               f"runs in {os.path.abspath(workdir)}:\n")
         print(table)
+        if figures:
+            print(f"\nfigures: {', '.join(os.path.join(workdir, name) for name in figures)}")
     return table
+
+
+ONE_SEED = "one seed (student seed 0, one teacher): docs/results_fashion_mnist_lt.md has 5 seeds with intervals"
+
+
+def _figures(workdir: str, rows, member_dir: str):
+    """The methods side by side per group, and per class, as the report draws them (one seed: no bars)."""
+    try:
+        info = json.loads(open(os.path.join(member_dir, CLASS_GROUPS_FILE)).read())
+    except (OSError, ValueError):
+        return []
+    series = [(label(method), [record]) for method, record in rows]
+    title = f"Fashion-MNIST-LT, γ = {IMBALANCE_FACTOR}, demo pair"
+    written = [report_plots.plot_groups(series, int(info["num_groups"]), os.path.join(workdir, "results_groups.png"),
+                                        title),
+               report_plots.plot_per_class([s for s in series if s[0] != label("teacher")], info,
+                                           os.path.join(workdir, "results_per_class.png"), title)]
+    return [os.path.basename(path) for path in written if path]
 
 
 def main(argv=None) -> int:

@@ -1,16 +1,18 @@
-"""Aggregate run directories into the paper's tables: mean ± std over seeds, the paper's numbers beside.
+"""Aggregate run directories into the paper's tables: mean ± 95% CI over seeds, the paper's numbers beside.
 
     python -m ltkd_jax.tools.report RUNS_DIR [--table=I[,II,...]] [--out=DIR] [--epoch=last|best] [--include_unfinished]
 
 Groups the run directories under RUNS_DIR (local or gs://) over seeds by data set, γ, method, architectures, α/β
 and variant (fields that differ from the config file's default): mean ± 95% confidence half-width, paired tests
 between methods that share seeds, calibration per group; writes `<out>/tables.md` (also printed),
-`results.csv` and `fig4.png` (`--out`: default `RUNS_DIR/report`). docs/scaling.md ("Sweeps") has the details.
+`results.csv`, `fig4.png` and the comparison figures (methods per group and per class; a grid's every point)
+(`--out`: default `RUNS_DIR/report`). docs/scaling.md ("Sweeps") has the details.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 from io import StringIO
 import sys
 from typing import List, Optional, Sequence
@@ -18,10 +20,13 @@ from typing import List, Optional, Sequence
 from etils import epath
 
 from ltkd_jax import io
+from ltkd_jax.data.info import CLASS_GROUPS_FILE
+from ltkd_jax.methods import label as method_label
 from ltkd_jax.run_dir import pyplot, save_png
 from ltkd_jax.tools import paper_results
+from ltkd_jax.tools.report_plots import plot_grid, plot_groups, plot_per_class
 from ltkd_jax.tools import report_tables
-from ltkd_jax.tools.report_tables import CSV_FIELDS, Report
+from ltkd_jax.tools.report_tables import CSV_FIELDS, Report, setting_text
 from ltkd_jax.tools.runs import collect, default_flat_config
 
 EPOCH_TEXT = {
@@ -93,6 +98,54 @@ def plot_fig4(report: Report, path: str) -> Optional[str]:
     return path
 
 
+def _class_info(groups) -> Optional[dict]:
+    """Training counts, groups and class names of the data set the runs of `groups` trained on (its
+    class_groups.json), or None where no run has one."""
+    for group in groups:
+        for run in group.runs if group else ():
+            try:
+                return json.loads((epath.Path(run.path) / CLASS_GROUPS_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+    return None
+
+
+def draw_figures(report: Report, names: Sequence[str], out) -> List[str]:
+    """The comparison figures of the main and grid tables (their runs without a variant), per pair and γ: methods
+    side by side per group with 95% confidence bars, and per class; a grid's every point per method. Returns the
+    file names written under `out`."""
+    written = []
+
+    def keep(path):
+        if path:
+            written.append(epath.Path(path).name)
+
+    for name in names:
+        layout = paper_results.LAYOUTS[name]
+        dataset = layout["dataset"]
+        for pair in layout["pairs"] if layout["kind"] in ("main", "grid") else ():
+            for gamma in layout["gammas"]:
+                stem = f"{name}_{pair}_gamma{gamma}"
+                title = f"{dataset}-LT, γ = {gamma}, {paper_results.PAIR_LABELS.get(pair, pair)}"
+                if layout["kind"] == "grid":
+                    rows = report.grid_rows(layout, gamma)
+                    keep(plot_grid([(method_label(m), setting_text(settings), [r.record for r in g.runs] if g else [])
+                                    for m, settings, g in rows], 3, out / f"{stem}_grid.png", title))
+                    # Side by side: each method at its config's defaults (no point picked on the test set).
+                    found = [(m, g) for m, _, g in rows if g is not None and g.key.default_hp and not g.key.variant]
+                else:
+                    found = [(m, report.find(dataset, gamma, m, pair, "")) for m in layout["methods"]]
+                found = [(method_label(m), g) for m, g in found if g is not None]
+                info = _class_info([g for _, g in found])
+                if not found or info is None:
+                    continue
+                series = [(label, [r.record for r in g.runs]) for label, g in found]
+                keep(plot_groups(series, int(info["num_groups"]), out / f"{stem}_groups.png", title))
+                keep(plot_per_class([s for s in series if s[0] != method_label("teacher")], info,
+                                    out / f"{stem}_per_class.png", title))
+    return written
+
+
 def build(root: str, tables: Optional[Sequence[str]] = None, epoch: str = "last",
           include_unfinished: bool = False):
     """(markdown text, csv rows, report) for the runs under `root`."""
@@ -140,11 +193,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"{where} {what}, not a directory; give a directory (created if missing)")
     text, rows, report = build(args.runs_dir, tables, args.epoch, args.include_unfinished)
     out.mkdir(parents=True, exist_ok=True)
+    plot = plot_fig4(report, out / "fig4.png")
+    figures = draw_figures(report, tables or tables_with_runs(report), out)
+    if figures:
+        text += "\n## Figures\n\n" + "\n\n".join(f"![{name}]({name})" for name in figures) + "\n"
     io.write_file(out / "tables.md", text)
     write_csv(rows, out / "results.csv")
-    plot = plot_fig4(report, out / "fig4.png")
     sys.stdout.write(text)
-    sys.stdout.write(f"\nwrote {out / 'tables.md'}, {out / 'results.csv'}" + (f", {plot}" if plot else "") + "\n")
+    sys.stdout.write(f"\nwrote {out / 'tables.md'}, {out / 'results.csv'}" + (f", {plot}" if plot else "")
+                     + (f" and {len(figures)} figures" if figures else "") + "\n")
     return 0
 
 

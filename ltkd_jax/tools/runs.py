@@ -145,14 +145,18 @@ class Group:
         return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
     def ci95(self, metric: str) -> Optional[float]:
-        """Half-width of the 95% confidence interval of the mean over seeds (Student t, n - 1 degrees of freedom)."""
-        values = self.values(metric)
-        if len(values) < 2:
-            return None
-        return float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
+        return ci95(self.values(metric))
 
     def by_seed(self, metric: str) -> Dict[int, float]:
         return {int(r.config["seed"]): float(r.record[metric]) for r in self.runs if r.record.get(metric) is not None}
+
+
+def ci95(values) -> Optional[float]:
+    """Half-width of the 95% confidence interval of the mean of `values` (Student t, n - 1 degrees of freedom);
+    None for fewer than 2."""
+    if len(values) < 2:
+        return None
+    return float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def paired_p(a: Group, b: Group, metric: str) -> Optional[float]:

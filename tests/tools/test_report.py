@@ -378,5 +378,33 @@ def test_the_study_grid_lists_every_point_with_calibration(tmp_path):
     assert calibration_rows["LTKD α 4, β 4"] == ["5.00", "2.00", "4.00", "9.00", "50.00", "30.00", "20.00"]
     assert "BKD T 4, α 0.5" not in calibration_rows  # its records have no calibration
     assert "predicted head (labels 40.0)" in text
-    by_point = {(r["method"], r["variant"]): r for r in rows}
-    assert by_point[("ltkd", "")]["ECE_tail_mean"] == 9.0 and by_point[("ltkd", "")]["pred_head_mean"] == 50.0
+    by_point = {(r["method"], r["variant"], r["alpha"]): r for r in rows}
+    assert by_point[("ltkd", "", 4.0)]["ECE_tail_mean"] == 9.0 and by_point[("ltkd", "", 4.0)]["pred_head_mean"] == 50.0
+
+    # The figures: every grid point per method; the methods at their defaults per group and per class.
+    info = {"num_groups": 3, "group_ids": [0, 1, 2], "class_names": ["a", "b", "c"], "train_counts": [100, 30, 5]}
+    for seed in (0, 1):
+        path = make_run(root, "fashion_mnist", f"ltkd,{pair},100", seed, finished(82, 75, 10))  # α = β = 1
+        with open(os.path.join(path, "class_groups.json"), "w") as f:
+            json.dump(info, f)
+    out = tmp_path / "out"
+    assert report.main([root, f"--out={out}"]) == 0
+    stem = f"fashion_mnist_study_{pair}_gamma100"
+    figures = [f"{stem}_grid.png", f"{stem}_groups.png", f"{stem}_per_class.png"]
+    assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
+    assert all(f"![{name}]({name})" in (out / "tables.md").read_text() for name in figures)
+    assert not (out / f"fashion_mnist_study_{pair}_gamma10_groups.png").exists()  # no run at γ = 10
+
+
+def test_the_demo_draws_its_methods_side_by_side(tmp_path):
+    from ltkd_jax.tools import demo  # pylint: disable=import-outside-toplevel
+    member = tmp_path / "student"
+    member.mkdir()
+    (member / "class_groups.json").write_text(json.dumps(
+        {"num_groups": 3, "group_ids": [0, 1, 2], "class_names": ["a", "b", "c"], "train_counts": [50, 9, 2]}))
+    record = {"accuracy": 70.0, "accuracy_head": 90.0, "accuracy_medium": 60.0, "accuracy_tail": 40.0,
+              "per_class_accuracy": [90.0, 60.0, None]}
+    names = demo._figures(str(tmp_path), [("teacher", record), ("student", record), ("ltkd", record)], str(member))
+    assert names == ["results_groups.png", "results_per_class.png"]
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in names)
+    assert demo._figures(str(tmp_path), [("student", record)], str(tmp_path / "nowhere")) == []

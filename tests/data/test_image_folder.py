@@ -2,6 +2,7 @@
 long tail of our own (not the exponential profile) train end to end through the folder path (teacher, then a
 population), and the three commands of the README (train, export, predict) work on it; each mistake in a folder
 is one line naming it, with nothing written."""
+import gzip
 import json
 import os
 
@@ -37,16 +38,24 @@ def write_folder(root, images, labels, counts, split):
     return chosen
 
 
+def read_idx(split):
+    """Debian's Fashion-MNIST split as (uint8 images (N, 28, 28, 1), labels), read from its IDX files here (the
+    format: a big-endian header, then the bytes), independently of the package's tfds path."""
+    def payload(name, header_bytes):
+        with gzip.open(os.path.join(fm.DEBIAN_DIR, f"{split}-{name}-idx{1 if name == 'labels' else 3}-ubyte.gz")) as f:
+            return np.frombuffer(f.read()[header_bytes:], np.uint8)
+    labels = payload("labels", 8)
+    return payload("images", 16).reshape(len(labels), 28, 28, 1), labels
+
+
 @pytest.fixture(scope="module")
 def fashion_folder(tmp_path_factory):
-    """(folder, the Debian arrays' train and test indices written): Fashion-MNIST prepared from Debian's files."""
+    """(folder, the Debian arrays, train and test indices written, work dir): PNG files of Debian's images."""
     if not HAVE_DEBIAN:
         pytest.skip(f"{fm.DEBIAN_DIR} missing: apt-get install {fm.APT_PACKAGE}")
-    from ltkd_jax.data import prepare  # pylint: disable=import-outside-toplevel
     tmp = tmp_path_factory.mktemp("folder")
-    data_dir = prepare.prepare("fashion_mnist", data_dir=str(tmp / "tfds"), network_check=lambda host, port: False)
     root = str(tmp / "clothes")
-    arrays = {split: data.load_arrays("fashion_mnist", split, data_dir) for split in ("train", "test")}
+    arrays = {"train": read_idx("train"), "test": read_idx("t10k")}
     train = write_folder(root, *arrays["train"], TRAIN_COUNTS, "train")
     test = write_folder(root, *arrays["test"], [TEST_PER_CLASS] * 10, "test")
     return root, arrays, train, test, str(tmp)

@@ -80,6 +80,16 @@ def write_report(workdir: str, config, data) -> str:
             lines += ["", f"Agreement with the teacher (last epoch): {last['teacher_agreement']:.2f}%"]
         group_of = np.asarray(data.group_ids)
         names = train.group_names(int(group_of.max()) + 1)
+        if "ece" in last:
+            lines += ["", f"## Calibration and where the predictions fall (last epoch; ECE over {train.CALIBRATION_BINS} "
+                      "bins, %)", "", "| | all | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|",
+                      "| ECE | " + " | ".join(_cell(last.get(k)) for k in ["ece"] + [f"ece_{n}" for n in names]) + " |",
+                      "| mean confidence | " + " | ".join(_cell(last.get(k)) for k in
+                                                       ["confidence"] + [f"confidence_{n}" for n in names]) + " |",
+                      "| share of predictions | 100.00 | "
+                      + " | ".join(_cell(last.get(f"prediction_share_{n}")) for n in names) + " |",
+                      "| share of test labels | 100.00 | "
+                      + " | ".join(_cell(last.get(f"label_share_{n}")) for n in names) + " |"]
         lines += ["", "## Per-class accuracy (last epoch)", "", "| class | train images | group | accuracy |",
                   "|---|---|---|---|"]
         for c, accuracy in enumerate(last["per_class_accuracy"]):

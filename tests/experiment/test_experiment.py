@@ -54,6 +54,9 @@ def test_teacher_then_ltkd_student_end_to_end(tmp_path, mock_dir):
     assert all("teacher_group_sums_rebalanced" in r for r in train_records)
     report = (run_dir / "report.md").read_text()
     assert "| last (1) |" in report and "| best (1) |" in report
+    assert (f"| ECE | {test[-1]['ece']:.2f} | {test[-1]['ece_head']:.2f} | {test[-1]['ece_medium']:.2f} | "
+            f"{test[-1]['ece_tail']:.2f} |") in report
+    assert sum(test[-1][f"prediction_share_{g}"] for g in ("head", "medium", "tail")) == pytest.approx(100.0)
     assert (run_dir / "per_class_accuracy.png").exists() and (run_dir / "teacher_group_sums.png").exists()
     assert (run_dir / "config.json").exists() and os.path.isdir(os.path.join(teacher_dir, "checkpoints"))
     teacher_records = train.read_metrics(os.path.join(teacher_dir, "metrics.jsonl"))

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from ltkd_jax.methods import label as method_label
 from ltkd_jax.train import GROUP_NAMES
 from ltkd_jax.tools import paper_results
-from ltkd_jax.tools.runs import Group, GroupKey, cell_key, paired_p
+from ltkd_jax.tools.runs import Group, GroupKey, cell_key, ci95, paired_differences, paired_p
 
 CALIBRATION_METRICS = (("ECE", "ece"), *((f"ECE_{g}", f"ece_{g}") for g in GROUP_NAMES),
                        *((f"pred_{g}", f"prediction_share_{g}") for g in GROUP_NAMES))
@@ -321,7 +323,53 @@ class Report:
             lines += [f"### γ = {gamma}", ""] + _table(header, table, 2) + [""]
             lines += self.calibration_table([(f"{method_label(m)} {setting_text(settings)}".strip(), g)
                                              for m, settings, g in rows])
+            lines += self.against_ltkd(rows) + self.sensitivity(rows)
         return lines
+
+    @staticmethod
+    def against_ltkd(rows) -> List[str]:
+        """LTKD against every other distilled method, each at its config's defaults (chosen before any test
+        result): the paired difference per column, mean ± 95% half-width over the shared seeds, and p."""
+        defaults = {m: g for m, _, g in rows if g is not None and g.key.default_hp and not g.key.variant}
+        ltkd = defaults.get("ltkd")
+        others = [m for m in defaults if m not in ("ltkd", *RANK_EXCLUDED)]
+        if ltkd is None or not others:
+            return []
+        table = []
+        for m in others:
+            cells = []
+            for _, metric in GRID_COLUMNS:
+                differences = paired_differences(ltkd, defaults[m], metric)
+                p = paired_p(ltkd, defaults[m], metric)
+                cells.append("–" if not len(differences) else
+                             fmt(float(np.mean(differences)), ci95(list(differences))) + ("" if p is None else
+                                                                                         f" (p {p:.3g})"))
+            table.append([f"LTKD − {method_label(m)}", *cells, str(len(paired_differences(ltkd, defaults[m],
+                                                                                          "accuracy")))])
+        return (["LTKD against each method at its defaults: paired difference over shared seeds, mean ± 95% "
+                 "half-width (p of the paired t-test):", ""]
+                + _table(["", *(col for col, _ in GRID_COLUMNS), "seeds"], table) + [""])
+
+    @staticmethod
+    def sensitivity(rows) -> List[str]:
+        """How far each method moves with its weights: per column the lowest and highest mean over its grid."""
+        by_method = {}
+        for m, _, g in rows:
+            if g is not None and m not in RANK_EXCLUDED:
+                by_method.setdefault(m, []).append(g)
+        table = []
+        for m, groups in by_method.items():
+            if len(groups) < 2:
+                continue
+            cells = []
+            for _, metric in GRID_COLUMNS:
+                means = [g.mean(metric) for g in groups if g.mean(metric) is not None]
+                cells.append(f"{min(means):.2f} – {max(means):.2f} ({max(means) - min(means):.2f})" if means else "–")
+            table.append([method_label(m), str(len(groups)), *cells])
+        if not table:
+            return []
+        return (["Sensitivity to the weights: lowest – highest mean over each method's grid points (range):", ""]
+                + _table(["Method", "points", *(col for col, _ in GRID_COLUMNS)], table) + [""])
 
     @staticmethod
     def calibration_table(rows) -> List[str]:

@@ -159,15 +159,19 @@ def ci95(values) -> Optional[float]:
     return float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
-def paired_p(a: Group, b: Group, metric: str) -> Optional[float]:
-    """Two-sided p-value of a paired t-test on the per-seed differences a - b of `metric` over the seeds both
-    groups have (runs of one seed share teacher, data and batches); None with fewer than 2 common seeds. A
-    difference that is the same at every seed (no spread) is certain: p = 0 (1 where it is zero)."""
+def paired_differences(a: Group, b: Group, metric: str) -> np.ndarray:
+    """The per-seed differences a - b of `metric` over the seeds both groups have (runs of one seed share teacher,
+    data and batches)."""
     x, y = a.by_seed(metric), b.by_seed(metric)
-    common = sorted(set(x) & set(y))
-    if len(common) < 2:
+    return np.array([x[s] - y[s] for s in sorted(set(x) & set(y))])
+
+
+def paired_p(a: Group, b: Group, metric: str) -> Optional[float]:
+    """Two-sided p-value of a paired t-test on `paired_differences`; None with fewer than 2 common seeds. A
+    difference that is the same at every seed (no spread) is certain: p = 0 (1 where it is zero)."""
+    differences = paired_differences(a, b, metric)
+    if len(differences) < 2:
         return None
-    differences = np.array([x[s] - y[s] for s in common])
     if np.ptp(differences) == 0:
         return 0.0 if differences[0] != 0 else 1.0
     return float(stats.ttest_1samp(differences, 0.0).pvalue)

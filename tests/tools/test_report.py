@@ -387,8 +387,16 @@ def test_the_study_grid_lists_every_point_with_calibration(tmp_path):
         path = make_run(root, "fashion_mnist", f"ltkd,{pair},100", seed, finished(82, 75, 10))  # α = β = 1
         with open(os.path.join(path, "class_groups.json"), "w") as f:
             json.dump(info, f)
+        make_run(root, "fashion_mnist", f"bkd,{pair},100", seed, finished(80, 65 + seed, 10))  # its defaults
     out = tmp_path / "out"
     assert report.main([root, f"--out={out}"]) == 0
+    # Each method at its defaults against LTKD at its own: T differences 10, 9: mean 9.5, half-width
+    # 12.706 * 0.707 / sqrt(2) = 6.35, t = 19 on 1 degree of freedom, p = 0.0335.
+    against = table_rows((out / "tables.md").read_text(), "### γ = 100", 2)
+    assert against["LTKD − BKD"][2:] == ["9.50 ± 6.35 (p 0.0335)", "2.00 ± 0.00 (p 0)", "2"]
+    # How far each method moves over its grid: LTKD's T means 75 (α = β = 1) and 71 (α = β = 4).
+    sensitivity = table_rows((out / "tables.md").read_text(), "### γ = 100", 3)
+    assert sensitivity["LTKD"][0] == "2" and sensitivity["LTKD"][3] == "71.00 – 75.00 (4.00)"
     stem = f"fashion_mnist_study_{pair}_gamma100"
     figures = [f"{stem}_grid.png", f"{stem}_groups.png", f"{stem}_per_class.png"]
     assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)

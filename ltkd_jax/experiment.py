@@ -296,6 +296,8 @@ def run(config, workdir: str):
         for member, member_workdir in zip(configs, workdirs):
             refuse_workdir(member, member_workdir)  # before any teacher is trained for it
     _warn_if_never_decayed(config, bool(distilled) and not config.teacher_checkpoint)
+    for member, member_workdir in zip(configs, workdirs):
+        _warn_if_never_reweighted(member, member_workdir)
     data, info = load_data(config)
     teacher, records = None, None
     if distilled:
@@ -308,6 +310,14 @@ def run(config, workdir: str):
         teacher = train.load_teacher(teacher_model, teacher_dir, data.image_shape)
     results = _run_configs(configs, workdirs, data, info, teacher)
     return dict(zip([name for name, _ in members], results)) if config.population else results[0]
+
+
+def _warn_if_never_reweighted(config, workdir: str) -> None:
+    """BKD's class weights start after distill.reweight_epoch: at or past the run's last epoch they never do."""
+    start = config.distill.get("reweight_epoch", 0)
+    if start >= config.num_epochs and jax.process_index() == 0:
+        sys.stderr.write(f"warning: distill.reweight_epoch={start} is not before num_epochs={config.num_epochs} "
+                         f"({workdir}): BKD's class weights never apply, it trains as KD\n")
 
 
 def _warn_if_never_decayed(config, trains_teacher: bool) -> None:

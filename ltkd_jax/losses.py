@@ -407,7 +407,8 @@ CONSTANTS = ("group_ids", "num_groups", "class_counts")  # what an experiment bi
 
 def get_distill_loss(name: str, *, group_ids=None, num_groups: int = 3, class_counts=None, **hparams) -> Callable:
     """The registered loss `name` with the experiment's constants and its hyper-parameters bound:
-    `loss(student_logits, teacher_logits, labels)`, e.g. `get_distill_loss("ltkd", group_ids=ids, num_groups=3,
+    `loss(student_logits, teacher_logits, labels)` (a loss that changes with the epoch, BKD's, also takes the
+    1-based epoch: `taking_epoch` gives every loss that form), e.g. `get_distill_loss("ltkd", group_ids=ids, num_groups=3,
     alpha=6, beta=6, temperature=4)`. An unknown name or hyper-parameter raises one ValueError line."""
     if name not in DISTILL_LOSSES:
         raise ValueError(f"unknown distillation loss {name!r}; known: {', '.join(sorted(DISTILL_LOSSES))}")

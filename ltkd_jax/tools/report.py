@@ -26,7 +26,8 @@ from ltkd_jax.run_dir import pyplot, save_png
 from ltkd_jax.tools import paper_results
 from ltkd_jax.tools.report_plots import plot_grid, plot_groups, plot_per_class
 from ltkd_jax.tools import report_tables
-from ltkd_jax.tools.report_tables import CSV_FIELDS, Report, setting_text
+from ltkd_jax.tools.report_tables import CSV_FIELDS, Report, at_defaults, setting_text
+from ltkd_jax.train import GROUP_NAMES
 from ltkd_jax.tools.runs import collect, default_flat_config
 
 EPOCH_TEXT = {
@@ -132,17 +133,20 @@ def draw_figures(report: Report, names: Sequence[str], out) -> List[str]:
                     keep(plot_grid([(method_label(m), setting_text(settings), [r.record for r in g.runs] if g else [])
                                     for m, settings, g in rows], 3, out / f"{stem}_grid.png", title))
                     # Side by side: each method at its config's defaults (no point picked on the test set).
-                    found = [(m, g) for m, _, g in rows if g is not None and g.key.default_hp and not g.key.variant]
+                    found = [(m, g) for m, _, g in rows if at_defaults(g)]
                 else:
                     found = [(m, report.find(dataset, gamma, m, pair, "")) for m in layout["methods"]]
                 found = [(method_label(m), g) for m, g in found if g is not None]
-                info = _class_info([g for _, g in found])
-                if not found or info is None:
+                if not found:
                     continue
+                info = _class_info([g for _, g in found])
                 series = [(label, [r.record for r in g.runs]) for label, g in found]
-                keep(plot_groups(series, int(info["num_groups"]), out / f"{stem}_groups.png", title))
-                keep(plot_per_class([s for s in series if s[0] != method_label("teacher")], info,
-                                    out / f"{stem}_per_class.png", title))
+                num_groups = int(info["num_groups"]) if info else sum(
+                    key.startswith("label_share_") for key in series[0][1][0]) or len(GROUP_NAMES)
+                keep(plot_groups(series, num_groups, out / f"{stem}_groups.png", title))
+                if info is not None:  # per class needs the classes' training counts
+                    keep(plot_per_class([s for s in series if s[0] != method_label("teacher")], info,
+                                        out / f"{stem}_per_class.png", title))
     return written
 
 
@@ -157,7 +161,7 @@ def build(root: str, tables: Optional[Sequence[str]] = None, epoch: str = "last"
              "T = tail-group accuracy, All = overall top-1 accuracy (%); cells are mean ± the half-width of its 95% "
              "confidence interval over seeds (Student t, n − 1 degrees of freedom; one seed shows its value alone); "
              "n = seeds per cell. †: a paired t-test over the seeds a row shares with the best other row of its "
-             f"column gives p < {report_tables.SIGNIFICANCE:g} (p-values: results.csv, `<metric>_p`).",
+             f"column gives p < {report_tables.SIGNIFICANCE:g} (each such p: results.csv, `<metric>_p`).",
              "**Bold**: best, <u>underline</u>: second best per column among the method rows, Teacher excluded "
              "(the paper's rule); Δ = best − second best; LTKD − best other: signed gap to the best non-LTKD "
              "method row.",

@@ -4,12 +4,13 @@ paper's numbers and ours − paper beside, calibration and prediction shares per
 the CSV rows of every run group."""
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ltkd_jax.methods import label as method_label
-from ltkd_jax.train import GROUP_NAMES
+from ltkd_jax.train import CALIBRATION_BINS, GROUP_NAMES, group_names
 from ltkd_jax.tools import paper_results
 from ltkd_jax.tools.runs import Group, GroupKey, cell_key, ci95, paired_differences, paired_p
 
@@ -46,6 +47,11 @@ def best_other_p(groups: Dict[object, Optional[Group]], metric: str,
         result[row] = (paired_p(group, groups[max(others, key=others.get)], metric)
                        if group is not None and row in means and others else None)
     return result
+
+
+def at_defaults(group: Optional[Group]) -> bool:
+    """A group run with its config's defaults (no α/β of its own, no variant): a grid's pre-registered point."""
+    return group is not None and group.key.default_hp and not group.key.variant
 
 
 def dagger(text: str, p: Optional[float]) -> str:
@@ -144,6 +150,7 @@ class Report:
     def __init__(self, groups: Dict[GroupKey, Group], epoch: str = "last"):
         self.groups = groups
         self.epoch = epoch
+        self.table_ps: Dict[tuple, float] = {}  # (group key, metric): p of the paired test a table marked
         self.fig4_series: Dict[str, dict] = {}  # filled by render_fig4, drawn by plot_fig4
 
     def find(self, dataset, gamma, method, pair, variant, alpha=None, beta=None) -> Optional[Group]:
@@ -158,9 +165,20 @@ class Report:
         return None
 
     def variants(self, layout) -> List[str]:
-        found = {k.variant for k in self.groups if k.dataset == layout["dataset"]
+        """The variants with runs at the layout's data set and γ; a grid study's points are not variants of the
+        other tables (they are rows of the grid, which shows the runs of its exact settings)."""
+        if layout["kind"] == "grid":
+            return [""]
+        found = {k.variant for k in self.groups if k.dataset == layout["dataset"] and k not in self.grid_keys
                  and any(float(k.gamma) == float(g) for g in layout["gammas"])}
         return sorted(found, key=lambda v: (v != "", v))
+
+    @functools.cached_property
+    def grid_keys(self) -> set:
+        """The group keys of every grid table's cells with settings of their own (their runs' configs)."""
+        return {cell_key(layout["dataset"], pair, gamma, method, settings)
+                for layout in paper_results.LAYOUTS.values() if layout["kind"] == "grid"
+                for pair, gamma, method, settings in paper_results.cells_of_layout(layout) if settings}
 
     def find_cell(self, dataset, pair, gamma, method, settings=(), variant="") -> Optional[Group]:
         """The group of a table cell (`paper_results.cells`): by network and α/β as `find`, or for other
@@ -169,6 +187,14 @@ class Report:
         if all(field in ("distill.alpha", "distill.beta") for field, _ in settings):
             return self.find(dataset, gamma, method, pair, variant, alpha, beta)
         return None if variant else self.groups.get(cell_key(dataset, pair, gamma, method, settings))
+
+    def _tested(self, found: Dict[object, Optional[Group]], metric: str, excluded=RANK_EXCLUDED):
+        """`best_other_p` of a column, kept for the CSV (a group in several tables keeps its first test)."""
+        ps = best_other_p(found, metric, excluded)
+        for row, group in found.items():
+            if group is not None and ps[row] is not None:
+                self.table_ps.setdefault((group.key, metric), ps[row])
+        return ps
 
     def _ours(self, methods, groups, find, label):
         """(means, 95% half-widths, run counts, p-values against the best other row) of a block;
@@ -179,7 +205,7 @@ class Report:
             for m, group in found.items():
                 counts[label(m, c)] = group.n if group else 0
             for col, metric in PAPER_COLUMNS:
-                column_ps = best_other_p(found, metric)
+                column_ps = self._tested(found, metric)
                 for m, group in found.items():
                     ours[(m, c, col)] = group.mean(metric) if group else None
                     cis[(m, c, col)] = group.ci95(metric) if group else None
@@ -313,8 +339,7 @@ class Report:
             for col, metric in GRID_COLUMNS:
                 marks, _ = rank({row: g.mean(metric) if g else None for row, g in found.items()},
                                 excluded=[row for row in found if row[0] in RANK_EXCLUDED])
-                ps = best_other_p({row: g for row, g in found.items()}, metric,
-                                  excluded=[row for row in found if row[0] in RANK_EXCLUDED])
+                ps = self._tested(found, metric, excluded=[row for row in found if row[0] in RANK_EXCLUDED])
                 for row, g in found.items():
                     text = fmt(g.mean(metric), g.ci95(metric)) if g else "–"
                     cells[(row, col)] = dagger(mark(text, marks.get(row)), ps[row])
@@ -330,7 +355,7 @@ class Report:
     def against_ltkd(rows) -> List[str]:
         """LTKD against every other distilled method, each at its config's defaults (chosen before any test
         result): the paired difference per column, mean ± 95% half-width over the shared seeds, and p."""
-        defaults = {m: g for m, _, g in rows if g is not None and g.key.default_hp and not g.key.variant}
+        defaults = {m: g for m, _, g in rows if at_defaults(g)}
         ltkd = defaults.get("ltkd")
         others = [m for m in defaults if m not in ("ltkd", *RANK_EXCLUDED)]
         if ltkd is None or not others:
@@ -373,28 +398,24 @@ class Report:
 
     @staticmethod
     def calibration_table(rows) -> List[str]:
-        """ECE (%, 15 bins) overall and per group, and where the test predictions fall (% per group, the labels'
-        share in the header), mean over seeds, for the rows [(label, group)] that have them."""
+        """ECE (%) overall and per group, and where the test predictions fall (% per group, the labels' share in
+        the header), mean over seeds, for the rows [(label, group)] that have them; the groups are the records'."""
         rows = [(label, g) for label, g in rows if g is not None and g.mean("ece") is not None]
         if not rows:
             return []
-        shares = [rows[0][1].mean(f"label_share_{name}") for name in GROUP_NAMES]
-        header = ["Run", *(col.replace("_", " ") for col, _ in CALIBRATION_METRICS[:4]),
-                  *(f"predicted {name} (labels {share:.1f})" for name, share in zip(GROUP_NAMES, shares))]
-        table = [[label, *(fmt(g.mean(metric)) for _, metric in CALIBRATION_METRICS)] for label, g in rows]
-        return (["Calibration (ECE, %, 15 bins; mean over seeds) and the share of test predictions per group (%):",
-                 ""] + _table(header, table) + [""])
-
-    def comparable(self, key: GroupKey) -> Dict[GroupKey, Group]:
-        """The groups a CSV row's p-value compares `key` with: every group of its data set, γ and student network
-        (its column in any table; the teacher rows are not ranked)."""
-        return {k: g for k, g in self.groups.items()
-                if (k.dataset, float(k.gamma), k.student) == (key.dataset, float(key.gamma), key.student)
-                and k.method not in RANK_EXCLUDED}
+        record = rows[0][1].runs[0].record
+        names = group_names(sum(key.startswith("label_share_") for key in record))
+        metrics = (["ece"] + [f"ece_{name}" for name in names] + [f"prediction_share_{name}" for name in names])
+        header = ["Run", "ECE", *(f"ECE {name}" for name in names),
+                  *(f"predicted {name} (labels {fmt(rows[0][1].mean(f'label_share_{name}'))})" for name in names)]
+        table = [[label, *(fmt(g.mean(metric)) for metric in metrics)] for label, g in rows]
+        return ([f"Calibration (ECE, %, {CALIBRATION_BINS} equal-width bins; mean over seeds) and the share of test "
+                 "predictions per group (%):", ""] + _table(header, table) + [""])
 
     def csv_rows(self) -> List[dict]:
-        """One row per group: every metric's mean, std, 95% half-width and paired p against the best other group
-        of its data set, γ and student, and the paper's cell (default α/β or Fig. 4's)."""
+        """One row per group: every metric's mean, std and 95% half-width, the p of the paired test behind its †
+        in the tables rendered (against the best other row of its column; blank where no table tests it), and the
+        paper's cell (default α/β or Fig. 4's)."""
         rows = []
         for key in sorted(self.groups, key=lambda k: (k.dataset, float(k.gamma), k.teacher, k.student, k.method,
                                                        k.alpha or 0, k.beta or 0, k.variant)):
@@ -414,7 +435,7 @@ class Report:
                        epochs=" ".join(str(r.record.get("epoch")) for r in group.runs))
             for name, metric in METRICS:
                 mean, std, ci = group.mean(metric), group.std(metric), group.ci95(metric)
-                p = best_other_p(self.comparable(key), metric).get(key)  # None for a teacher row
+                p = self.table_ps.get((key, metric))  # the test behind a table's † (accuracy columns only)
                 row[f"{name}_mean"] = "" if mean is None else round(mean, 4)
                 row[f"{name}_std"] = "" if std is None else round(std, 4)
                 row[f"{name}_ci95"] = "" if ci is None else round(ci, 4)

@@ -86,7 +86,8 @@ def train_step(state: TrainState, teacher_out, batch, objective: Objective = Obj
     """One SGD step of `objective`.
 
     * Neither loss given: plain cross-entropy (teachers, the CE student); `teacher_out` is then None.
-    * `distill_loss(student_logits, teacher_logits, labels)`: logit distillation (losses.get_distill_loss).
+    * `distill_loss(student_logits, teacher_logits, labels)`: logit distillation (losses.get_distill_loss; one
+      that takes the epoch as well gets this step's, `losses.taking_epoch`).
     * `class_counts`: the training counts, for a CE with a class prior (`objective.ce_prior_weight`).
     * `feature_loss(hints, teacher_features)`: feature distillation (FitNet, ReviewKD). `model` is then a
       student wrapper whose `apply(..., with_hints=True)` returns `(logits, hints)`, its connector modules

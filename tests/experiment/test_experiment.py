@@ -348,6 +348,18 @@ def test_config_files_load_and_validate(config_file):
     experiment.validate(config)
 
 
+def test_class_weights_that_never_start_are_warned_about(tmp_path, capsys):
+    """BKD deferred past a shortened run's end trains as KD: one warning line per member that does."""
+    config = tiny_config("bkd", tmp_path / "nothing-here", num_epochs=4, lr_decay_epochs=(2, 3),
+                         population="bkd,bkd:distill.reweight_epoch=3,bkd:distill.reweight_epoch=4")
+    with pytest.raises(FileNotFoundError):  # no data there: the warning came first
+        experiment.run(config, str(tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert err.count("warning: distill.reweight_epoch") == 1 and (
+        f"warning: distill.reweight_epoch=4 is not before num_epochs=4 ({tmp_path / 'run' / 'bkd_reweight_epoch4'}):"
+        " BKD's class weights never apply") in err
+
+
 def test_decay_epochs_past_the_end_are_warned_about(tmp_path, capsys):
     config = tiny_config("student", tmp_path / "nothing-here", num_epochs=4)  # the data set's decay: (6, 8)
     with pytest.raises(FileNotFoundError):  # no data there: the warning came first

@@ -50,6 +50,13 @@ def test_test_records_hold_the_same_calibration_and_the_prediction_shares():
     assert [summary[f"prediction_share_{g}"] for g in train.GROUP_NAMES] == pytest.approx([100 * 10 / 12,
                                                                                           100 * 2 / 12, 0])
     assert [summary[f"label_share_{g}"] for g in train.GROUP_NAMES] == pytest.approx([100 / 3] * 3)
+    # A bin pools its classes: head classes 0 (right at 0.9) and 1 (wrong at 0.9) share bin 13, so the head's ECE
+    # is |2 - 3.6| / 4 = 40%, not the mean of the classes' own gaps (50%).
+    probs = np.array([[0.9, 0.05, 0.03, 0.02]] * 4 + [[0.02, 0.03, 0.6, 0.35]] * 2)
+    counts = train.prediction_counts(probs, np.array([0, 0, 1, 1, 2, 2]), np.ones(6, bool), 4)
+    calibration = train.calibration(counts, np.array([0, 0, 1, 1]))
+    assert (calibration["ece_group0"], calibration["ece_group1"], calibration["ece"]) == pytest.approx(
+        (40.0, 40.0, 40.0), abs=1e-4)
 
 
 def test_errors_are_one_line_and_exit_1(tmp_path, capsys, monkeypatch):

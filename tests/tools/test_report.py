@@ -377,7 +377,10 @@ def test_the_study_grid_lists_every_point_with_calibration(tmp_path):
     calibration_rows = table_rows(text, "### γ = 100", 1)
     assert calibration_rows["LTKD α 4, β 4"] == ["5.00", "2.00", "4.00", "9.00", "50.00", "30.00", "20.00"]
     assert "BKD T 4, α 0.5" not in calibration_rows  # its records have no calibration
-    assert "predicted head (labels 40.0)" in text
+    assert "predicted head (labels 40.00)" in text
+    # The grid's points are rows of the grid, not variants of the other Fashion-MNIST tables.
+    beyond, _, _ = report.build(root, ["fashion_mnist_beyond"])
+    assert "variant" not in beyond
     by_point = {(r["method"], r["variant"], r["alpha"]): r for r in rows}
     assert by_point[("ltkd", "", 4.0)]["ECE_tail_mean"] == 9.0 and by_point[("ltkd", "", 4.0)]["pred_head_mean"] == 50.0
 
@@ -416,3 +419,20 @@ def test_the_demo_draws_its_methods_side_by_side(tmp_path):
     assert names == ["results_groups.png", "results_per_class.png"]
     assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in names)
     assert demo._figures(str(tmp_path), [("student", record)], str(tmp_path / "nowhere")) == []
+
+
+def test_calibration_of_runs_with_two_groups(tmp_path):
+    """Shot groups (2 here) name their groups group0, group1: the calibration table shows theirs."""
+    root = str(tmp_path)
+    for seed in (0, 1):
+        path = make_run(root, "fashion_mnist", "kd,demo_resnet_teacher-demo_resnet_student,100", seed,
+                        finished(80, 70, 10), fields={"dataset.groups": "shots"})
+        with open(os.path.join(path, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps({"step": 110, "epoch": 11, "split": "test", "accuracy": 80.0, "accuracy_tail": 70.0,
+                                "ece": 3.0, "ece_group0": 2.0, "ece_group1": 6.0, "prediction_share_group0": 70.0,
+                                "prediction_share_group1": 30.0, "label_share_group0": 60.0,
+                                "label_share_group1": 40.0}) + "\n")
+    text, _, _ = report.build(root, ["fashion_mnist"])
+    assert "| Run | ECE | ECE group0 | ECE group1 | predicted group0 (labels 60.00) | predicted group1 (labels 40.00) |" \
+        in text
+    assert "| KD, γ=100 | 3.00 | 2.00 | 6.00 | 70.00 | 30.00 |" in text

@@ -342,3 +342,23 @@ def test_a_balanced_softmax_teacher_step_adds_the_log_prior():
     labels = np.asarray(batch["label"])
     expected = -np.mean(z[np.arange(16), labels] - np.log(np.exp(z).sum(1)))
     np.testing.assert_allclose(float(metrics["ce"]), expected, rtol=1e-5)
+
+
+def test_a_deferred_bkd_step_reads_its_epoch_from_the_step():
+    """BKD with class weights after epoch 1 (10 steps per epoch): steps 0 and 9 distil with uniform weights (KD at
+    T), step 10 (epoch 2) with the class-balanced ones; the population passes the same epoch (test_population)."""
+    data = synthetic.make_data()
+    model, tx = synthetic.TinyNet(), train.sgd(0.1, momentum=0.9, weight_decay=0.0)
+    state = train.init_state(model, tx, (8, 8, 1), 0)
+    batch = {"image": jnp.asarray(data.train_images[:16], jnp.float32) / 255.0,
+             "label": jnp.asarray(data.train_labels[:16])}
+    teacher_logits = jnp.asarray(np.random.default_rng(0).normal(size=(16, 10)) * 3, jnp.float32)
+    logits, _ = model.apply(state.variables, batch["image"], train=True, mutable=["batch_stats"])
+    bkd = losses.get_distill_loss("bkd", class_counts=synthetic.COUNTS, temperature=2.0, reweight_epoch=1)
+    expected = {weighted: float(losses.bkd_loss(logits, teacher_logits, synthetic.COUNTS, temperature=2.0,
+                                                reweighted=weighted)) for weighted in (False, True)}
+    assert abs(expected[True] - expected[False]) > 1e-3  # the weights matter on these counts
+    for step, weighted in ((0, False), (9, False), (10, True)):
+        _, metrics = step_lib.train_step(state.replace(step=jnp.asarray(step)), (teacher_logits, None), batch,
+                                         model=model, tx=tx, steps_per_epoch=10, distill_loss=bkd)
+        assert float(metrics["distill"]) == pytest.approx(expected[weighted], rel=1e-5), step

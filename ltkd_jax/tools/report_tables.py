@@ -183,10 +183,14 @@ class Report:
     def find_cell(self, dataset, pair, gamma, method, settings=(), variant="") -> Optional[Group]:
         """The group of a table cell (`paper_results.cells`): by network and α/β as `find`, or for other
         settings (a grid point) by the key of the config they make."""
+        if not settings:  # the config's defaults: by network (the Teacher and Student rows)
+            return self.find(dataset, gamma, method, pair, variant)
+        if not variant:  # the key its settings make (a lone β, say, with the config's α)
+            return self.groups.get(cell_key(dataset, pair, gamma, method, settings))
         alpha, beta = paper_results.alpha_beta(settings)
-        if all(field in ("distill.alpha", "distill.beta") for field, _ in settings):
+        if alpha is not None and beta is not None and len(settings) == 2:  # Fig. 4's points in a variant
             return self.find(dataset, gamma, method, pair, variant, alpha, beta)
-        return None if variant else self.groups.get(cell_key(dataset, pair, gamma, method, settings))
+        return None
 
     def _tested(self, found: Dict[object, Optional[Group]], metric: str, excluded=RANK_EXCLUDED):
         """`best_other_p` of a column, kept for the CSV (a group in several tables keeps its first test)."""

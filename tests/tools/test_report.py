@@ -357,6 +357,8 @@ def test_the_study_grid_lists_every_point_with_calibration(tmp_path):
                         fields={"distill.alpha": 4.0, "distill.beta": 4.0})
         make_run(root, "fashion_mnist", f"bkd,{pair},100", seed, finished(78 + seed, 60 + seed, 10),
                  fields={"distill.temperature": 4.0, "distill.alpha": 0.5})
+        make_run(root, "fashion_mnist", f"dkd,{pair},100", seed, finished(77, 55, 10))  # α 1, β 8
+        make_run(root, "fashion_mnist", f"dkd,{pair},100", seed, finished(76, 50, 10), fields={"distill.beta": 2.0})
         with open(os.path.join(path, "metrics.jsonl"), "a") as f:  # a later epoch with calibration
             f.write(json.dumps({"step": 110, "epoch": 11, "split": "test", "accuracy": 80.0 + seed,
                                 "accuracy_tail": 70.0 + seed, **calibration}) + "\n")
@@ -374,6 +376,9 @@ def test_the_study_grid_lists_every_point_with_calibration(tmp_path):
     assert ltkd[4:] == ["**71.00 ± 2.48** †", "**81.00 ± 2.48** †", "3"]  # T 10 above BKD's at every seed
     assert bkd[4:] == ["<u>61.00 ± 2.48</u> †", "<u>79.00 ± 2.48</u> †", "3"]
     assert grid[0][2:] == ["–"] * 4 + ["0"]
+    # A point that sets β alone keeps the config's α: its own row, not the defaults' runs.
+    dkd = {row[1]: row[4:6] for row in grid if row[0] == "DKD"}
+    assert dkd == {"defaults": ["55.00 ± 0.00 †", "77.00 ± 0.00 †"], "β 2": ["50.00 ± 0.00 †", "76.00 ± 0.00 †"]}
     calibration_rows = table_rows(text, "### γ = 100", 1)
     assert calibration_rows["LTKD α 4, β 4"] == ["5.00", "2.00", "4.00", "9.00", "50.00", "30.00", "20.00"]
     assert "BKD T 4, α 0.5" not in calibration_rows  # its records have no calibration

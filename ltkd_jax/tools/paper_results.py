@@ -88,7 +88,7 @@ STUDY_GRID: Dict[str, tuple] = {
 LAYOUTS["fashion_mnist_study"] = dict(
     kind="grid", dataset="fashion_mnist", pairs=("demo_resnet_teacher-demo_resnet_student",), gammas=(10, 100),
     methods=("teacher", *STUDY_GRID), grid=STUDY_GRID,
-    title="Fashion-MNIST-LT, a fair study: every method over the same small grid of its weights")
+    title="Fashion-MNIST-LT, a fair study: every method over a small grid of its weights, every point reported")
 TABLE_NAMES = tuple(LAYOUTS)
 OUR_TABLES = ("fashion_mnist", "beyond", "fashion_mnist_beyond", "fashion_mnist_study")  # no paper numbers
 PAPER_TABLES = tuple(name for name in TABLE_NAMES if name not in OUR_TABLES)  # "paper" on the command line

@@ -32,12 +32,14 @@ def plot_groups(series: Series, num_groups: int, path, title: str = "") -> Optio
         return None
     metrics = _group_metrics(num_groups)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(series) * len(metrics)), 3.8))
-    width = 0.8 / len(series)
+    width, lowest = 0.8 / len(series), 100.0
     for i, (label, records) in enumerate(series):
         means = [np.mean(_values(records, m)) if _values(records, m) else np.nan for _, m in metrics]
         errors = [ci95(_values(records, m)) or 0.0 for _, m in metrics]
         ax.bar(np.arange(len(metrics)) + (i - (len(series) - 1) / 2) * width, means, width, yerr=errors,
                capsize=2, label=label, color=f"C{i % 10}")
+        lowest = min([lowest, *(m - e for m, e in zip(means, errors) if np.isfinite(m))])
+    ax.set_ylim(max(0.0, 10 * np.floor(lowest / 10) - 10), 100)  # the differences, not the bars' common base
     seeds = sorted({len(records) for _, records in series})
     ax.set_xticks(np.arange(len(metrics)), [name for name, _ in metrics])
     ax.set_ylabel("test accuracy (%)")

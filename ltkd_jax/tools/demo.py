@@ -73,7 +73,7 @@ def run_demo(workdir: str, data_dir: str = "", methods=METHODS, **config_overrid
     return table
 
 
-ONE_SEED = "one seed (student seed 0, one teacher): docs/results_fashion_mnist_lt.md has 5 seeds with intervals"
+ONE_SEED = "one seed (student seed 0, one teacher); several seeds with intervals: docs/results_fashion_mnist_lt.md"
 
 
 def _figures(workdir: str, rows, member_dir: str):

@@ -26,8 +26,7 @@ from ltkd_jax.run_dir import pyplot, save_png
 from ltkd_jax.tools import paper_results
 from ltkd_jax.tools.report_plots import plot_grid, plot_groups, plot_per_class
 from ltkd_jax.tools import report_tables
-from ltkd_jax.tools.report_tables import CSV_FIELDS, Report, at_defaults, setting_text
-from ltkd_jax.train import GROUP_NAMES
+from ltkd_jax.tools.report_tables import CSV_FIELDS, Report, at_defaults, record_group_names, setting_text
 from ltkd_jax.tools.runs import collect, default_flat_config
 
 EPOCH_TEXT = {
@@ -141,8 +140,7 @@ def draw_figures(report: Report, names: Sequence[str], out) -> List[str]:
                     continue
                 info = _class_info([g for _, g in found])
                 series = [(label, [r.record for r in g.runs]) for label, g in found]
-                num_groups = int(info["num_groups"]) if info else sum(
-                    key.startswith("label_share_") for key in series[0][1][0]) or len(GROUP_NAMES)
+                num_groups = int(info["num_groups"]) if info else len(record_group_names(series[0][1][0]))
                 keep(plot_groups(series, num_groups, out / f"{stem}_groups.png", title))
                 if info is not None:  # per class needs the classes' training counts
                     keep(plot_per_class([s for s in series if s[0] != method_label("teacher")], info,

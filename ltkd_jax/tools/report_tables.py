@@ -49,6 +49,13 @@ def best_other_p(groups: Dict[object, Optional[Group]], metric: str,
     return result
 
 
+def record_group_names(record: dict) -> tuple:
+    """The group names a test record was summarised with (its `label_share_<group>` keys); the three of the
+    paper for a record without them (older runs)."""
+    count = sum(key.startswith("label_share_") for key in record)
+    return group_names(count) if count else GROUP_NAMES
+
+
 def at_defaults(group: Optional[Group]) -> bool:
     """A group run with its config's defaults (no α/β of its own, no variant): a grid's pre-registered point."""
     return group is not None and group.key.default_hp and not group.key.variant
@@ -408,7 +415,7 @@ class Report:
         if not rows:
             return []
         record = rows[0][1].runs[0].record
-        names = group_names(sum(key.startswith("label_share_") for key in record))
+        names = record_group_names(record)
         metrics = (["ece"] + [f"ece_{name}" for name in names] + [f"prediction_share_{name}" for name in names])
         header = ["Run", "ECE", *(f"ECE {name}" for name in names),
                   *(f"predicted {name} (labels {fmt(rows[0][1].mean(f'label_share_{name}'))})" for name in names)]

@@ -1,4 +1,6 @@
 """A tiny model and a small long-tailed synthetic data set for fast trainer tests (no tfds)."""
+import os
+
 import flax.linen as nn
 import numpy as np
 
@@ -43,3 +45,12 @@ RECIPE = dict(batch_size=16, lr_decay_epochs=(2,), lr_decay_rate=0.1, momentum=0
 def largest_array_file(step_dir):
     """The largest array data file (an ocdbt `d/` file) of a checkpoint step: the one to damage in tests."""
     return max((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"), key=lambda p: p.stat().st_size)
+
+
+def xla_env(devices=None, *flags):
+    """os.environ for a subprocess on the CPU: `devices` simulated devices (None: no forced count, as a launcher
+    that sets its own wants) and extra XLA flags, after the session's own (tests/conftest.py)."""
+    inherited = [f for f in os.environ.get("XLA_FLAGS", "").split()
+                 if not f.startswith("--xla_force_host_platform_device_count")]
+    count = [] if devices is None else [f"--xla_force_host_platform_device_count={devices}"]
+    return dict(os.environ, XLA_FLAGS=" ".join(inherited + count + list(flags)), JAX_PLATFORMS="cpu")

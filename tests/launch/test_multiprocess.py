@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from ltkd_jax import data as data_lib
 from ltkd_jax import models, train
 import mock_main
+import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAIR = "demo_resnet_teacher-demo_resnet_student"
@@ -23,10 +24,8 @@ SURVIVOR_EXIT_SECONDS = 100
 
 
 def _environment(devices_per_process):
-    env = dict(os.environ, LTKD_MAIN="mock_main", PYTHONPATH=os.path.join(ROOT, "tests"), JAX_PLATFORMS="cpu",
-               DEVICES_PER_PROCESS=str(devices_per_process))
-    env.pop("XLA_FLAGS", None)
-    return env
+    return dict(synthetic.xla_env(), LTKD_MAIN="mock_main", PYTHONPATH=os.path.join(ROOT, "tests"),
+                DEVICES_PER_PROCESS=str(devices_per_process))  # launch/local.sh sets the device count
 
 
 def _args(workdir, data_dir, *extra):

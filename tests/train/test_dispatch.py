@@ -2,11 +2,12 @@
 devices deadlocks XLA's CPU client, which aborts the process (docs/benchmarks.md, "The two-device abort"); with
 `InFlight` bounding the queue, as every loop of the package does, the same program finishes. XLA's 40 s time-out is
 shortened to 5 s here so that the control (the unbounded queue) fails fast."""
-import os
 import signal
 import subprocess
 import sys
 import textwrap
+
+import synthetic
 
 
 PROGRAM = textwrap.dedent("""
@@ -37,9 +38,8 @@ PROGRAM = textwrap.dedent("""
 
 
 def _run(mode):
-    flags = ("--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=5 "
-             "--xla_cpu_collective_call_warn_stuck_timeout_seconds=2")
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    env = synthetic.xla_env(2, "--xla_cpu_collective_call_terminate_timeout_seconds=5",
+                            "--xla_cpu_collective_call_warn_stuck_timeout_seconds=2")
     return subprocess.run([sys.executable, "-c", PROGRAM, mode], env=env, capture_output=True, text=True,
                           timeout=180)
 

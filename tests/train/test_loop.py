@@ -263,9 +263,8 @@ def test_batch_not_divisible_by_devices(monkeypatch):
 
 
 def _sharded_run(workdir, devices):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, os.path.join(HERE, "sharded_run.py"), workdir], env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, os.path.join(HERE, "sharded_run.py"), workdir],
+                         env=synthetic.xla_env(devices), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -302,8 +301,8 @@ def test_each_device_gathers_only_its_share_of_the_resident_batch():
         hlo = one.lower((state,), None, feed.inputs(0)).compile().as_text()
         print(jax.device_count(), sorted(set(re.findall(r"= u8\[(\d+),[^=]*? gather\(", hlo))))
         """) % os.path.dirname(HERE)  # tests/: synthetic.py
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], env=synthetic.xla_env(8), capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "8 ['2']", out.stdout  # uint8 gathers of 16 / 8 images
 

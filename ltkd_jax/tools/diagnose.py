@@ -50,16 +50,14 @@ def batch_group_sums(probs: np.ndarray, group_ids: np.ndarray, batch_size: int, 
     return batches.sum(1)
 
 
-def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray):
-    """Per group of the true class: accuracy, mean confidence, ECE (%), counted as the evaluation counts
-    (train.prediction_counts, train.calibration)."""
+def calibration(probs: np.ndarray, labels: np.ndarray, group_ids: np.ndarray, train_counts: np.ndarray):
+    """Per group of the true class: accuracy, mean confidence, ECE (%), counted and summarised as the evaluation
+    does (train.prediction_counts, train.summarize)."""
     counts = jax.device_get(jax.jit(train.prediction_counts, static_argnums=3)(
         probs, labels, np.ones(len(labels), bool), len(group_ids)))
-    summary = train.calibration(counts, group_ids)
-    correct, examples = counts["correct"], counts["examples"]
-    return {name: {"accuracy": float(100 * correct[group_ids == k].sum() / examples[group_ids == k].sum()),
-                   "confidence": summary[f"confidence_{name}"], "ece": summary[f"ece_{name}"]}
-            for k, name in enumerate(train.group_names(int(group_ids.max()) + 1))}
+    summary = train.summarize({**counts, "loss_sum": 0.0}, group_ids, train_counts)
+    return {name: {key: summary[f"{key}_{name}"] for key in ("accuracy", "confidence", "ece")}
+            for name in train.group_names(int(group_ids.max()) + 1)}
 
 
 def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, out_dir: str = ""):
@@ -86,7 +84,7 @@ def diagnose(run_dir: str, *, batch_size: int = 64, temperature: float = 1.0, ou
         result[split] = {"group_sums_mean": sums.mean(0).tolist(), "group_sums_std": sums.std(0).tolist(),
                          "per_batch": sums.tolist()}
         if split == "test":
-            result["calibration"] = calibration(probs, labels, data.group_ids)
+            result["calibration"] = calibration(probs, labels, data.group_ids, data.train_counts)
     out_dir = out_dir_of(run_dir, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.write_file(out_dir / "diagnose.json", json.dumps(result))

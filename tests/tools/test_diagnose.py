@@ -26,7 +26,7 @@ def test_calibration_of_a_known_predictor():
     probs = np.array([[0.9, 0.05, 0.05]] * 4 + [[0.25, 0.5, 0.25]] * 2 + [[0.7, 0.2, 0.1]] * 2
                      + [[0.6, 0.3, 0.1]] * 4)
     labels = np.array([0] * 4 + [1] * 4 + [2] * 4)
-    rows = diagnose.calibration(probs, labels, np.array([0, 1, 2]))
+    rows = diagnose.calibration(probs, labels, np.array([0, 1, 2]), np.array([200, 50, 10]))
     assert list(rows) == ["head", "medium", "tail"]
     assert rows["head"] == pytest.approx({"accuracy": 100.0, "confidence": 90.0, "ece": 10.0})
     assert rows["medium"] == pytest.approx({"accuracy": 50.0, "confidence": 60.0, "ece": 60.0})

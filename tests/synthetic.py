@@ -1,4 +1,5 @@
-"""A tiny model and a small long-tailed synthetic data set for fast trainer tests (no tfds)."""
+"""A tiny model and a small long-tailed synthetic data set for fast trainer tests (no tfds), and the environment
+of a test's CPU subprocess (xla_env)."""
 import os
 
 import flax.linen as nn

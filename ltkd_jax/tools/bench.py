@@ -137,8 +137,8 @@ def _setup(args, num_train: int, num_test: int = 256):
     tx = train.sgd(train.step_decay_schedule(config.learning_rate, steps_per_epoch, config.lr_decay_epochs,
                                              config.lr_decay_rate),
                    momentum=config.momentum, weight_decay=config.weight_decay)
-    teacher_variables = jax.device_put(
-        teacher_model.init(jax.random.key(1), jnp.zeros((1,) + image_shape), train=False), replicated)
+    teacher_variables = jax.jit(functools.partial(teacher_model.init, train=False), out_shardings=replicated)(
+        jax.random.key(1), jnp.zeros((1,) + image_shape))
     return image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables
 
 
@@ -146,7 +146,7 @@ def jax_rows(args) -> List[Dict]:
     image_shape, teacher_model, student_model, data, mesh, replicated, steps_per_epoch, tx, teacher_variables = \
         _setup(args, args.batch_size if args.step_only else args.num_train)
     stage = make_stage(args.method, student_model, 1, data)
-    fresh_state = lambda: (jax.device_put(train.init_state(student_model, tx, image_shape, 0), replicated),)  # noqa: E731
+    fresh_state = lambda: (train.placed_init_state(student_model, tx, image_shape, 0, replicated),)  # noqa: E731
 
     device_feed = None if args.step_only else device.DeviceFeed(data, args.batch_size, 0, replicated)
     fixed_batch = jax.device_put({"image": data.train_images[:args.batch_size],
@@ -190,7 +190,7 @@ def population_rows(args) -> List[Dict]:
     def seconds_per_step(members, batched):
         one, _, unit_list = train.jitted_train_steps(members, data, feed, [tx] * len(members), steps_per_epoch, mesh,
                                                      teacher_model, batched=batched)
-        states = [jax.device_put(train.init_state(student_model, tx, image_shape, 0), replicated) for _ in members]
+        states = [train.placed_init_state(student_model, tx, image_shape, 0, replicated) for _ in members]
         carry = jax.jit(train_population.unit_states, static_argnums=1, out_shardings=replicated)(states, unit_list)
         compile_s, seconds, _ = _time_program(lambda c: one(c, teacher_variables, inputs), carry, 1, args.steps,
                                               args.windows)

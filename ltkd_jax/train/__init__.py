@@ -6,5 +6,5 @@ from ltkd_jax.train.population import jitted_train_steps
 from ltkd_jax.train.metrics import (CALIBRATION_BINS, GROUP_NAMES, METRICS_FILE, MetricsLog, Progress, calibration,
                                    group_names, read_metrics, summarize)
 from ltkd_jax.train.state import (TrainState, Teacher, abstract_state, check_batch_size, init_state, load_teacher,
-                                  make_mesh, use_every_cpu_core)
+                                  make_mesh, placed_init_state, use_every_cpu_core)
 from ltkd_jax.train.step import Objective, eval_step, prediction_counts, sgd, step_decay_schedule, teacher_forward, train_step

@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ltkd_jax.data import device
 from ltkd_jax.train import checkpoint, metrics as metrics_lib, population, step as step_lib
 from ltkd_jax.train.dispatch import InFlight
-from ltkd_jax.train.state import Teacher, abstract_state, init_state, make_mesh
+from ltkd_jax.train.state import Teacher, abstract_state, make_mesh, placed_init_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +186,7 @@ def _restore_or_init(stages, ckpts, txs, data, replicated) -> list:
     if len(set(steps)) > 1:
         raise ValueError("the members of a population resume from different steps (" + ", ".join(
             f"{stage.name} at {step}" for stage, step in zip(stages, steps)) + "); train them separately")
-    return [jax.device_put(init_state(stage.model, tx, data.image_shape, stage.seed), replicated)
+    return [placed_init_state(stage.model, tx, data.image_shape, stage.seed, replicated)
             if state is None else state for stage, tx, state in zip(stages, txs, states)]
 
 

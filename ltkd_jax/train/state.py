@@ -84,6 +84,13 @@ def init_state(model: nn.Module, tx, image_shape, seed: int) -> TrainState:
     return TrainState.create(variables, tx)
 
 
+def placed_init_state(model: nn.Module, tx, image_shape, seed: int, sharding) -> TrainState:
+    """`init_state` as one jitted program whose result is laid out by `sharding` (as flax's imagenet example
+    jits its init): run op by op, a model's initialisation compiles and dispatches every initializer and layer
+    separately (a demo ResNet: 6.7 against 4.6 CPU-seconds in a fresh process; more on an accelerator)."""
+    return jax.jit(init_state, static_argnums=(0, 1, 2), out_shardings=sharding)(model, tx, tuple(image_shape), seed)
+
+
 def abstract_state(model: nn.Module, tx, image_shape, sharding) -> TrainState:
     return _placed(jax.eval_shape(functools.partial(init_state, model, tx, image_shape), 0), sharding)
 

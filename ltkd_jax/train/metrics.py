@@ -3,9 +3,11 @@ TensorBoard events, a terminal progress line. The run directory may be local or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import socket
 import sys
 import time
 from typing import Dict, Optional
@@ -15,7 +17,6 @@ import numpy as np
 from etils import epath
 
 from ltkd_jax import io
-from ltkd_jax.data import tf_env
 from ltkd_jax.data.longtail import shot_masks
 
 GROUP_NAMES = ("head", "medium", "tail")
@@ -157,35 +158,49 @@ def read_metrics(path: str):
 
 
 def _tensorboard_writer(logdir: str):
-    """Scalar TensorBoard events through tensorboard's own TF-free event writer; None where tensorboard is not
-    installed (metrics.jsonl is always written)."""
+    """Scalar TensorBoard events (`_EventFile`); None where tensorboard is not installed (metrics.jsonl is always
+    written)."""
     try:
-        from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=import-outside-toplevel
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=import-outside-toplevel
+        return _EventFile(logdir)
     except ImportError:
         return None
-    try:  # tensorboard's file layer imports TensorFlow when present: keep it off the accelerators
-        tf_env.hide_accelerators_from_tf()
-    except ImportError:
-        pass
-    writer = EventFileWriter(logdir)
 
-    def write(record):
+
+class _EventFile:
+    """One TensorBoard event file: tensorboard's record framing (TFRecord, masked CRC32C) of its Event protos, in a
+    file opened through epath for the run's life. Not tensorboard's EventFileWriter: its file layer imports
+    TensorFlow when installed (5 CPU-seconds and an accelerator grab at the start of every run whose data are
+    already cached)."""
+
+    def __init__(self, logdir: str):
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=import-outside-toplevel
+        from tensorboard.summary.writer.record_writer import RecordWriter  # pylint: disable=import-outside-toplevel
+
+        self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+        directory = epath.Path(logdir)
+        directory.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}"
+        self._files = contextlib.ExitStack()  # holds it open: epath's remote open() is a context manager
+        self._records = RecordWriter(self._files.enter_context((directory / name).open("wb")))
+        self._add(self._event(wall_time=now, file_version="brain.Event:2"))
+
+    def __call__(self, record: Dict) -> None:
         split, step = record.get("split", "train"), int(record.get("step", 0))
         values = []
         for key, value in record.items():
             if key in ("step", "split") or isinstance(value, bool):
                 continue
             if isinstance(value, (int, float)):
-                values.append(summary_pb2.Summary.Value(tag=f"{split}/{key}", simple_value=float(value)))
+                values.append(self._summary.Value(tag=f"{split}/{key}", simple_value=float(value)))
             elif key.startswith("teacher_group_sums") and isinstance(value, list):
-                values += [summary_pb2.Summary.Value(tag=f"{split}/{key}/group{k}", simple_value=float(v))
+                values += [self._summary.Value(tag=f"{split}/{key}/group{k}", simple_value=float(v))
                            for k, v in enumerate(value)]
-        writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
-                                         summary=summary_pb2.Summary(value=values)))
-        writer.flush()
+        self._add(self._event(wall_time=time.time(), step=step, summary=self._summary(value=values)))
 
-    return write
+    def _add(self, event) -> None:
+        self._records.write(event.SerializeToString())
+        self._records.flush()
 
 
 class Progress:

@@ -1,4 +1,5 @@
-"""Run a teacher and an LTKD student on the synthetic data; print the final test record as JSON.
+"""Run a teacher and an LTKD student on the synthetic data; print the final test record as JSON, and whether
+training imported TensorFlow (it needs none: its data are arrays, its TensorBoard events written without it).
 
 Used by test_trainer.py in a subprocess with 1 or 8 simulated CPU devices (XLA_FLAGS must be set before JAX
 starts)."""
@@ -24,5 +25,5 @@ stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 2, 1,
                     objective=train.Objective(warmup_epochs=1, log_temperature=4.0))
 train.run_stage(stage, data, f"{workdir}/student", teacher=teacher, **synthetic.RECIPE)
 records = train.read_metrics(f"{workdir}/student/metrics.jsonl")
-print(json.dumps({"devices": jax.device_count(), "train": [r for r in records if r["split"] == "train"][-1],
+print(json.dumps({"devices": jax.device_count(), "tensorflow_imported": "tensorflow" in sys.modules, "train": [r for r in records if r["split"] == "train"][-1],
                   "test": [r for r in records if r["split"] == "test"][-1]}))

@@ -114,13 +114,15 @@ def test_random_resized_crop_on_the_device():
     """The crop of an image larger than 64 px: the whole image at scale and aspect 1 is the image itself; a
     constant image stays constant; each key its own crop of the same shape and dtype; folders and tfds sets pick
     it above 64 px."""
+    # Jitted, as the training step runs it (one compilation per shape instead of one per operation).
+    crop = jax.jit(device.random_resized_crop, static_argnames=("scale", "ratio"))
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 256, (3, 80, 72, 3)), jnp.uint8)
-    whole = device.random_resized_crop(images, jax.random.key(0), scale=(1.0, 1.0), ratio=(72 / 80, 72 / 80))
+    whole = crop(images, jax.random.key(0), scale=(1.0, 1.0), ratio=(72 / 80, 72 / 80))
     np.testing.assert_array_equal(np.asarray(whole), np.asarray(images))
     grey = jnp.full((2, 80, 80, 1), 77, jnp.uint8)
-    np.testing.assert_array_equal(np.asarray(device.random_resized_crop(grey, jax.random.key(1))), 77)
-    first, second = (np.asarray(device.random_resized_crop(images, jax.random.key(k))) for k in (2, 3))
+    np.testing.assert_array_equal(np.asarray(crop(grey, jax.random.key(1))), 77)
+    first, second = (np.asarray(crop(images, jax.random.key(k))) for k in (2, 3))
     assert first.shape == images.shape and first.dtype == np.uint8 and not np.array_equal(first, second)
     assert [registry.augmentation_for(size) for size in (32, 64, 65, 224)] == [
         "pad_crop_flip", "pad_crop_flip", "random_resized_crop", "random_resized_crop"]
@@ -130,6 +132,7 @@ def test_random_resized_crop_on_the_device():
               "order": jnp.arange(4)}
     for crop, zero_border in (("random_resized_crop", False), ("pad_crop_flip", True)):
         augmentation = device.Augmentation(pad=10, flip=True, mean=(0.0,), std=(1.0 / 255,), crop=crop)
-        batch = device.train_batch(arrays, jax.random.key(4), 0, batch_size=4, augmentation=augmentation)
+        batch = jax.jit(device.train_batch, static_argnames=("batch_size", "augmentation"))(
+            arrays, jax.random.key(4), 0, batch_size=4, augmentation=augmentation)
         pixels = np.asarray(batch["image"])
         assert pixels.shape == (4, 80, 80, 1) and bool((pixels == 0).any()) == zero_border, crop

@@ -320,19 +320,24 @@ def loss_cases(draw):
 @given(loss_cases())
 def test_properties_over_shapes_temperatures_and_layouts(case):
     zs, zt, ids, G, T = case
-    # Jitted as the training step runs them (one compilation per drawn shape instead of one per operation).
-    inter, intra = jax.jit(functools.partial(losses.kd_decomposition, num_groups=G, temperature=T))(zs, zt, ids)
+    ltkd = functools.partial(losses.ltkd_loss, temperature=T, num_groups=G)
+
+    # Jitted together, as the training step runs them: one compilation per drawn case instead of one per operation.
+    @jax.jit
+    def computed(zs, zt, ids):
+        return (losses.kd_decomposition(zs, zt, ids, num_groups=G, temperature=T),
+                losses.kd_loss(zs, zt, temperature=T),
+                ltkd(zs, zt, ids, alpha=1.0, beta=1.0, rebalance=False, uniform_intra=False),
+                ltkd(zs, zt, ids, alpha=6.0, beta=6.0))
+
+    (inter, intra), kd, plain, got = computed(zs, zt, ids)
     _, _, Ps, Pt, ref_intra = ref_parts(zs, zt, ids, G, T)
     ps, pt = np_softmax(zs.astype(np.float64) / T), np_softmax(zt.astype(np.float64) / T)
     assert np.all(np.asarray(intra) >= -1e-6) and np.all(np.asarray(inter) >= -1e-6)
     np.testing.assert_allclose(np.asarray(inter) + (Pt * np.asarray(intra)).sum(1), np_kl(pt, ps),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(intra, ref_intra, rtol=1e-4, atol=1e-5)
-    kd = jax.jit(functools.partial(losses.kd_loss, temperature=T))(zs, zt)
-    ltkd = functools.partial(losses.ltkd_loss, temperature=T, num_groups=G)
-    plain = jax.jit(functools.partial(ltkd, alpha=1.0, beta=1.0, rebalance=False, uniform_intra=False))(zs, zt, ids)
     np.testing.assert_allclose(plain, kd, rtol=1e-4, atol=1e-5 * T**2)
-    got = jax.jit(functools.partial(ltkd, alpha=6.0, beta=6.0))(zs, zt, ids)
     np.testing.assert_allclose(got, ref_ltkd(zs, zt, ids, G, T, 6.0, 6.0), rtol=1e-4, atol=1e-5 * T**2)
 
 

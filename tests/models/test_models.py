@@ -330,15 +330,15 @@ def resnet8x4_setup():
     return model, variables, images
 
 
+def _is_stem(module, _):
+    return module.name in ("conv1", "bn1") and len(module.scope.path) == 1
+
+
 def _stem_intermediates(model, variables, images, train):
-    """Run once, capturing the stem conv and stem BN outputs; returns (logits, conv, bn, new batch_stats)."""
-    logits, state = model.apply(
-        variables,
-        images,
-        train=train,
-        mutable=["batch_stats", "intermediates"],
-        capture_intermediates=lambda mdl, _: mdl.name in ("conv1", "bn1") and len(mdl.scope.path) == 1,
-    )
+    """Run once (jitted: one compilation, not one per operation), capturing the stem conv and stem BN outputs;
+    returns (logits, conv, bn, new batch_stats)."""
+    logits, state = jax.jit(functools.partial(model.apply, train=train, mutable=["batch_stats", "intermediates"],
+                                              capture_intermediates=_is_stem))(variables, images)
     inter = state["intermediates"]
     return logits, np.asarray(inter["conv1"]["__call__"][0]), np.asarray(inter["bn1"]["__call__"][0]), state[
         "batch_stats"

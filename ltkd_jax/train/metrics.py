@@ -4,6 +4,7 @@ TensorBoard events, a terminal progress line. The run directory may be local or 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -166,6 +167,9 @@ def _tensorboard_writer(logdir: str):
         return None
 
 
+_EVENT_FILES = itertools.count()
+
+
 class _EventFile:
     """One TensorBoard event file: tensorboard's record framing (TFRecord, masked CRC32C) of its Event protos, in a
     file opened through epath for the run's life. Not tensorboard's EventFileWriter: its file layer imports
@@ -180,7 +184,9 @@ class _EventFile:
         directory = epath.Path(logdir)
         directory.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}"
+        # TensorBoard's naming; the counter keeps a run resumed within the same second in one process (tests) from
+        # truncating the file its first part wrote.
+        name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{next(_EVENT_FILES)}"
         self._files = contextlib.ExitStack()  # holds it open: epath's remote open() is a context manager
         self._records = RecordWriter(self._files.enter_context((directory / name).open("wb")))
         self._add(self._event(wall_time=now, file_version="brain.Event:2"))

@@ -137,6 +137,13 @@ def test_sigterm_saves_and_the_rerun_ends_identically(tmp_path, monkeypatch):
     resumed = _train_teacher(str(tmp_path / "killed"))
     for a, b in zip(_params(reference), _params(resumed)):
         np.testing.assert_array_equal(a, b)
+    # Each part wrote its own TensorBoard event file (the same process, maybe the same second): together they hold
+    # every logged training step once.
+    events = event_accumulator.EventAccumulator(str(tmp_path / "killed" / "tensorboard"))
+    events.Reload()
+    assert len(os.listdir(tmp_path / "killed" / "tensorboard")) == 2
+    assert [e.step for e in events.Scalars("train/loss")] == [
+        r["step"] for r in train.read_metrics(str(tmp_path / "killed" / "metrics.jsonl")) if r["split"] == "train"]
 
 
 def test_distillation_logs_group_sums_and_agreement(tmp_path):

@@ -12,6 +12,15 @@ from hypothesis import strategies as st
 
 from ltkd_jax import losses
 
+# The losses as the training step runs them, jitted with their hyper-parameters static: one compilation per call
+# signature instead of one per operation. The bad-input tests call the functions themselves (their checks read
+# concrete group ids), and one test compares the two.
+kd_decomposition = jax.jit(losses.kd_decomposition, static_argnames=("num_groups", "temperature"))
+kd_loss = jax.jit(losses.kd_loss, static_argnames="temperature")
+dkd_loss = jax.jit(losses.dkd_loss, static_argnames=("alpha", "beta", "temperature"))
+ltkd_loss = jax.jit(losses.ltkd_loss, static_argnames=("alpha", "beta", "temperature", "num_groups", "rebalance",
+                                                       "uniform_intra"))
+
 # ----------------------------------------------------------------------------------------------------------------
 # Reference implementations: probabilities first, then plain ratios, the way the paper writes them.
 
@@ -94,7 +103,7 @@ TOL = dict(rtol=2e-5, atol=2e-5)
 
 def test_decomposition_matches_reference_and_identity():
     zs, zt = random_case(0)
-    inter, intra = losses.kd_decomposition(zs, zt, GROUPS_10, num_groups=3, temperature=4.0)
+    inter, intra = kd_decomposition(zs, zt, GROUPS_10, num_groups=3, temperature=4.0)
     ps, pt, Ps, Pt, ref_intra = ref_parts(zs, zt, GROUPS_10, 3, 4.0)
     np.testing.assert_allclose(inter, np_kl(Pt, Ps), **TOL)
     np.testing.assert_allclose(intra, ref_intra, **TOL)
@@ -105,14 +114,14 @@ def test_decomposition_matches_reference_and_identity():
 def test_kd_loss_matches_reference():
     zs, zt = random_case(1)
     for T in (1.0, 4.0):
-        np.testing.assert_allclose(losses.kd_loss(zs, zt, temperature=T), ref_kd(zs, zt, T), **TOL)
+        np.testing.assert_allclose(kd_loss(zs, zt, temperature=T), ref_kd(zs, zt, T), **TOL)
 
 
 def test_ltkd_without_corrections_is_kd():
     zs, zt = random_case(2)
-    got = losses.ltkd_loss(zs, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=4.0, rebalance=False,
+    got = ltkd_loss(zs, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=4.0, rebalance=False,
                            uniform_intra=False)
-    np.testing.assert_allclose(got, losses.kd_loss(zs, zt, temperature=4.0), **TOL)
+    np.testing.assert_allclose(got, kd_loss(zs, zt, temperature=4.0), **TOL)
     np.testing.assert_allclose(got, ref_kd(zs, zt, 4.0), **TOL)
 
 
@@ -120,7 +129,7 @@ def test_ltkd_without_corrections_is_kd():
 @pytest.mark.parametrize("uniform_intra", [True, False])
 def test_ltkd_matches_reference(rebalance, uniform_intra):
     zs, zt = random_case(3, B=8)
-    got = losses.ltkd_loss(zs, zt, GROUPS_10, alpha=6.0, beta=2.0, temperature=4.0, rebalance=rebalance,
+    got = ltkd_loss(zs, zt, GROUPS_10, alpha=6.0, beta=2.0, temperature=4.0, rebalance=rebalance,
                            uniform_intra=uniform_intra)
     want = ref_ltkd(zs, zt, GROUPS_10, 3, 4.0, 6.0, 2.0, rebalance, uniform_intra)
     np.testing.assert_allclose(got, want, **TOL)
@@ -129,9 +138,9 @@ def test_ltkd_matches_reference(rebalance, uniform_intra):
 def test_ltkd_is_not_kd_when_corrected():
     """Guards against a rebalance / uniform flag that is silently ignored."""
     zs, zt = random_case(4)
-    kd = losses.kd_loss(zs, zt, temperature=4.0)
+    kd = kd_loss(zs, zt, temperature=4.0)
     for rebalance, uniform in [(True, False), (False, True), (True, True)]:
-        got = losses.ltkd_loss(zs, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=4.0, rebalance=rebalance,
+        got = ltkd_loss(zs, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=4.0, rebalance=rebalance,
                                uniform_intra=uniform)
         assert abs(float(got) - float(kd)) > 1e-3
 
@@ -140,7 +149,7 @@ def test_dkd_matches_mdistiller():
     zs, zt = random_case(5, B=7, C=12)
     labels = np.array([0, 3, 11, 5, 5, 2, 7])
     for alpha, beta, T in [(1.0, 8.0, 4.0), (1.0, 0.5, 1.0), (2.0, 6.0, 2.0)]:
-        got = losses.dkd_loss(zs, zt, labels, alpha=alpha, beta=beta, temperature=T)
+        got = dkd_loss(zs, zt, labels, alpha=alpha, beta=beta, temperature=T)
         np.testing.assert_allclose(got, ref_dkd_mdistiller(zs, zt, labels, alpha, beta, T), rtol=5e-5, atol=5e-5)
 
 
@@ -148,12 +157,12 @@ def test_dkd_is_the_per_sample_two_group_case():
     zs, zt = random_case(6, B=5)
     labels = np.array([1, 9, 4, 4, 0])
     per_sample = (np.arange(10)[None, :] != labels[:, None]).astype(np.int32)  # 0 target, 1 non-target
-    two_group = losses.ltkd_loss(zs, zt, per_sample, alpha=1.0, beta=8.0, temperature=4.0, num_groups=2,
+    two_group = ltkd_loss(zs, zt, per_sample, alpha=1.0, beta=8.0, temperature=4.0, num_groups=2,
                                  rebalance=False, uniform_intra=True)
-    np.testing.assert_allclose(losses.dkd_loss(zs, zt, labels, alpha=1.0, beta=8.0, temperature=4.0), two_group,
+    np.testing.assert_allclose(dkd_loss(zs, zt, labels, alpha=1.0, beta=8.0, temperature=4.0), two_group,
                                **TOL)
     # And that case is itself DKD's decomposition: TCKD is the inter term, NCKD the non-target KL.
-    inter, intra = losses.kd_decomposition(zs, zt, per_sample, num_groups=2, temperature=4.0)
+    inter, intra = kd_decomposition(zs, zt, per_sample, num_groups=2, temperature=4.0)
     np.testing.assert_allclose(intra[:, 0], 0.0, atol=1e-6)
     np.testing.assert_allclose(16 * (np.mean(inter) + 8 * np.mean(intra[:, 1])), two_group, **TOL)
 
@@ -195,11 +204,15 @@ def test_rebalancing_weights_carry_no_gradient():
         rebalanced = scaled - jax.nn.logsumexp(scaled, axis=-1, keepdims=True)
         return jnp.mean(losses._kl_from_logs(rebalanced, log_group_s))
 
-    log_group_t, _ = losses._grouped_log_probs(jnp.asarray(zt), mask, T)
-    log_sums = jax.nn.logsumexp(log_group_t, axis=0)
-    log_weights = jax.nn.logsumexp(log_sums) - jnp.log(3.0) - log_sums
-    want = jax.grad(inter_with_frozen_weights)(jnp.asarray(zt), log_weights)
-    got = jax.grad(lambda t: losses.ltkd_loss(zs, t, GROUPS_10, alpha=1.0, beta=0.0, temperature=T) / T**2)(
+    @jax.jit
+    def log_weights_of(teacher_logits):
+        log_group_t, _ = losses._grouped_log_probs(teacher_logits, mask, T)
+        log_sums = jax.nn.logsumexp(log_group_t, axis=0)
+        return jax.nn.logsumexp(log_sums) - jnp.log(3.0) - log_sums
+
+    log_weights = log_weights_of(jnp.asarray(zt))
+    want = jax.jit(jax.grad(inter_with_frozen_weights))(jnp.asarray(zt), log_weights)
+    got = jax.grad(lambda t: ltkd_loss(zs, t, GROUPS_10, alpha=1.0, beta=0.0, temperature=T) / T**2)(
         jnp.asarray(zt))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
@@ -215,10 +228,10 @@ def test_gradients_match_finite_differences(name):
         "ltkd_plain": lambda s: ref_ltkd(s, zt, GROUPS_10, 3, 2.0, 1.0, 0.5, False, False),
     }
     ours = {
-        "kd": lambda s: losses.kd_loss(s, zt, temperature=4.0),
-        "dkd": lambda s: losses.dkd_loss(s, zt, labels, alpha=1.0, beta=8.0, temperature=4.0),
-        "ltkd": lambda s: losses.ltkd_loss(s, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=4.0),
-        "ltkd_plain": lambda s: losses.ltkd_loss(s, zt, GROUPS_10, alpha=1.0, beta=0.5, temperature=2.0,
+        "kd": lambda s: kd_loss(s, zt, temperature=4.0),
+        "dkd": lambda s: dkd_loss(s, zt, labels, alpha=1.0, beta=8.0, temperature=4.0),
+        "ltkd": lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=4.0),
+        "ltkd_plain": lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=1.0, beta=0.5, temperature=2.0,
                                                  rebalance=False, uniform_intra=False),
     }
     grad = np.asarray(jax.grad(ours[name])(jnp.asarray(zs)), np.float64)
@@ -238,9 +251,9 @@ def test_jit_and_per_sample_evaluation_agree():
     loss = functools.partial(losses.ltkd_loss, group_ids=GROUPS_10, alpha=6.0, beta=6.0, temperature=4.0)
     np.testing.assert_allclose(jax.jit(loss)(zs, zt), loss(zs, zt), rtol=1e-6)
     # Batched decomposition terms equal the same terms computed one sample at a time (no vmap needed).
-    inter, intra = losses.kd_decomposition(zs, zt, GROUPS_10, num_groups=3, temperature=4.0)
+    inter, intra = kd_decomposition(zs, zt, GROUPS_10, num_groups=3, temperature=4.0)
     for b in range(6):
-        one_inter, one_intra = losses.kd_decomposition(zs[b:b + 1], zt[b:b + 1], GROUPS_10, num_groups=3,
+        one_inter, one_intra = kd_decomposition(zs[b:b + 1], zt[b:b + 1], GROUPS_10, num_groups=3,
                                                        temperature=4.0)
         np.testing.assert_allclose(one_inter[0], inter[b], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(one_intra[0], intra[b], rtol=1e-5, atol=1e-7)
@@ -254,7 +267,7 @@ def test_per_sample_groups_with_rebalancing_match_reference():
     rng = np.random.default_rng(11)
     zs, zt = random_case(11, B=5, C=9)
     ids = np.stack([rng.permutation(np.arange(9) % 3) for _ in range(5)])
-    got = losses.ltkd_loss(zs, zt, ids, alpha=2.0, beta=3.0, temperature=2.0)
+    got = ltkd_loss(zs, zt, ids, alpha=2.0, beta=3.0, temperature=2.0)
     np.testing.assert_allclose(got, ref_ltkd(zs, zt, ids, 3, 2.0, 2.0, 3.0), **TOL)
 
 
@@ -266,21 +279,21 @@ def test_large_logits_and_underflowing_groups_stay_finite():
     zt = np.where(GROUPS_10 == 2, -100.0, 100.0) + rng.normal(size=(B, C))
     zt = zt.astype(np.float32)
     for fn in [
-        lambda s: losses.ltkd_loss(s, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0),
-        lambda s: losses.ltkd_loss(s, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=1.0, rebalance=False,
+        lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0),
+        lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=1.0, rebalance=False,
                                    uniform_intra=False),
-        lambda s: losses.kd_loss(s, zt, temperature=1.0),
-        lambda s: losses.dkd_loss(s, zt, np.array([0, 8, 9, 4]), alpha=1.0, beta=8.0, temperature=1.0),
+        lambda s: kd_loss(s, zt, temperature=1.0),
+        lambda s: dkd_loss(s, zt, np.array([0, 8, 9, 4]), alpha=1.0, beta=8.0, temperature=1.0),
     ]:
         value, grad = jax.value_and_grad(fn)(jnp.asarray(zs))
         assert np.isfinite(value) and np.all(np.isfinite(grad))
     # Values still agree with the float64 reference, where e^-200 is representable.
     np.testing.assert_allclose(
-        losses.ltkd_loss(zs, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0),
+        ltkd_loss(zs, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0),
         ref_ltkd(zs, zt, GROUPS_10, 3, 1.0, 6.0, 6.0), rtol=1e-4)
-    np.testing.assert_allclose(losses.kd_loss(zs, zt, temperature=1.0), ref_kd(zs, zt, 1.0), rtol=1e-4)
+    np.testing.assert_allclose(kd_loss(zs, zt, temperature=1.0), ref_kd(zs, zt, 1.0), rtol=1e-4)
     # And the teacher side is finite too.
-    grad_t = jax.grad(lambda t: losses.ltkd_loss(zs, t, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0))(
+    grad_t = jax.grad(lambda t: ltkd_loss(zs, t, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0))(
         jnp.asarray(zt))
     assert np.all(np.isfinite(grad_t))
 
@@ -292,7 +305,7 @@ def test_thousand_classes():
     zt = rng.normal(size=(B, C)).astype(np.float32) * 2
     ids = np.repeat(np.arange(3), [334, 333, 333])
     for T in (1.0, 4.0):
-        np.testing.assert_allclose(losses.ltkd_loss(zs, zt, ids, alpha=6.0, beta=6.0, temperature=T),
+        np.testing.assert_allclose(ltkd_loss(zs, zt, ids, alpha=6.0, beta=6.0, temperature=T),
                                    ref_ltkd(zs, zt, ids, 3, T, 6.0, 6.0), rtol=1e-4)
 
 

@@ -27,7 +27,9 @@ from etils import epath
 from ltkd_jax.io import absolute, atomic_open, file_digest, first_line, is_local  # absolute: local paths kept absolute
 
 CHECKSUMS = "checksums.process_{}.json"
-NO_CHECKSUMS = "no checksums"  # saved before they were recorded (a run killed between saves): unverified, not damaged
+# Files saved before their process recorded them (a run, or one of its processes, killed between saves): those are
+# unverified, not damaged.
+NO_CHECKSUMS = "files without checksums"
 # Beyond the arrays, per checkpoint: orbax's metadata files and file-system blocks (a demo student's step is 0.13 MB
 # of arrays in 0.2 MB on disk).
 METADATA_BYTES = 1 << 20
@@ -107,8 +109,8 @@ class Checkpointer:
             problem = damage(step_dir)
             if problem in (None, NO_CHECKSUMS):
                 if problem:
-                    logging.warning("%s %s has no checksums to verify it against; restoring it as it is", what,
-                                    step_dir)
+                    logging.warning("%s %s has %s to verify them against; restoring it as it is", what, step_dir,
+                                    NO_CHECKSUMS)
                 return restore(self.latest, step, abstract_state, what)
             logging.warning("%s %s is damaged (%s): deleted it, resuming from the step before", what, step_dir,
                             problem)
@@ -209,8 +211,6 @@ def damage(step_dir: epath.Path) -> Optional[str]:
             processes = saved["processes"]
         except (ValueError, KeyError, TypeError, AttributeError):
             return f"{record} is unreadable"
-    if len(records) != processes:
-        return f"checksums of {len(records)} of its {processes} processes"
     for name, (size, sha) in sorted(files.items()):
         path = step_dir / name
         if not path.exists():
@@ -219,7 +219,9 @@ def damage(step_dir: epath.Path) -> Optional[str]:
         if (found_size, found_sha) != (size, sha):
             how = f"{found_size} bytes, saved with {size}" if found_size != size else "SHA-256 differs from its save"
             return f"{path} has changed ({how})"
-    return None
+    # Orbax renamed the step into place only once every process had written it, so a process that recorded nothing
+    # was killed between its save and the record (the next save, restore or close writes it): unverified.
+    return NO_CHECKSUMS if len(records) < processes else None
 
 
 def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):
@@ -239,8 +241,8 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
         problem = damage(directory / str(step))
         if problem == NO_CHECKSUMS:
-            logging.warning("%s %s has no checksums to verify it against; loading it as it is", what,
-                            directory / str(step))
+            logging.warning("%s %s has %s to verify them against; loading it as it is", what,
+                            directory / str(step), NO_CHECKSUMS)
         elif problem:
             raise CheckpointError(f"{what} {directory / str(step)} is damaged: {problem}")
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}

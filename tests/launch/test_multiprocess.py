@@ -90,7 +90,13 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     status, seconds = _one_dies(str(tmp_path / "two" / "pop"), data_dir, steps_per_epoch + 2, teachers)
     assert status != 0 and seconds < SURVIVOR_EXIT_SECONDS, (status, seconds)
     print(f"process 0 exited with status {status} {seconds:.1f} s after process 1 died")  # pytest -s shows it
+    # The first epoch's checkpoints, which process 0 alone had recorded when process 1 died: resumed from, not
+    # deleted as damaged and trained again.
+    first_epoch = [tmp_path / "two" / "pop" / member / "checkpoints" / str(steps_per_epoch)
+                   for member in ("kd", "ltkd")]
+    saved = [os.stat(step_dir).st_ino for step_dir in first_epoch]
     twos = _launch(2, str(tmp_path / "two" / "pop"), data_dir, 1, teachers)
+    assert [os.stat(step_dir).st_ino for step_dir in first_epoch] == saved
     assert not (tmp_path / "two" / "teachers").exists()
     for one, two in zip(ones, twos):
         _same_run(one, two)

@@ -169,8 +169,25 @@ def test_a_step_without_checksums_is_restored_unverified(finished_run, tmp_path,
         state = _teacher_run(workdir)
         train.load_teacher(synthetic.TinyNet(), str(workdir), (8, 8, 1))
     assert read[0] == 30 and sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
-    assert sum("has no checksums" in r.getMessage() for r in caplog.records) == 2
+    assert sum(checkpoint.NO_CHECKSUMS in r.getMessage() for r in caplog.records) == 2
     _assert_same_leaves(state, final_leaves)
+
+
+def test_a_step_one_process_recorded_is_restored_and_its_files_verified(finished_run, tmp_path, monkeypatch):
+    """A 2-process run whose process 1 was killed between a save and its record: the step is complete (orbax
+    renames it once every process wrote it); process 0's files are checked, the rest is restored unverified. (It
+    was taken for damaged, deleted, and the run went back a checkpoint.)"""
+    source, final_leaves = finished_run
+    workdir = _copy(source, tmp_path)
+    record = workdir / "checkpoints" / "30" / "checksums.process_0.json"
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), processes=2)))
+    assert checkpoint.damage(workdir / "checkpoints" / "30") == checkpoint.NO_CHECKSUMS
+    read = _record_reads(monkeypatch)
+    _assert_same_leaves(_teacher_run(workdir), final_leaves)
+    assert read[0] == 30 and sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
+    _, target = _damage(workdir, "flip")  # a recorded file changed is still damage
+    assert "has changed" in checkpoint.damage(workdir / "checkpoints" / "30") and str(target) in checkpoint.damage(
+        workdir / "checkpoints" / "30")
 
 
 def test_a_resumed_log_drops_what_was_logged_after_its_checkpoint(tmp_path):

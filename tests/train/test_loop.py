@@ -309,7 +309,7 @@ def test_each_device_gathers_only_its_share_of_the_resident_batch():
         data, mesh = synthetic.make_data(), train.make_mesh()
         replicated = NamedSharding(mesh, P())
         tx = train.sgd(0.1, momentum=0.9, weight_decay=5e-4)
-        state = jax.device_put(train.init_state(synthetic.TinyNet(), tx, (8, 8, 1), 0), replicated)
+        state = train.placed_init_state(synthetic.TinyNet(), tx, (8, 8, 1), 0, replicated)
         feed = device.DeviceFeed(data, 16, 0, replicated)
         one, _, _ = train.jitted_train_steps([train.Stage("teacher", synthetic.TinyNet(), 0.1, 1, 0)], data, feed,
                                              [tx], 10, mesh)

@@ -172,8 +172,9 @@ def test_rebalancing_equalises_batch_sums_and_keeps_rows_normalised():
     T = 4.0
     _, _, _, Pt, _ = ref_parts(zs, zt, GROUPS_10, 3, T)
     mask = np.eye(3, dtype=bool)[GROUPS_10]
-    log_group_t, _ = losses._grouped_log_probs(jnp.asarray(zt), mask, T)
-    rebalanced = np.exp(np.asarray(losses.rebalance_group_log_probs(log_group_t), np.float64))
+    rebalanced = jax.jit(lambda t: losses.rebalance_group_log_probs(losses._grouped_log_probs(t, mask, T)[0]))(
+        jnp.asarray(zt))
+    rebalanced = np.exp(np.asarray(rebalanced, np.float64))
     np.testing.assert_allclose(rebalanced.sum(1), 1.0, rtol=1e-6)
     # The scale factors w_k = mean(S)/S_k are what P^ applies before its per-sample renormalisation:
     # rebalanced[b, k] / Pt[b, k] = w_k / z_b, so sum_b z_b * rebalanced[b, k] = mean(S) for every k.
@@ -184,7 +185,8 @@ def test_rebalancing_equalises_batch_sums_and_keeps_rows_normalised():
     np.testing.assert_allclose(w_over_z[0], sums[0] / sums, rtol=1e-4)
     scaled_sums = (Pt * (sums.mean() / sums)).sum(0)
     np.testing.assert_allclose(scaled_sums, sums.mean(), rtol=1e-9)
-    before, after = losses.teacher_group_sums(zt, GROUPS_10, num_groups=3, temperature=T)
+    before, after = jax.jit(functools.partial(losses.teacher_group_sums, group_ids=GROUPS_10, num_groups=3,
+                                              temperature=T))(zt)
     np.testing.assert_allclose(before, sums, rtol=1e-5)
     np.testing.assert_allclose(after, rebalanced.sum(0), rtol=1e-5)
     np.testing.assert_allclose(np.sum(after), 16.0, rtol=1e-5)
@@ -212,7 +214,7 @@ def test_rebalancing_weights_carry_no_gradient():
 
     log_weights = log_weights_of(jnp.asarray(zt))
     want = jax.jit(jax.grad(inter_with_frozen_weights))(jnp.asarray(zt), log_weights)
-    got = jax.grad(lambda t: ltkd_loss(zs, t, GROUPS_10, alpha=1.0, beta=0.0, temperature=T) / T**2)(
+    got = jax.jit(jax.grad(lambda t: ltkd_loss(zs, t, GROUPS_10, alpha=1.0, beta=0.0, temperature=T) / T**2))(
         jnp.asarray(zt))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
@@ -285,7 +287,7 @@ def test_large_logits_and_underflowing_groups_stay_finite():
         lambda s: kd_loss(s, zt, temperature=1.0),
         lambda s: dkd_loss(s, zt, np.array([0, 8, 9, 4]), alpha=1.0, beta=8.0, temperature=1.0),
     ]:
-        value, grad = jax.value_and_grad(fn)(jnp.asarray(zs))
+        value, grad = jax.jit(jax.value_and_grad(fn))(jnp.asarray(zs))
         assert np.isfinite(value) and np.all(np.isfinite(grad))
     # Values still agree with the float64 reference, where e^-200 is representable.
     np.testing.assert_allclose(
@@ -293,7 +295,7 @@ def test_large_logits_and_underflowing_groups_stay_finite():
         ref_ltkd(zs, zt, GROUPS_10, 3, 1.0, 6.0, 6.0), rtol=1e-4)
     np.testing.assert_allclose(kd_loss(zs, zt, temperature=1.0), ref_kd(zs, zt, 1.0), rtol=1e-4)
     # And the teacher side is finite too.
-    grad_t = jax.grad(lambda t: ltkd_loss(zs, t, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0))(
+    grad_t = jax.jit(jax.grad(lambda t: ltkd_loss(zs, t, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0)))(
         jnp.asarray(zt))
     assert np.all(np.isfinite(grad_t))
 
@@ -361,11 +363,11 @@ def test_properties_over_shapes_temperatures_and_layouts(case):
 def test_registry_entries_match_the_functions():
     zs, zt = random_case(14, B=5)
     labels = np.array([0, 1, 2, 3, 4])
-    call = lambda name, **kw: float(losses.get_distill_loss(name, group_ids=GROUPS_10, **kw)(zs, zt, labels))
-    ltkd = functools.partial(losses.ltkd_loss, zs, zt, GROUPS_10, temperature=4.0)
-    np.testing.assert_allclose(call("kd", temperature=4.0), losses.kd_loss(zs, zt, temperature=4.0), rtol=1e-6)
+    call = lambda name, **kw: float(jax.jit(losses.get_distill_loss(name, group_ids=GROUPS_10, **kw))(zs, zt, labels))
+    ltkd = functools.partial(ltkd_loss, zs, zt, GROUPS_10, temperature=4.0)
+    np.testing.assert_allclose(call("kd", temperature=4.0), kd_loss(zs, zt, temperature=4.0), rtol=1e-6)
     np.testing.assert_allclose(call("dkd", alpha=1.0, beta=8.0, temperature=4.0),
-                               losses.dkd_loss(zs, zt, labels, alpha=1.0, beta=8.0, temperature=4.0), rtol=1e-6)
+                               dkd_loss(zs, zt, labels, alpha=1.0, beta=8.0, temperature=4.0), rtol=1e-6)
     np.testing.assert_allclose(call("ltkd", alpha=6.0, beta=6.0, temperature=4.0), ltkd(alpha=6.0, beta=6.0),
                                rtol=1e-6)
     np.testing.assert_allclose(call("ltkd_inter_biased", alpha=1.0, temperature=4.0),
@@ -384,8 +386,8 @@ def test_student_objective_and_warmup():
     zs, zt = random_case(15, B=4)
     labels = np.array([1, 2, 3, 9])
     distill = losses.get_distill_loss("ltkd", group_ids=GROUPS_10, alpha=6.0, beta=6.0, temperature=4.0)
-    total, parts = losses.student_objective(zs, zt, labels, distill_loss=distill, ce_weight=1.0,
-                                            epoch=5, warmup_epochs=20)
+    total, parts = jax.jit(functools.partial(losses.student_objective, distill_loss=distill, ce_weight=1.0,
+                                            warmup_epochs=20))(zs, zt, labels, epoch=5)
     ce = -np.mean(np.log(np_softmax(zs.astype(np.float64))[np.arange(4), labels]))
     np.testing.assert_allclose(parts["ce"], ce, rtol=1e-5)
     np.testing.assert_allclose(total, ce + 0.25 * ref_ltkd(zs, zt, GROUPS_10, 3, 4.0, 6.0, 6.0), rtol=1e-5)

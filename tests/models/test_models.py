@@ -345,6 +345,14 @@ def _stem_intermediates(model, variables, images, train):
     ]
 
 
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("train", "return_features"))
+def _apply(model, variables, images, train, return_features=False):
+    """`model.apply` jitted, as the steps run it; train mode also returns the updated batch statistics."""
+    if train:
+        return model.apply(variables, images, train=True, mutable=["batch_stats"], return_features=return_features)
+    return model.apply(variables, images, train=False, return_features=return_features)
+
+
 def test_train_mode_uses_batch_statistics_and_updates_running_stats(resnet8x4_setup):
     model, variables, images = resnet8x4_setup
     _, conv, bn, new_stats = _stem_intermediates(model, variables, images, train=True)
@@ -392,17 +400,17 @@ def test_eval_mode_uses_running_statistics_and_leaves_them_alone(resnet8x4_setup
     )
     jax.tree_util.tree_map(np.testing.assert_array_equal, stats_after, trained_stats)
     # Eval output of one image does not depend on the rest of the batch; train output does.
-    single = model.apply(variables, images[:1], train=False)
+    single = _apply(model, variables, images[:1], train=False)
     np.testing.assert_allclose(single[0], logits[0], rtol=1e-4, atol=1e-5)
-    train_single, _ = model.apply(variables, images[:2], train=True, mutable=["batch_stats"])
-    train_full, _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    train_single, _ = _apply(model, variables, images[:2], train=True)
+    train_full, _ = _apply(model, variables, images, train=True)
     assert not np.allclose(train_single[0], train_full[0], atol=1e-4)
 
 
 def test_features_are_consistent_with_logits(resnet8x4_setup):
     model, variables, images = resnet8x4_setup
-    logits = model.apply(variables, images, train=False)
-    logits_f, features = model.apply(variables, images, train=False, return_features=True)
+    logits = _apply(model, variables, images, train=False)
+    logits_f, features = _apply(model, variables, images, train=False, return_features=True)
     np.testing.assert_allclose(logits_f, logits, rtol=1e-6)
     feats, preacts, pooled = features["feats"], features["preact_feats"], features["pooled_feat"]
     for f, p in zip(feats, preacts):
@@ -416,10 +424,8 @@ def test_bfloat16_forward_is_close_to_float32(resnet8x4_setup):
     _, variables, images = resnet8x4_setup
     model_bf16 = models.get_model("resnet8x4", 10, dtype=jnp.bfloat16)
     model_f32 = models.get_model("resnet8x4", 10)
-    ref, _ = model_f32.apply(variables, images, train=True, mutable=["batch_stats"])
-    (got, features), state = model_bf16.apply(
-        variables, images, train=True, mutable=["batch_stats"], return_features=True
-    )
+    ref, _ = _apply(model_f32, variables, images, train=True)
+    (got, features), state = _apply(model_bf16, variables, images, train=True, return_features=True)
     assert got.dtype == jnp.float32
     assert features["feats"][-1].dtype == jnp.bfloat16
     assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(state)} == {jnp.dtype(jnp.float32)}

@@ -1,4 +1,5 @@
 """The training loop: optimiser, schedule, resume, SIGTERM, sharding, bad input (synthetic data, tiny model)."""
+import functools
 import json
 import os
 import signal
@@ -340,17 +341,28 @@ def test_bfloat16_compute_keeps_float32_state_and_tracks_float32(tmp_path):
     assert np.isfinite(first_bf16) and first_bf16 == pytest.approx(first_fp32, rel=0.02)
 
 
+def _host_state(model, tx):
+    """The initial state on this process's one device (the step's tests call the step function itself, jitted)."""
+    return train.placed_init_state(model, tx, (8, 8, 1), 0, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _train_mode_logits(model, state, images):
+    return model.apply(state.variables, images, train=True, mutable=["batch_stats"])[0]
+
+
 def test_a_balanced_softmax_teacher_step_adds_the_log_prior():
     """The CE of a debiased teacher's step is the balanced softmax of its logits (float64 by hand)."""
     data = synthetic.make_data()
     counts = np.array([40, 30, 20, 15, 12, 10, 8, 6, 5, 4])
     model, tx = synthetic.TinyNet(), train.sgd(0.1, momentum=0.9, weight_decay=0.0)
-    state = train.init_state(model, tx, (8, 8, 1), 0)
+    state = _host_state(model, tx)
     batch = {"image": jnp.asarray(data.train_images[:16], jnp.float32) / 255.0,
              "label": jnp.asarray(data.train_labels[:16])}
-    logits, _ = model.apply(state.variables, batch["image"], train=True, mutable=["batch_stats"])
-    _, metrics = step_lib.train_step(state, None, batch, train.Objective(ce_prior_weight=1.0), model=model, tx=tx,
-                                     steps_per_epoch=10, class_counts=counts)
+    logits = _train_mode_logits(model, state, batch["image"])
+    step = jax.jit(functools.partial(step_lib.train_step, objective=train.Objective(ce_prior_weight=1.0), model=model,
+                                     tx=tx, steps_per_epoch=10, class_counts=counts))
+    _, metrics = step(state, None, batch)
     z = np.asarray(logits, np.float64) + np.log(counts / counts.sum())
     z -= z.max(1, keepdims=True)
     labels = np.asarray(batch["label"])
@@ -363,16 +375,17 @@ def test_a_deferred_bkd_step_reads_its_epoch_from_the_step():
     T), step 10 (epoch 2) with the class-balanced ones; the population passes the same epoch (test_population)."""
     data = synthetic.make_data()
     model, tx = synthetic.TinyNet(), train.sgd(0.1, momentum=0.9, weight_decay=0.0)
-    state = train.init_state(model, tx, (8, 8, 1), 0)
+    state = _host_state(model, tx)
     batch = {"image": jnp.asarray(data.train_images[:16], jnp.float32) / 255.0,
              "label": jnp.asarray(data.train_labels[:16])}
     teacher_logits = jnp.asarray(np.random.default_rng(0).normal(size=(16, 10)) * 3, jnp.float32)
-    logits, _ = model.apply(state.variables, batch["image"], train=True, mutable=["batch_stats"])
+    logits = _train_mode_logits(model, state, batch["image"])
     bkd = losses.get_distill_loss("bkd", class_counts=synthetic.COUNTS, temperature=2.0, reweight_epoch=1)
     expected = {weighted: float(losses.bkd_loss(logits, teacher_logits, synthetic.COUNTS, temperature=2.0,
                                                 reweighted=weighted)) for weighted in (False, True)}
     assert abs(expected[True] - expected[False]) > 1e-3  # the weights matter on these counts
-    for step, weighted in ((0, False), (9, False), (10, True)):
-        _, metrics = step_lib.train_step(state.replace(step=jnp.asarray(step)), (teacher_logits, None), batch,
-                                         model=model, tx=tx, steps_per_epoch=10, distill_loss=bkd)
+    step_fn = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, steps_per_epoch=10,
+                                        distill_loss=bkd))
+    for step, weighted in ((0, False), (9, False), (10, True)):  # the step is traced: one program for all three
+        _, metrics = step_fn(state.replace(step=jnp.asarray(step)), (teacher_logits, None), batch)
         assert float(metrics["distill"]) == pytest.approx(expected[weighted], rel=1e-5), step

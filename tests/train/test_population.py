@@ -1,6 +1,7 @@
 """A population trains each member as its solo run would: same parameters after its 20 steps (exactly when
 members step one after another, to float tolerance when vmapped), the same metrics.jsonl fields, and a
 SIGTERM'd population resumes to the same end. Its config grammar names a member that cannot join in one line."""
+import contextlib
 import os
 import signal
 
@@ -75,10 +76,36 @@ def test_units_group_logit_members_of_one_architecture():
     assert population.units(_stages(), batched=False) == ((0,), (1,), (2,), (3,), (4,), (5,))
 
 
+_COMPILED = []  # the names of the programs built inside `compiled_programs()` blocks
+
+
+def _on_duration(event, seconds, fun_name=None, **kwargs):
+    del seconds, kwargs
+    if _COMPILED and event == "/jax/core/compile/backend_compile_duration":
+        _COMPILED[-1].append(fun_name)
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+@contextlib.contextmanager
+def compiled_programs():
+    """The names of the programs JAX builds for XLA inside the block (compiled, or read from the compilation
+    cache), from jax.monitoring's backend-compile events."""
+    _COMPILED.append([])
+    try:
+        yield _COMPILED[-1]
+    finally:
+        _COMPILED.pop()
+
+
 @pytest.mark.parametrize("batched", [False, True], ids=["one_after_another", "vmapped"])
 def test_members_end_as_their_solo_runs(batched, teacher, solo_runs, tmp_path):
     stages = _stages()
-    states = _run(stages, tmp_path, teacher, batched=batched)
+    with compiled_programs() as compiled:
+        states = _run(stages, tmp_path, teacher, batched=batched)
+    # Members of one architecture and learning rate share one initialisation program: two architectures here.
+    assert compiled.count("jit(init_state)") == 2, compiled
     for stage, state in zip(stages, states):
         solo_state, solo_records = solo_runs[stage.name]
         assert int(state.step) == int(solo_state.step) == 10 * NUM_EPOCHS

@@ -7,11 +7,25 @@ import numpy as np
 import pytest
 
 from ltkd_jax import models
+from ltkd_jax.models.resnet_blocks import BasicBlock
+from ltkd_jax.models.resnet_imagenet import ImageNetResNet
+from ltkd_jax.models.shufflenet import ShuffleNetV1
+from ltkd_jax.models.vgg import VGG
 from ltkd_jax.tools import export, predict
 
 # One model per family: resnet_cifar, resnet_imagenet, wrn, vgg, mobilenet, shufflenet (the demo models are
-# resnet_cifar's blocks; the folder test exports one).
-FAMILIES = ("resnet8x4", "resnet18", "wrn_40_1", "vgg8", "mobilenet_v2", "shufflenet_v1")
+# resnet_cifar's blocks; the folder test exports one). The ImageNet ResNet, the VGG and the ShuffleNet are their
+# modules with few channels or units: what is exported is each family's layers, and the conversion's time grows
+# with the weights and layers (resnet18's 11M weights took most of the test's time).
+FAMILIES = {
+    "resnet8x4": models.get_model("resnet8x4", 10),
+    "resnet_imagenet": ImageNetResNet(num_classes=10, blocks_per_stage=(1, 1, 1, 1), block=BasicBlock,
+                                      stage_widths=(8, 8, 16, 16)),
+    "wrn_40_1": models.get_model("wrn_40_1", 10),
+    "vgg": VGG(num_classes=10, stages=((8,), (8, 8), (16,), (16,), (16,))),
+    "mobilenet_v2": models.get_model("mobilenet_v2", 10),
+    "shufflenet": ShuffleNetV1(num_classes=10, stage_widths=(48, 96, 192), units_per_stage=(1, 2, 1)),
+}
 SHAPE = (16, 16, 3)
 RELATIVE_TOLERANCE = 1e-5
 
@@ -34,9 +48,9 @@ def random_variables(model, seed=0):
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_saved_model_and_float_tflite_give_the_jax_logits(tmp_path, name):
-    model = models.get_model(name, 10)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_saved_model_and_float_tflite_give_the_jax_logits(tmp_path, family):
+    model = FAMILIES[family]
     network = export.predict_function(model, random_variables(model), (0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
     saved = str(tmp_path / "saved_model")
     export.save_model(network, SHAPE, saved)

@@ -109,8 +109,7 @@ class Checkpointer:
             problem = damage(step_dir)
             if problem in (None, NO_CHECKSUMS):
                 if problem:
-                    logging.warning("%s %s has %s to verify them against; restoring it as it is", what, step_dir,
-                                    NO_CHECKSUMS)
+                    _warn_unverified(what, step_dir, "restoring")
                 return restore(self.latest, step, abstract_state, what)
             logging.warning("%s %s is damaged (%s): deleted it, resuming from the step before", what, step_dir,
                             problem)
@@ -224,6 +223,11 @@ def damage(step_dir: epath.Path) -> Optional[str]:
     return NO_CHECKSUMS if len(records) < processes else None
 
 
+def _warn_unverified(what: str, step_dir, doing: str) -> None:
+    logging.warning("%s %s holds %s (a process stopped before recording them); %s it as it is", what, step_dir,
+                    NO_CHECKSUMS, doing)
+
+
 def restore_variables(run_dir: str, abstract_variables, what: str = "teacher checkpoint"):
     """`(variables, checkpoint path)`: only the model variables {params, batch_stats} of the last checkpoint of
     a run directory (a teacher), and the path of the step they came from.
@@ -241,8 +245,7 @@ def restore_variables(run_dir: str, abstract_variables, what: str = "teacher che
             raise CheckpointError(f"{what} {run_dir} holds no saved step")
         problem = damage(directory / str(step))
         if problem == NO_CHECKSUMS:
-            logging.warning("%s %s has %s to verify them against; loading it as it is", what,
-                            directory / str(step), NO_CHECKSUMS)
+            _warn_unverified(what, directory / str(step), "loading")
         elif problem:
             raise CheckpointError(f"{what} {directory / str(step)} is damaged: {problem}")
         target = {"params": abstract_variables["params"], "batch_stats": abstract_variables.get("batch_stats", {})}

@@ -105,14 +105,12 @@ def run_population(stages, data: device.ExperimentData, workdirs, *, batch_size:
     replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     # One schedule and optimiser per learning rate: members that share them share their jitted initialisation
     # (the optimiser is a static argument of it), compiled once instead of once per member.
-    by_rate = {}
-    for stage in stages:
-        if stage.learning_rate not in by_rate:
-            schedule = step_lib.step_decay_schedule(stage.learning_rate, steps_per_epoch, lr_decay_epochs,
-                                                    lr_decay_rate)
-            by_rate[stage.learning_rate] = schedule, step_lib.sgd(schedule, momentum=momentum,
-                                                                  weight_decay=weight_decay)
-    schedules, txs = (list(column) for column in zip(*(by_rate[stage.learning_rate] for stage in stages)))
+    schedule_of = {rate: step_lib.step_decay_schedule(rate, steps_per_epoch, lr_decay_epochs, lr_decay_rate)
+                   for rate in {stage.learning_rate for stage in stages}}
+    tx_of = {rate: step_lib.sgd(schedule, momentum=momentum, weight_decay=weight_decay)
+             for rate, schedule in schedule_of.items()}
+    schedules = [schedule_of[stage.learning_rate] for stage in stages]
+    txs = [tx_of[stage.learning_rate] for stage in stages]
     ckpts = [checkpoint.Checkpointer(workdir, keep=keep_checkpoints) for workdir in workdirs]
     finished = False
     try:

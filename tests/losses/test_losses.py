@@ -120,7 +120,7 @@ def test_kd_loss_matches_reference():
 def test_ltkd_without_corrections_is_kd():
     zs, zt = random_case(2)
     got = ltkd_loss(zs, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=4.0, rebalance=False,
-                           uniform_intra=False)
+                    uniform_intra=False)
     np.testing.assert_allclose(got, kd_loss(zs, zt, temperature=4.0), **TOL)
     np.testing.assert_allclose(got, ref_kd(zs, zt, 4.0), **TOL)
 
@@ -130,7 +130,7 @@ def test_ltkd_without_corrections_is_kd():
 def test_ltkd_matches_reference(rebalance, uniform_intra):
     zs, zt = random_case(3, B=8)
     got = ltkd_loss(zs, zt, GROUPS_10, alpha=6.0, beta=2.0, temperature=4.0, rebalance=rebalance,
-                           uniform_intra=uniform_intra)
+                    uniform_intra=uniform_intra)
     want = ref_ltkd(zs, zt, GROUPS_10, 3, 4.0, 6.0, 2.0, rebalance, uniform_intra)
     np.testing.assert_allclose(got, want, **TOL)
 
@@ -141,7 +141,7 @@ def test_ltkd_is_not_kd_when_corrected():
     kd = kd_loss(zs, zt, temperature=4.0)
     for rebalance, uniform in [(True, False), (False, True), (True, True)]:
         got = ltkd_loss(zs, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=4.0, rebalance=rebalance,
-                               uniform_intra=uniform)
+                        uniform_intra=uniform)
         assert abs(float(got) - float(kd)) > 1e-3
 
 
@@ -158,7 +158,7 @@ def test_dkd_is_the_per_sample_two_group_case():
     labels = np.array([1, 9, 4, 4, 0])
     per_sample = (np.arange(10)[None, :] != labels[:, None]).astype(np.int32)  # 0 target, 1 non-target
     two_group = ltkd_loss(zs, zt, per_sample, alpha=1.0, beta=8.0, temperature=4.0, num_groups=2,
-                                 rebalance=False, uniform_intra=True)
+                          rebalance=False, uniform_intra=True)
     np.testing.assert_allclose(dkd_loss(zs, zt, labels, alpha=1.0, beta=8.0, temperature=4.0), two_group,
                                **TOL)
     # And that case is itself DKD's decomposition: TCKD is the inter term, NCKD the non-target KL.
@@ -234,7 +234,7 @@ def test_gradients_match_finite_differences(name):
         "dkd": lambda s: dkd_loss(s, zt, labels, alpha=1.0, beta=8.0, temperature=4.0),
         "ltkd": lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=4.0),
         "ltkd_plain": lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=1.0, beta=0.5, temperature=2.0,
-                                                 rebalance=False, uniform_intra=False),
+                                          rebalance=False, uniform_intra=False),
     }
     grad = np.asarray(jax.grad(ours[name])(jnp.asarray(zs)), np.float64)
     eps = 1e-5
@@ -256,7 +256,7 @@ def test_jit_and_per_sample_evaluation_agree():
     inter, intra = kd_decomposition(zs, zt, GROUPS_10, num_groups=3, temperature=4.0)
     for b in range(6):
         one_inter, one_intra = kd_decomposition(zs[b:b + 1], zt[b:b + 1], GROUPS_10, num_groups=3,
-                                                       temperature=4.0)
+                                                temperature=4.0)
         np.testing.assert_allclose(one_inter[0], inter[b], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(one_intra[0], intra[b], rtol=1e-5, atol=1e-7)
     # A (B, C) map with identical rows is the (C,) map.
@@ -283,7 +283,7 @@ def test_large_logits_and_underflowing_groups_stay_finite():
     for fn in [
         lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=6.0, beta=6.0, temperature=1.0),
         lambda s: ltkd_loss(s, zt, GROUPS_10, alpha=1.0, beta=1.0, temperature=1.0, rebalance=False,
-                                   uniform_intra=False),
+                            uniform_intra=False),
         lambda s: kd_loss(s, zt, temperature=1.0),
         lambda s: dkd_loss(s, zt, np.array([0, 8, 9, 4]), alpha=1.0, beta=8.0, temperature=1.0),
     ]:
@@ -387,7 +387,7 @@ def test_student_objective_and_warmup():
     labels = np.array([1, 2, 3, 9])
     distill = losses.get_distill_loss("ltkd", group_ids=GROUPS_10, alpha=6.0, beta=6.0, temperature=4.0)
     total, parts = jax.jit(functools.partial(losses.student_objective, distill_loss=distill, ce_weight=1.0,
-                                            warmup_epochs=20))(zs, zt, labels, epoch=5)
+                                             warmup_epochs=20))(zs, zt, labels, epoch=5)
     ce = -np.mean(np.log(np_softmax(zs.astype(np.float64))[np.arange(4), labels]))
     np.testing.assert_allclose(parts["ce"], ce, rtol=1e-5)
     np.testing.assert_allclose(total, ce + 0.25 * ref_ltkd(zs, zt, GROUPS_10, 3, 4.0, 6.0, 6.0), rtol=1e-5)

@@ -25,5 +25,6 @@ stage = train.Stage("ltkd", synthetic.TinyNet(), 0.05, 2, 1,
                     objective=train.Objective(warmup_epochs=1, log_temperature=4.0))
 train.run_stage(stage, data, f"{workdir}/student", teacher=teacher, **synthetic.RECIPE)
 records = train.read_metrics(f"{workdir}/student/metrics.jsonl")
-print(json.dumps({"devices": jax.device_count(), "tensorflow_imported": "tensorflow" in sys.modules, "train": [r for r in records if r["split"] == "train"][-1],
+print(json.dumps({"devices": jax.device_count(), "tensorflow_imported": "tensorflow" in sys.modules,
+                  "train": [r for r in records if r["split"] == "train"][-1],
                   "test": [r for r in records if r["split"] == "test"][-1]}))

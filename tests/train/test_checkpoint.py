@@ -186,8 +186,8 @@ def test_a_step_one_process_recorded_is_restored_and_its_files_verified(finished
     _assert_same_leaves(_teacher_run(workdir), final_leaves)
     assert read[0] == 30 and sorted(os.listdir(workdir / "checkpoints")) == ["20", "30"]
     _, target = _damage(workdir, "flip")  # a recorded file changed is still damage
-    assert "has changed" in checkpoint.damage(workdir / "checkpoints" / "30") and str(target) in checkpoint.damage(
-        workdir / "checkpoints" / "30")
+    problem = checkpoint.damage(workdir / "checkpoints" / "30")
+    assert "has changed" in problem and str(target) in problem
 
 
 def test_a_resumed_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
